@@ -1,0 +1,104 @@
+"""Two count-based recommenders: the yardsticks a learned policy must beat.
+
+- Popularity: how often each item is a (counted) training target.
+- First-order transition: for a history, sum over its items of
+  ``decay**distance * P(next | item)`` (distance 0 = most recent item), estimated
+  from next-item counts of the training windows, with popularity as a tiny
+  backfill so every item gets a score. It is strong on this data because product
+  variants follow each other (quality notes).
+
+Both give a score vector over the whole catalog and can be saved as tensors inside
+a checkpoint, so the service can fuse the same scores it was evaluated with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from recast.windows import Sequence as TrainingSequence
+from recast.windows import transitions
+
+BACKFILL = 1e-6  # share of the smallest transition score the backfill may reach
+
+
+@dataclass(frozen=True)
+class PopularityModel:
+    counts: torch.Tensor  # (N,)
+
+    @classmethod
+    def fit(cls, sequences: Iterable[TrainingSequence], num_items: int) -> PopularityModel:
+        counts = torch.zeros(num_items)
+        for seq in sequences:
+            for item, w in zip(seq.items, seq.weights):
+                counts[item] += w
+        return cls(counts)
+
+    def scores(self, history: Sequence[int]) -> torch.Tensor:
+        return self.counts / self.counts.sum().clamp(min=1.0)
+
+
+@dataclass(frozen=True)
+class TransitionModel:
+    """Row-normalised next-item counts in CSR form: row i's successors are
+    ``next_items[offsets[i]:offsets[i+1]]`` with probabilities ``next_probs``."""
+
+    offsets: torch.Tensor  # (N + 1,)
+    next_items: torch.Tensor  # (E,)
+    next_probs: torch.Tensor  # (E,)
+    popularity: torch.Tensor  # (N,) normalised
+    decay: float = 0.5
+
+    @classmethod
+    def fit(cls, sequences: Sequence[TrainingSequence], num_items: int, decay: float = 0.5) -> TransitionModel:
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        pairs: dict[tuple[int, int], float] = {}
+        for src, dst, w in transitions(sequences):
+            pairs[(src, dst)] = pairs.get((src, dst), 0.0) + w
+        keys = sorted(pairs)
+        src = torch.tensor([s for s, _ in keys], dtype=torch.long)
+        dst = torch.tensor([d for _, d in keys], dtype=torch.long)
+        count = torch.tensor([pairs[k] for k in keys], dtype=torch.float)
+        row_total = torch.zeros(num_items).index_add_(0, src, count)
+        offsets = torch.zeros(num_items + 1, dtype=torch.long)
+        offsets[1:] = torch.bincount(src, minlength=num_items).cumsum(0)
+        popularity = PopularityModel.fit(sequences, num_items).scores([])
+        return cls(offsets, dst, count / row_total[src], popularity, decay)
+
+    def scores(self, history: Sequence[int]) -> torch.Tensor:
+        """(N,) scores for one history of catalog positions (oldest first).
+
+        The popularity backfill is scaled below the smallest transition score of this
+        history (which ``decay**distance`` can make far smaller than a fixed epsilon),
+        so it only orders the items no transition reaches.
+        """
+        out = torch.zeros_like(self.popularity)
+        for distance, item in enumerate(reversed(history)):
+            lo, hi = self.offsets[item].item(), self.offsets[item + 1].item()
+            out.index_add_(0, self.next_items[lo:hi], self.next_probs[lo:hi] * self.decay**distance)
+        reached = out[out > 0]
+        scale = BACKFILL * min(1.0, reached.min().item()) if reached.numel() else BACKFILL
+        return out + scale * self.popularity / self.popularity.max().clamp(min=1e-12)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            "offsets": self.offsets,
+            "next_items": self.next_items,
+            "next_probs": self.next_probs,
+            "popularity": self.popularity,
+            "decay": torch.tensor(self.decay),
+        }
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, torch.Tensor]) -> TransitionModel:
+        return cls(t["offsets"], t["next_items"], t["next_probs"], t["popularity"], float(t["decay"]))
+
+
+def top_items(scores: torch.Tensor, k: int) -> list[int]:
+    """Positions of the k best scores, best first (ties broken by lower position)."""
+    k = min(k, scores.shape[0])
+    order = torch.argsort(-scores, stable=True)
+    return order[:k].tolist()

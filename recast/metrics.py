@@ -1,0 +1,47 @@
+"""Ranking metrics, defined as in MiniOneRec so figures compare with the anchors.
+
+The target's 0-based rank r in a ranked list (None when absent):
+HR@K = share of rows with r < K; NDCG@K = mean of 1/log2(r + 2) over rows with
+r < K (0 for the rest); Pass@1 = HR@1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+DEFAULT_KS = (1, 3, 5, 10)
+
+
+def rank_of(target: int, ranking: Sequence[int]) -> int | None:
+    """0-based position of ``target`` in ``ranking``, None if it is not there."""
+    for r, item in enumerate(ranking):
+        if item == target:
+            return r
+    return None
+
+
+def hit_rate(ranks: Sequence[int | None], k: int) -> float:
+    """
+    >>> hit_rate([0, 2, None, 9], 3)
+    0.5
+    """
+    return sum(1 for r in ranks if r is not None and r < k) / max(len(ranks), 1)
+
+
+def ndcg(ranks: Sequence[int | None], k: int) -> float:
+    """
+    >>> round(ndcg([0, 1, None], 2), 6)  # (1 + 1/log2(3) + 0) / 3
+    0.543643
+    """
+    return sum(1.0 / math.log2(r + 2) for r in ranks if r is not None and r < k) / max(len(ranks), 1)
+
+
+def summarize(ranks: Sequence[int | None], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+    """HR@K and NDCG@K for every K, Pass@1, and the row count."""
+    out: dict[str, float] = {"rows": len(ranks)}
+    for k in ks:
+        out[f"HR@{k}"] = hit_rate(ranks, k)
+        out[f"NDCG@{k}"] = ndcg(ranks, k)
+    out["Pass@1"] = hit_rate(ranks, 1)
+    return out

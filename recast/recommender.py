@@ -1,0 +1,55 @@
+"""The served ranking, defined once: constrained beam search, then fusion.
+
+Offline evaluation and every serving engine go through this class, so the list
+``recast eval --predictions`` writes is the list the service would serve.
+Histories are catalog positions, oldest first; only the last ``max_history``
+items enter the prompt (the policy was trained on at most that many).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from recast.baselines import TransitionModel
+from recast.beam import BeamResult, BeamSearchConfig, beam_search
+from recast.fusion import FusionConfig, fuse
+from recast.model import SidPolicy
+from recast.tokenizer import SidTokenizer
+from recast.trie import ItemTrie
+
+
+@dataclass
+class Recommender:
+    model: SidPolicy
+    tokenizer: SidTokenizer
+    codes: torch.Tensor  # (N, L)
+    transition: TransitionModel
+    beam: BeamSearchConfig = field(default_factory=BeamSearchConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    max_history: int = 10
+
+    def __post_init__(self) -> None:
+        self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
+
+    @property
+    def num_items(self) -> int:
+        return self.codes.shape[0]
+
+    def prompts(self, histories: list[list[int]]) -> list[list[int]]:
+        return [self.tokenizer.encode_history(self.codes, h[-self.max_history :]) for h in histories]
+
+    def policy(self, histories: list[list[int]]) -> BeamResult:
+        """The policy alone: top ``beam.width`` items with renormalised log-probabilities."""
+        return beam_search(self.model, self.trie, self.prompts(histories), self.beam, self.tokenizer.pad_id)
+
+    def rank(self, histories: list[list[int]], beams: BeamResult, k: int) -> list[list[tuple[int, float]]]:
+        """Fuse an engine's beams with the transition model: the served top-k per history."""
+        return [
+            fuse(beams.top(row), self.transition.scores(h[-self.max_history :]), k, self.fusion)
+            for row, h in enumerate(histories)
+        ]
+
+    def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
+        return self.rank(histories, self.policy(histories), k)

@@ -1,0 +1,146 @@
+"""Supervised next-item training of the policy: config, presets, batches, one step.
+
+The loop around these (progress, resume, saving) is ``learner.sft_trainer``; this
+module is the pure part, testable without files.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from recast.losses import token_nll, weighted_mean
+from recast.model import SidPolicy
+from recast.trie import ROOT, ItemTrie
+from recast.windows import Sequence
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Everything that decides an SFT run; saved in the checkpoint manifest."""
+
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this
+    warmup_steps: int = 50
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    constrained_loss: bool = True  # softmax over trie-allowed tokens, as beam search scores
+    max_history: int = 10
+    seed: int = 0
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "n_layer", "max_history"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, SFTConfig] = {
+    # Seconds on one core: for tests and smoke runs, not for quality.
+    "tiny": SFTConfig(n_layer=1, n_head=2, d_model=32, d_ff=64, dropout=0.0, epochs=2, batch_size=128),
+    # Minutes on 2 cores: the demo's policy.
+    "default": SFTConfig(),
+}
+
+
+def preset(name: str) -> SFTConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def item_paths(trie: ItemTrie, codes: torch.Tensor) -> torch.Tensor:
+    """(N, L): the trie node *before* each token of each item's code (root first)."""
+    N, L = codes.shape
+    paths = torch.full((N, L), ROOT, dtype=torch.long)
+    nodes = torch.full((N,), ROOT, dtype=torch.long)
+    for level in range(L):
+        paths[:, level] = nodes
+        _, next_node = trie.expand(nodes)
+        nodes = next_node.gather(1, codes[:, level : level + 1]).squeeze(1)
+    return paths
+
+
+@dataclass
+class Batch:
+    idx: torch.Tensor  # (B, T) inputs: [BOS] + item tokens, right-padded
+    targets: torch.Tensor  # (B, T) the next token at each input position
+    weights: torch.Tensor  # (B, T) the window weight of the item each target belongs to
+    nodes: torch.Tensor  # (B, T) trie node each target is decoded from (dead on padding)
+
+
+def make_batch(
+    sequences: list[Sequence], codes: torch.Tensor, paths: torch.Tensor, bos_id: int, pad_id: int, dead: int
+) -> Batch:
+    L = codes.shape[1]
+    T = max(len(s.items) for s in sequences) * L
+    B = len(sequences)
+    idx = torch.full((B, T), pad_id, dtype=torch.long)
+    targets = torch.full((B, T), pad_id, dtype=torch.long)
+    weights = torch.zeros(B, T)
+    nodes = torch.full((B, T), dead, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        items = torch.tensor(seq.items, dtype=torch.long)
+        n = len(seq.items) * L
+        tokens = codes[items].reshape(-1)
+        idx[row, 0] = bos_id
+        idx[row, 1:n] = tokens[:-1]
+        targets[row, :n] = tokens
+        weights[row, :n] = torch.tensor(seq.weights).repeat_interleave(L)
+        nodes[row, :n] = paths[items].reshape(-1)
+    return Batch(idx, targets, weights, nodes)
+
+
+def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool) -> torch.Tensor:
+    logits = model(batch.idx)  # (B, T, V)
+    allowed = None
+    if constrained:
+        allowed, _ = trie.expand(batch.nodes.reshape(-1))
+        allowed = allowed.view(*batch.nodes.shape, -1)
+    return weighted_mean(token_nll(logits, batch.targets, allowed), batch.weights)
+
+
+def learning_rate(step: int, total_steps: int, config: SFTConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: SidPolicy, config: SFTConfig) -> torch.optim.Optimizer:
+    # No weight decay on norms and embeddings (the nanoGPT split: decay 2-D matmul weights only).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.98))
+
+
+def train_step(
+    model: SidPolicy, optimizer: torch.optim.Optimizer, batch: Batch, trie: ItemTrie, config: SFTConfig, lr: float
+) -> tuple[float, float]:
+    """One optimiser step; returns (loss, gradient norm before clipping)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = batch_loss(model, batch, trie, config.constrained_loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return loss.item(), grad_norm.item()

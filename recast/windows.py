@@ -1,0 +1,60 @@
+"""Next-item training windows from interaction rows, and the user-level split.
+
+A row is ``history -> target``. Its full sequence ``history + [target]`` holds one
+window per position: every prefix predicts the item after it. A causal LM trained
+on the sequence sees all of them in one pass. A user's rows chain (a later row's
+history ends with the earlier row's history and target), so the same window shows
+up in several rows; each (user, context, target) window gets weight 1 the first
+time and 0 after, so no window counts twice and none is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from recast.dataset import Interaction
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Catalog positions, oldest first; ``weights[j]`` is the weight of predicting ``items[j]``."""
+
+    user_id: str
+    items: tuple[int, ...]
+    weights: tuple[float, ...]
+
+
+def build_sequences(rows: Iterable[Interaction], position: dict[str, int], max_history: int) -> list[Sequence]:
+    """One sequence per row (history cut to its last ``max_history`` items, as the
+    service cuts prompts), de-duplicated windows weighted 0 (see module doc)."""
+    seen: set[tuple[str, tuple[int, ...], int]] = set()
+    sequences = []
+    for row in rows:
+        history = row.history[-max_history:]
+        items = tuple(position[i] for i in history) + (position[row.target],)
+        weights = []
+        for j, target in enumerate(items):
+            key = (row.user_id, items[:j], target)
+            weights.append(0.0 if key in seen else 1.0)
+            seen.add(key)
+        sequences.append(Sequence(row.user_id, items, tuple(weights)))
+    return sequences
+
+
+def transitions(sequences: Iterable[Sequence]) -> Iterable[tuple[int, int, float]]:
+    """(previous item, next item, weight) for every counted window with a non-empty context."""
+    for seq in sequences:
+        for j in range(1, len(seq.items)):
+            if seq.weights[j] > 0:
+                yield seq.items[j - 1], seq.items[j], seq.weights[j]
+
+
+def split_users(user_ids: Iterable[str], holdout: float, seed: int) -> set[str]:
+    """The held-out users: a ``holdout`` share of the distinct users, chosen by a
+    seeded hash so the split is stable across runs, machines and row order."""
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
+    users = sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    return set(users[: round(len(users) * holdout)])
