@@ -1,0 +1,58 @@
+import pytest
+
+from recast.dataset import Interaction, load_catalog, load_interactions, write_interactions
+from recast.windows import Sequence, build_sequences, split_users, transitions
+
+POSITION = {str(i): i for i in range(20)}
+
+
+def test_chained_rows_count_each_window_once():
+    rows = [
+        Interaction("u", ("1", "2"), "3"),
+        Interaction("v", ("1", "2"), "3"),  # another user's identical windows still count
+        Interaction("u", ("1", "2", "3"), "4"),
+    ]
+    seqs = build_sequences(rows, POSITION, max_history=10)
+    assert seqs[0] == Sequence("u", (1, 2, 3), (1.0, 1.0, 1.0))
+    assert seqs[1] == Sequence("v", (1, 2, 3), (1.0, 1.0, 1.0))
+    assert seqs[2] == Sequence("u", (1, 2, 3, 4), (0.0, 0.0, 0.0, 1.0))
+
+
+def test_max_history_keeps_the_most_recent_items():
+    rows = [Interaction("u", ("1", "2", "3", "4"), "5")]
+    assert build_sequences(rows, POSITION, max_history=2)[0].items == (3, 4, 5)
+    assert build_sequences(rows, POSITION, max_history=4)[0].items == (1, 2, 3, 4, 5)
+
+
+def test_transitions_yield_only_counted_windows():
+    seqs = [Sequence("u", (1, 2, 3), (1.0, 1.0, 1.0)), Sequence("u", (1, 2, 3, 4), (0.0, 0.0, 0.0, 1.0))]
+    assert list(transitions(seqs)) == [(1, 2, 1.0), (2, 3, 1.0), (3, 4, 1.0)]
+
+
+def test_split_users_is_deterministic_and_sized():
+    users = [f"user{i}" for i in range(1000)]
+    held = split_users(users + users[:10], 0.2, seed=7)  # repeated ids count once
+    assert len(held) == 200 and held <= set(users)
+    assert split_users(list(reversed(users)), 0.2, seed=7) == held
+    assert split_users(users, 0.2, seed=8) != held
+
+
+@pytest.mark.parametrize("holdout", [0.0, 1.0, -0.1, 1.5])
+def test_split_users_refuses_bad_holdout(holdout):
+    with pytest.raises(ValueError, match="holdout must be a fraction"):
+        split_users(["a", "b"], holdout, seed=0)
+
+
+def test_split_keeps_all_of_a_users_rows_together(make_dataset, tmp_path):
+    data = make_dataset()
+    catalog = load_catalog(data)
+    rows = load_interactions(data / "valid.csv", catalog)
+    held = split_users([r.user_id for r in rows], 0.25, seed=0)
+    assert len(held) == 3  # round(12 * 0.25)
+    for name, keep in (("train", lambda r: r.user_id not in held), ("heldout", lambda r: r.user_id in held)):
+        write_interactions(data / "valid.csv", tmp_path / f"{name}.csv", {i for i, r in enumerate(rows) if keep(r)})
+    train = load_interactions(tmp_path / "train.csv", catalog)
+    heldout = load_interactions(tmp_path / "heldout.csv", catalog)
+    assert {r.user_id for r in heldout} == held
+    assert not {r.user_id for r in train} & held
+    assert sorted(train + heldout, key=rows.index) == rows
