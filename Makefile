@@ -36,7 +36,7 @@ demo: install
 
 lint: install
 	$(BIN)/lint-imports
-	$(BIN)/ruff check recast schemas serving learner ops tests
+	$(BIN)/ruff check recast schemas serving learner ops migrations tests
 
 test: install
 	$(BIN)/lint-imports

@@ -6,6 +6,8 @@ Data -> split -> train -> eval on the shipped data set:
     recast train --data data/amazon18-industrial --train runs/split/train.csv --preset default --out runs/sft
     recast eval  --data data/amazon18-industrial --split runs/split/heldout.csv --checkpoint runs/sft
 
+The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recast status``, ``recast down``.
+
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
 """
 
@@ -20,6 +22,7 @@ from typing import Annotated
 
 import typer
 
+from ops import stack_cli
 from schemas.settings import get_settings
 
 app = typer.Typer(
@@ -211,6 +214,9 @@ def eval_(
             for i, ranking in enumerate(result.served):
                 f.write(json.dumps({"row": i, "items": [ckpt.item_ids[p] for p in ranking]}) + "\n")
     typer.echo(json.dumps(out, indent=2))
+
+
+stack_cli.register(app)
 
 
 def main() -> None:

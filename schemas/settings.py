@@ -25,6 +25,27 @@ class Settings(BaseSettings):
     )
     torch_threads: int = Field(2, ge=1, description="Intra-op threads for torch on the CPU.")
 
+    # The event pipeline (issue 5). Defaults suit a local machine; `recast up` prints the values of its stack.
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/recast", description="SQLAlchemy URL of the Postgres database."
+    )
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port].")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (the Celery broker).")
+    impressions_topic: str = Field("recast.impressions", min_length=1, description="Topic of served lists.")
+    outcomes_topic: str = Field("recast.outcomes", min_length=1, description="Topic of shopper actions.")
+    topic_partitions: int = Field(4, ge=1, description="Partitions per topic when the stack creates them.")
+    reward_purchase: float = Field(1.0, ge=0.0, description="Reward of a purchase of a served item.")
+    reward_add_to_cart: float = Field(0.5, ge=0.0, description="Reward of an add-to-cart of a served item.")
+    reward_click: float = Field(0.25, ge=0.0, description="Reward of a click on a served item.")
+    attribution_window_s: int = Field(
+        1800, ge=1, description="Seconds after an impression during which the user's outcomes count for it."
+    )
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        """Reward per outcome type (the keys are ``schemas.events.OUTCOME_TYPES``)."""
+        return {"click": self.reward_click, "add_to_cart": self.reward_add_to_cart, "purchase": self.reward_purchase}
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -84,3 +84,18 @@ def make_dataset(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shipped_data() -> Path:
     return REPO_ROOT / "data" / "amazon18-industrial"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """The embedded stack (Postgres, Tansu, Redis on 127.0.0.1), started once per test session
+    in a fresh folder, so every session gets a fresh database and an empty broker."""
+    from ops.stack import down, up
+    from schemas.settings import Settings
+
+    settings = Settings()
+    root = tmp_path_factory.mktemp("stack")
+    try:
+        yield up(root, [settings.impressions_topic, settings.outcomes_topic], settings.topic_partitions)
+    finally:
+        down(root)

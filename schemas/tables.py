@@ -1,0 +1,169 @@
+"""Storage tables (SQLAlchemy 2): the events as received, the reward groups built from them,
+what could not be read, and the models and training runs that learn from them.
+
+Every change here needs an Alembic revision in ``migrations/versions``; a test compares
+this metadata with the migrated database, so a forgotten revision fails the suite.
+
+JSON columns are JSONB on PostgreSQL (indexable, compact) and plain JSON elsewhere.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from schemas.events import OUTCOME_TYPES
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+ID = String(128)
+MODEL_STATUSES = ("candidate", "active", "retired", "rejected")
+RUN_STATUSES = ("running", "succeeded", "failed")
+
+# Explicit constraint names, so migrations can drop and alter them by name on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType, datetime: DateTime(timezone=True)}
+
+
+class ImpressionRow(Base):
+    """A served list as received (``schemas.events.Impression``); ``request_id`` deduplicates."""
+
+    __tablename__ = "impressions"
+
+    request_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, index=True)
+    segment: Mapped[str] = mapped_column(String(64))
+    history: Mapped[list[Any]]
+    items: Mapped[list[Any]] = mapped_column(comment="[{item_id, score, rank}] in rank order")
+    model_version: Mapped[str] = mapped_column(ID)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class OutcomeRow(Base):
+    """A shopper's action as received (``schemas.events.Outcome``); ``event_id`` deduplicates."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (CheckConstraint(_one_of("type", OUTCOME_TYPES), name="type"),)
+
+    event_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID, index=True)
+    request_id: Mapped[str | None] = mapped_column(ID, index=True)
+    item_id: Mapped[str] = mapped_column(ID)
+    type: Mapped[str] = mapped_column(String(16))
+    schema_version: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set once the outcome counts in a group; NULL while it waits for its impression (it may arrive first).
+    attributed_request_id: Mapped[str | None] = mapped_column(ID, index=True)
+
+
+class RewardGroup(Base):
+    """One served list and what it earned inside its attribution window: one learner sample."""
+
+    __tablename__ = "reward_groups"
+    __table_args__ = (
+        # The ingestion worker's hot lookups: a user's open groups, and the groups whose window has ended.
+        Index("ix_reward_groups_user_open", "user_id", "window_open"),
+        Index("ix_reward_groups_open_closes_at", "window_open", "closes_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(ID, ForeignKey("impressions.request_id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ID)
+    segment: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(ID, index=True)
+    history: Mapped[list[Any]] = mapped_column(comment="the context the policy saw")
+    items: Mapped[list[Any]] = mapped_column(comment="served item ids, in rank order")
+    rewards: Mapped[list[Any]] = mapped_column(comment="one reward per served item, aligned with items")
+    organic_positives: Mapped[list[Any]] = mapped_column(comment="[{item_id, type, event_id}] engaged off the list")
+    all_zero: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    window_open: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    opened_at: Mapped[datetime]
+    closes_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DeadLetter(Base):
+    """A message that could not be read, kept byte for byte with the reason it was refused."""
+
+    __tablename__ = "dead_letters"
+    # One row per source message, so replaying a topic dead-letters nothing twice.
+    __table_args__ = (UniqueConstraint("topic", "partition", "offset", name="uq_dead_letters_source"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, comment="raw bytes: a bad payload may not even be UTF-8")
+    reason: Mapped[str] = mapped_column(Text)
+    ts: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ModelVersion(Base):
+    """A checkpoint the service may load; ``sha256`` is the manifest's hash, checked before serving."""
+
+    __tablename__ = "model_registry"
+    __table_args__ = (CheckConstraint(_one_of("status", MODEL_STATUSES), name="status"),)
+
+    version: Mapped[str] = mapped_column(ID, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), server_default="candidate")
+    metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class TrainingRun(Base):
+    """One learner run: which model it started from, what it produced and how it went."""
+
+    __tablename__ = "training_runs"
+    __table_args__ = (CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), comment="sft | recast | ...")
+    status: Mapped[str] = mapped_column(String(16), server_default="running")
+    base_version: Mapped[str | None] = mapped_column(ID, ForeignKey("model_registry.version"))
+    result_version: Mapped[str | None] = mapped_column(ID, ForeignKey("model_registry.version"))
+    config: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    groups_used: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    reward_mean: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
