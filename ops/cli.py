@@ -186,7 +186,7 @@ def eval_(
         ckpt.transition,
         beam=BeamSearchConfig(beams or settings.beam_width),
         fusion=FusionConfig() if settings.fusion_policy_weight is None else FusionConfig(settings.fusion_policy_weight),
-        max_history=ckpt.manifest["sft_config"]["max_history"],
+        max_history=ckpt.manifest.get("sft_config", {}).get("max_history", settings.max_history),
     )
     histories = [[catalog.index[i] for i in r.history] for r in rows]
     targets = [catalog.index[r.target] for r in rows]

@@ -41,11 +41,12 @@ def evaluate(
     for start in range(0, len(histories), batch_size):
         hist = histories[start : start + batch_size]
         beams = recommender.policy(hist)
-        fused = recommender.rank(hist, beams, depth)
+        transition = recommender.transition_scores(hist)
+        fused = recommender.rank(hist, beams, depth, transition)
         for row, target in enumerate(targets[start : start + batch_size]):
             policy_list = [i for i, _ in beams.top(row, depth)]
             served_list = [i for i, _ in fused[row]]
-            transition_list = top_items(recommender.transition.scores(hist[row][-recommender.max_history :]), depth)
+            transition_list = top_items(transition[row], depth)
             ranks["policy"].append(rank_of(target, policy_list))
             ranks["served"].append(rank_of(target, served_list))
             ranks["popularity"].append(rank_of(target, popular))

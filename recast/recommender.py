@@ -44,12 +44,17 @@ class Recommender:
         """The policy alone: top ``beam.width`` items with renormalised log-probabilities."""
         return beam_search(self.model, self.trie, self.prompts(histories), self.beam, self.tokenizer.pad_id)
 
-    def rank(self, histories: list[list[int]], beams: BeamResult, k: int) -> list[list[tuple[int, float]]]:
-        """Fuse an engine's beams with the transition model: the served top-k per history."""
-        return [
-            fuse(beams.top(row), self.transition.scores(h[-self.max_history :]), k, self.fusion)
-            for row, h in enumerate(histories)
-        ]
+    def transition_scores(self, histories: list[list[int]]) -> list[torch.Tensor]:
+        """The transition model's (N,) scores per history (on the same cut history as the prompt)."""
+        return [self.transition.scores(h[-self.max_history :]) for h in histories]
+
+    def rank(
+        self, histories: list[list[int]], beams: BeamResult, k: int, transition: list[torch.Tensor] | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Fuse an engine's beams with the transition model: the served top-k per history.
+        ``transition`` passes scores already computed by :meth:`transition_scores`."""
+        transition = transition if transition is not None else self.transition_scores(histories)
+        return [fuse(beams.top(row), transition[row], k, self.fusion) for row in range(len(histories))]
 
     def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
         return self.rank(histories, self.policy(histories), k)
