@@ -23,6 +23,7 @@ from recast.checkpoint import save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
 from recast.model import PolicyConfig, SidPolicy
 from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
+from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
 from recast.windows import build_sequences
@@ -121,7 +122,8 @@ def train_sft(
         },
         "metrics": {"train_loss": losses},
     }
-    save_checkpoint(out, model, tokenizer, catalog, transition, manifest)
+    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    save_checkpoint(out, model, tokenizer, catalog, transition, text, manifest)
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
 

@@ -7,6 +7,7 @@ Data -> split -> train -> eval on the shipped data set:
     recast eval  --data data/amazon18-industrial --split runs/split/heldout.csv --checkpoint runs/sft
 
 The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recast status``, ``recast down``.
+The ingestion worker (Kafka -> reward groups): ``recast ingest``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
 """
@@ -22,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ops import stack_cli
+from ops import ingest_cli, stack_cli
 from schemas.settings import get_settings
 
 app = typer.Typer(
@@ -187,6 +188,7 @@ def eval_(
         beam=BeamSearchConfig(beams or settings.beam_width),
         fusion=FusionConfig() if settings.fusion_policy_weight is None else FusionConfig(settings.fusion_policy_weight),
         max_history=ckpt.manifest.get("sft_config", {}).get("max_history", settings.max_history),
+        text=ckpt.text,
     )
     histories = [[catalog.index[i] for i in r.history] for r in rows]
     targets = [catalog.index[r.target] for r in rows]
@@ -217,6 +219,7 @@ def eval_(
 
 
 stack_cli.register(app)
+ingest_cli.register(app)
 
 
 def main() -> None:

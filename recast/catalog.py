@@ -45,6 +45,7 @@ def sid_text(tokens: tuple[str, ...]) -> str:
 class Item:
     item_id: str
     title: str
+    brand: str
     sid: tuple[str, ...]  # the data set's SID, without the disambiguation token
     code: tuple[str, ...]  # sid + disambiguation token: what the policy decodes
 
@@ -88,8 +89,10 @@ def _id_order(item_id: str) -> tuple[int, int | str]:
     return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
 
 
-def build_catalog(titles: dict[str, str], sids: dict[str, tuple[str, ...]]) -> Catalog:
-    """Build a catalog from item titles and SIDs (both keyed by item id).
+def build_catalog(
+    titles: dict[str, str], sids: dict[str, tuple[str, ...]], brands: dict[str, str] | None = None
+) -> Catalog:
+    """Build a catalog from item titles and SIDs (both keyed by item id); brands are optional.
 
     Every item needs both a title entry and a SID, all SIDs the same number of
     levels, and each level its own letter (``<a_..>`` first, ``<b_..>`` second ...).
@@ -128,7 +131,8 @@ def build_catalog(titles: dict[str, str], sids: dict[str, tuple[str, ...]]) -> C
         sid = sids[item_id]
         code = sid + (f"<{disambiguation}_{seen[sid]}>",)
         seen[sid] += 1
-        items.append(Item(item_id=item_id, title=titles[item_id], sid=sid, code=code))
+        brand = (brands or {}).get(item_id) or ""
+        items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
     return Catalog(
         items=tuple(items),
         disambiguation_level=disambiguation,

@@ -6,7 +6,8 @@ Layout (every file written atomically, the manifest last):
 - ``tokenizer.json``, ``tokenizer_config.json``: the word-level SID tokenizer.
 - ``item_codes.json``: the catalog as the policy knows it, ``[[item_id, [tokens]]]``
   in catalog order; decoding maps codes to items through this table alone.
-- ``transition.safetensors``: the transition model fused into the served ranking.
+- ``transition.safetensors``, ``text.safetensors``: the transition and text
+  scorers fused into the served ranking.
 - ``manifest.json``: format version, configs, data fingerprint, metrics, and the
   sha256 of every other file; loading verifies them, so a half-copied or
   tampered checkpoint is refused rather than served.
@@ -30,11 +31,19 @@ from safetensors.torch import load_file, save_file
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.model import PolicyConfig, SidPolicy
+from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-HASHED_FILES = ("config.json", "model.safetensors", "item_codes.json", "transition.safetensors", "tokenizer.json")
+HASHED_FILES = (
+    "config.json",
+    "model.safetensors",
+    "item_codes.json",
+    "transition.safetensors",
+    "text.safetensors",
+    "tokenizer.json",
+)
 
 
 class CheckpointError(RuntimeError):
@@ -49,6 +58,7 @@ class Checkpoint:
     item_ids: list[str]  # catalog position -> item id
     codes: torch.Tensor  # (N, L) token ids, catalog order
     transition: TransitionModel
+    text: TextModel
     manifest: dict
 
     @property
@@ -90,6 +100,7 @@ def save_checkpoint(
     tokenizer: SidTokenizer,
     catalog: Catalog,
     transition: TransitionModel,
+    text: TextModel,
     manifest: dict,
 ) -> Path:
     """Write a complete checkpoint directory; ``manifest`` adds run facts (configs, data, metrics)."""
@@ -111,6 +122,7 @@ def save_checkpoint(
     tokenizer.to_hf().save_pretrained(str(out))
     _write_json(out / "item_codes.json", [[item.item_id, list(item.code)] for item in catalog.items])
     _save_tensors(out / "transition.safetensors", transition.to_tensors())
+    _save_tensors(out / "text.safetensors", text.to_tensors())
     full = {
         **manifest,
         "format_version": FORMAT_VERSION,
@@ -157,7 +169,9 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> Checkpoint:
     tokenizer = SidTokenizer(vocab=tuple(sorted(vocab, key=vocab.get)))
     codes = torch.tensor([[tokenizer.token_id(t) for t in code] for _, code in table], dtype=torch.long)
     transition = TransitionModel.from_tensors(load_file(str(path / "transition.safetensors")))
-    return Checkpoint(path, model, tokenizer, [item_id for item_id, _ in table], codes, transition, manifest)
+    text = TextModel.from_tensors(load_file(str(path / "text.safetensors")))
+    item_ids = [item_id for item_id, _ in table]
+    return Checkpoint(path, model, tokenizer, item_ids, codes, transition, text, manifest)
 
 
 def update_manifest(path: Path | str, key: str, value) -> None:

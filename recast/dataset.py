@@ -67,12 +67,14 @@ def load_catalog(data_dir: Path | str) -> Catalog:
     data_dir = Path(data_dir)
     items_path, sid_path = data_dir / "items.json", data_dir / "sid_index.json"
     raw_items, items_text = _read_json_object(items_path)
-    titles = {}
+    titles, brands = {}, {}
     for item_id, entry in raw_items.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
             problem = f"item {item_id!r}: expected an object with a 'title' string"
             raise DatasetError(items_path, problem, _key_line(items_text, item_id))
         titles[str(item_id)] = entry["title"]
+        if isinstance(entry.get("brand"), str):
+            brands[str(item_id)] = entry["brand"]
     sids = {}
     raw_sids, sids_text = _read_json_object(sid_path)
     for item_id, tokens in raw_sids.items():
@@ -84,7 +86,7 @@ def load_catalog(data_dir: Path | str) -> Catalog:
         except CatalogError as exc:
             raise DatasetError(sid_path, f"item {item_id!r}: {exc}", _key_line(sids_text, item_id)) from None
     try:
-        catalog = build_catalog(titles, sids)
+        catalog = build_catalog(titles, sids, brands)
     except CatalogError as exc:
         raise DatasetError(sid_path, str(exc)) from None
     info_path = data_dir / "info.txt"

@@ -36,13 +36,15 @@ def evaluate(
     if depth < max(DEFAULT_KS):
         raise ValueError(f"list_length must be >= {max(DEFAULT_KS)}")
     popular = top_items(recommender.transition.popularity, depth)
-    ranks: dict[str, list[int | None]] = {"policy": [], "served": [], "popularity": [], "transition": []}
+    baselines = ["popularity", "transition"] + (["text"] if recommender.text is not None else [])
+    ranks: dict[str, list[int | None]] = {name: [] for name in ["policy", "served", *baselines]}
     served: list[list[int]] = []
     for start in range(0, len(histories), batch_size):
         hist = histories[start : start + batch_size]
         beams = recommender.policy(hist)
         transition = recommender.transition_scores(hist)
-        fused = recommender.rank(hist, beams, depth, transition)
+        text = recommender.text_scores(hist)
+        fused = recommender.rank(hist, beams, depth, transition, text)
         for row, target in enumerate(targets[start : start + batch_size]):
             policy_list = [i for i, _ in beams.top(row, depth)]
             served_list = [i for i, _ in fused[row]]
@@ -51,14 +53,21 @@ def evaluate(
             ranks["served"].append(rank_of(target, served_list))
             ranks["popularity"].append(rank_of(target, popular))
             ranks["transition"].append(rank_of(target, transition_list))
+            if text is not None:
+                ranks["text"].append(rank_of(target, top_items(text[row], depth)))
             served.append(served_list)
         if on_batch is not None:
             on_batch(len(hist))
     report = {
         "policy": summarize(ranks["policy"]),
         "served": summarize(ranks["served"]),
-        "baselines": {name: summarize(ranks[name]) for name in ("popularity", "transition")},
+        "baselines": {name: summarize(ranks[name]) for name in baselines},
         "beam_width": recommender.beam.width,
-        "fusion": {"policy_weight": recommender.fusion.policy_weight, "temperature": recommender.fusion.temperature},
+        "fusion": {
+            "policy_weight": recommender.fusion.policy_weight,
+            "text_weight": recommender.fusion.text_weight,
+            "transition_weight": recommender.fusion.transition_weight,
+            "temperature": recommender.fusion.temperature,
+        },
     }
     return EvalResult(report, served, ranks)

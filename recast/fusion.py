@@ -1,12 +1,13 @@
-"""The served ranking: the policy's beam mixed with the transition model.
+"""The served ranking: the policy's beam mixed with the transition and text scorers.
 
-Both scorers become distributions-like vectors over the catalog and are mixed:
-``w * softmax(beam_scores / temperature) + (1 - w) * transition / max(transition)``.
+Each scorer becomes a vector over the catalog and they are mixed:
+``w * softmax(beam / temperature) + wt * text / max(text) + (1 - w - wt) * transition / max(transition)``.
 The policy part is its renormalised item distribution restricted to the beam and
 flattened by ``temperature`` (the small decoder is over-confident); items outside
-the beam get 0 from it. The transition part is scaled so its best item scores 1.
-Quality notes: the small decoder alone does not beat the transition model on this
-data; a mixture did. The defaults were tuned on an inner validation split carved
+the beam get 0 from it. The transition and text parts are scaled so their best
+item scores 1. The small decoder alone does not beat the transition model on this
+data; the policy and transitions alone tie it, and the text scorer (``recast.text``)
+reaches the targets that no interaction count has seen. The defaults were tuned on an inner validation split carved
 out of the training users (BENCHMARKS.md), never on the held-out users.
 """
 
@@ -20,25 +21,42 @@ import torch
 @dataclass(frozen=True)
 class FusionConfig:
     policy_weight: float = 0.4
+    text_weight: float = 0.3
     temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.policy_weight <= 1.0:
             raise ValueError(f"policy_weight must be in [0, 1], got {self.policy_weight}")
+        if not 0.0 <= self.text_weight <= 1.0 - self.policy_weight:
+            raise ValueError(
+                f"text_weight must be in [0, 1 - policy_weight = {1.0 - self.policy_weight:g}], got {self.text_weight}"
+            )
         if self.temperature <= 0.0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
+    @property
+    def transition_weight(self) -> float:
+        return 1.0 - self.policy_weight - self.text_weight
+
 
 def fuse(
-    beam: list[tuple[int, float]], transition_scores: torch.Tensor, k: int, config: FusionConfig
+    beam: list[tuple[int, float]],
+    transition_scores: torch.Tensor,
+    k: int,
+    config: FusionConfig,
+    text_scores: torch.Tensor | None = None,
 ) -> list[tuple[int, float]]:
     """The top-k (item, fused score) pairs, best first.
 
     ``beam``: the policy's (catalog position, log-probability) pairs;
-    ``transition_scores``: (N,) non-negative scores over the whole catalog.
+    ``transition_scores``, ``text_scores``: (N,) non-negative scores over the whole
+    catalog (without text scores their weight goes to the transition part).
     """
     w = config.policy_weight
-    fused = (1.0 - w) * transition_scores / transition_scores.max().clamp(min=1e-12)
+    w_text = config.text_weight if text_scores is not None else 0.0
+    fused = (1.0 - w - w_text) * transition_scores / transition_scores.max().clamp(min=1e-12)
+    if text_scores is not None and w_text > 0:
+        fused = fused + w_text * text_scores / text_scores.max().clamp(min=1e-12)
     if beam:
         items = torch.tensor([i for i, _ in beam], dtype=torch.long)
         policy = (torch.tensor([s for _, s in beam]) / config.temperature).softmax(dim=0)

@@ -16,6 +16,7 @@ from recast.baselines import TransitionModel
 from recast.beam import BeamResult, BeamSearchConfig, beam_search
 from recast.fusion import FusionConfig, fuse
 from recast.model import SidPolicy
+from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
 
@@ -29,6 +30,7 @@ class Recommender:
     beam: BeamSearchConfig = field(default_factory=BeamSearchConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     max_history: int = 10
+    text: TextModel | None = None
 
     def __post_init__(self) -> None:
         self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
@@ -48,13 +50,27 @@ class Recommender:
         """The transition model's (N,) scores per history (on the same cut history as the prompt)."""
         return [self.transition.scores(h[-self.max_history :]) for h in histories]
 
+    def text_scores(self, histories: list[list[int]]) -> list[torch.Tensor] | None:
+        if self.text is None:
+            return None
+        return [self.text.scores(h[-self.max_history :]) for h in histories]
+
     def rank(
-        self, histories: list[list[int]], beams: BeamResult, k: int, transition: list[torch.Tensor] | None = None
+        self,
+        histories: list[list[int]],
+        beams: BeamResult,
+        k: int,
+        transition: list[torch.Tensor] | None = None,
+        text: list[torch.Tensor] | None = None,
     ) -> list[list[tuple[int, float]]]:
-        """Fuse an engine's beams with the transition model: the served top-k per history.
-        ``transition`` passes scores already computed by :meth:`transition_scores`."""
+        """Fuse an engine's beams with the transition and text scorers: the served top-k
+        per history. ``transition``/``text`` pass scores already computed for these histories."""
         transition = transition if transition is not None else self.transition_scores(histories)
-        return [fuse(beams.top(row), transition[row], k, self.fusion) for row in range(len(histories))]
+        text = text if text is not None else self.text_scores(histories)
+        return [
+            fuse(beams.top(row), transition[row], k, self.fusion, None if text is None else text[row])
+            for row in range(len(histories))
+        ]
 
     def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
         return self.rank(histories, self.policy(histories), k)

@@ -70,7 +70,7 @@ def test_split_is_by_user_and_covers_every_row(pipeline):
 def test_eval_reports_every_metric_for_every_ranking(pipeline):
     _, split, report = pipeline
     rankings = [report["policy"], report["served"], *report["baselines"].values()]
-    assert set(report["baselines"]) == {"popularity", "transition"}
+    assert set(report["baselines"]) == {"popularity", "transition", "text"}
     for metrics in rankings:
         assert metrics["rows"] == split["heldout_rows"]
         for k in (1, 3, 5, 10):

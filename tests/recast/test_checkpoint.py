@@ -7,6 +7,7 @@ from recast.baselines import TransitionModel
 from recast.catalog import build_catalog
 from recast.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recast.model import PolicyConfig, SidPolicy
+from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 from recast.windows import Sequence
 
@@ -19,7 +20,8 @@ def saved(tmp_path):
     torch.manual_seed(0)
     model = SidPolicy(PolicyConfig(vocab_size=len(tokenizer), n_layer=2, n_head=2, d_model=16, d_ff=32)).eval()
     transition = TransitionModel.fit([Sequence("u", (0, 1, 2), (1.0, 1.0, 1.0))], len(catalog))
-    save_checkpoint(tmp_path / "ckpt", model, tokenizer, catalog, transition, {"kind": "test"})
+    text = TextModel.fit([item.title for item in catalog.items], min_df=1)
+    save_checkpoint(tmp_path / "ckpt", model, tokenizer, catalog, transition, text, {"kind": "test"})
     return tmp_path / "ckpt", model, tokenizer, catalog
 
 
@@ -31,6 +33,8 @@ def test_round_trip_keeps_weights_codes_and_manifest(saved):
     assert ckpt.item_ids == [item.item_id for item in catalog.items]
     assert torch.equal(ckpt.codes, tokenizer.item_codes(catalog))
     assert ckpt.manifest["kind"] == "test" and len(ckpt.version) == 12
+    text = TextModel.fit([item.title for item in catalog.items], min_df=1)
+    assert torch.equal(ckpt.text.scores([1, 2]), text.scores([1, 2]))
 
 
 def test_transformers_llama_gives_the_same_logits(saved):
