@@ -7,8 +7,10 @@
 FROM python:3.11-slim AS app
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-# The CPU wheel first and pinned, as the Makefile does: left to the resolver pip may pick a CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first and pinned, as the Makefile does. Pass TORCH_INDEX_URL=<PyTorch's CPU wheel index>
+# for a small CPU-only image; left empty, pip takes the default (CUDA) build.
+ARG TORCH_INDEX_URL=""
+RUN pip install torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 COPY pyproject.toml README.md alembic.ini ./
 COPY recast recast
 COPY schemas schemas
