@@ -7,7 +7,7 @@ module is the pure part, testable without files.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -36,7 +36,6 @@ class SFTConfig:
     constrained_loss: bool = True  # softmax over trie-allowed tokens, as beam search scores
     max_history: int = 10
     seed: int = 0
-    notes: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_layer", "max_history"):
