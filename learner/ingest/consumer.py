@@ -1,0 +1,218 @@
+"""The ingestion loop: poll a batch, write it in one database transaction, then commit the offsets.
+
+The order is the guarantee. A crash before the database commit loses nothing (the offsets
+were not committed, the batch comes again); a crash between the two commits redelivers a
+batch the database already holds, and the unique keys make that a no-op. A database error
+(Postgres restarting) rolls back, rewinds the consumer to the batch's first offsets and
+retries, so nothing is skipped either. Malformed messages become dead letters in the same
+transaction; they never stop the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from learner.ingest.attribution import advance, close_before, watermark
+from learner.ingest.store import BadMessage, latest_event_times, write_batch
+from schemas.events import EventError, Impression, Outcome, parse_impression, parse_outcome
+from schemas.settings import Settings
+
+log = logging.getLogger("recast.ingest")
+
+# Tansu joins a group in ~3 s with these, ~23 s with kafka-python's defaults (platform notes).
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+MAX_SKEW_S = 300  # event times further ahead of the wall clock do not move the watermark
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How one worker runs; the topics, database and reward weights come from ``Settings``."""
+
+    group_id: str = "recast-ingest"
+    batch_size: int = 1000
+    poll_timeout_ms: int = 500
+    lateness_s: int = 300  # how long after a window ends (in event time) late outcomes still count
+    max_events: int | None = None  # stop after this many messages (tests, benchmarks)
+    max_seconds: float | None = None  # stop after this long
+    idle_exit_s: float | None = None  # stop after this long with partitions assigned and nothing to read
+    alive_path: Path | None = Path("/tmp/recast-ingest.alive")  # touched after every committed batch
+    retry_s: float = 1.0  # wait after a database error before trying the batch again
+    log_every_s: float = 10.0
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lateness_s < 0:
+            raise ValueError(f"lateness_s must be >= 0, got {self.lateness_s}")
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    batches: int = 0
+    impressions: int = 0
+    outcomes: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    credited: int = 0
+    closed: int = 0
+    db_retries: int = 0
+    seconds: float = 0.0
+    # The latest event time seen on each topic (impressions, outcomes).
+    seen: tuple[datetime | None, datetime | None] = field(default=(None, None), repr=False)
+
+    @property
+    def watermark(self) -> datetime | None:
+        return watermark(*self.seen)  # the module's function: the lesser of the two topics' times
+
+    def summary(self) -> dict:
+        d = {k: v for k, v in vars(self).items() if k != "seen"}
+        d["events_per_s"] = round(self.messages / self.seconds, 1) if self.seconds else 0.0
+        d["watermark"] = self.watermark.isoformat() if self.watermark else None
+        return d
+
+
+def parse(topic: str, raw: bytes | None, settings: Settings) -> Impression | Outcome:
+    """A message's event, or :class:`EventError` with the reason a dead letter stores."""
+    if raw is None:
+        raise EventError("empty message (no value)")
+    try:
+        if topic == settings.impressions_topic:
+            event = parse_impression(raw)
+        elif topic == settings.outcomes_topic:
+            event = parse_outcome(raw)
+        else:
+            raise EventError(f"unexpected topic {topic!r}")
+    except (UnicodeDecodeError, ValueError) as exc:  # EventError is a ValueError
+        raise EventError(getattr(exc, "reason", None) or f"unreadable payload: {exc}") from None
+    # Valid JSON, but Postgres text and JSONB cannot hold U+0000: refused here, or the batch would fail forever.
+    if b"\\u0000" in raw and _has_nul(event.model_dump()):
+        raise EventError("a string contains U+0000, which Postgres cannot store")
+    return event
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def split(records, settings: Settings) -> tuple[list[Impression], list[Outcome], list[BadMessage]]:
+    impressions, outcomes, bad = [], [], []
+    for r in records:
+        try:
+            event = parse(r.topic, r.value, settings)
+        except EventError as exc:
+            bad.append(BadMessage(r.topic, r.partition, r.offset, r.value or b"", exc.reason))
+            continue
+        (impressions if isinstance(event, Impression) else outcomes).append(event)
+    return impressions, outcomes, bad
+
+
+def _touch(path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def make_consumer(settings: Settings, config: IngestConfig):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        settings.impressions_topic,
+        settings.outcomes_topic,
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=config.group_id,
+        client_id=f"{config.group_id}-worker",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=config.batch_size,
+        **GROUP_TIMEOUTS,
+    )
+
+
+def run(settings: Settings, config: IngestConfig) -> IngestStats:
+    """Consume until a stop condition of ``config`` holds (forever without one)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(settings.database_url, pool_pre_ping=True)
+    consumer = make_consumer(settings, config)
+    stats, t0 = IngestStats(), time.monotonic()
+    with engine.connect() as conn:
+        stats.seen = latest_event_times(conn, datetime.now(UTC) + timedelta(seconds=MAX_SKEW_S))
+    last_data = last_log = time.monotonic()
+    _touch(config.alive_path)
+    try:
+        while True:
+            if config.max_seconds is not None and time.monotonic() - t0 >= config.max_seconds:
+                break
+            if config.max_events is not None and stats.messages >= config.max_events:
+                break
+            polled = consumer.poll(timeout_ms=config.poll_timeout_ms, max_records=config.batch_size)
+            if not any(polled.values()):
+                _touch(config.alive_path)  # idle but alive
+                if not consumer.assignment():
+                    last_data = time.monotonic()  # still joining: not idle yet
+                elif config.idle_exit_s is not None and time.monotonic() - last_data >= config.idle_exit_s:
+                    break
+                continue
+            last_data = time.monotonic()
+            if _one_batch(consumer, engine, polled, settings, config, stats):
+                _touch(config.alive_path)
+            if time.monotonic() - last_log >= config.log_every_s:
+                last_log = time.monotonic()
+                stats.seconds = last_log - t0
+                log.info("progress %s", stats.summary())
+    finally:
+        consumer.close(autocommit=False)
+        engine.dispose()
+    stats.seconds = time.monotonic() - t0
+    log.info("stopped %s", stats.summary())
+    return stats
+
+
+def _one_batch(consumer, engine, polled, settings: Settings, config: IngestConfig, stats: IngestStats) -> bool:
+    """Write one polled batch in one transaction, then commit its offsets; False when it must be read again."""
+    from kafka.errors import CommitFailedError
+    from kafka.structs import OffsetAndMetadata
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    records = [r for batch in polled.values() for r in batch]
+    impressions, outcomes, bad = split(records, settings)
+    now = datetime.now(UTC)
+    seen = (advance(stats.seen[0], [e.ts for e in impressions], now, MAX_SKEW_S),
+            advance(stats.seen[1], [e.ts for e in outcomes], now, MAX_SKEW_S))  # fmt: skip
+    cutoff = close_before(watermark(*seen), config.lateness_s)
+    try:
+        with engine.begin() as conn:
+            result = write_batch(conn, impressions, outcomes, bad, settings.reward_weights,
+                                 settings.attribution_window_s, cutoff)  # fmt: skip
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away (a restart, a network cut) and nothing of the batch is stored: rewind to the
+        # batch's first offsets and try again. Any other database error is a bug: it propagates, uncommitted.
+        stats.db_retries += 1
+        log.warning("database unavailable, retrying the batch in %.1f s: %s", config.retry_s, exc.orig or exc)
+        for tp, rs in polled.items():
+            if rs:
+                consumer.seek(tp, min(r.offset for r in rs))
+        time.sleep(config.retry_s)
+        return False
+    offsets = {tp: OffsetAndMetadata(max(r.offset for r in rs) + 1, "", -1) for tp, rs in polled.items() if rs}
+    try:
+        consumer.commit(offsets)
+    except CommitFailedError as exc:  # a rebalance took the partitions: their new owner re-reads, dedup holds
+        log.warning("offset commit failed (%s); the batch is stored and will be deduplicated", exc)
+    stats.seen = seen
+    stats.messages += len(records)
+    stats.batches += 1
+    for name in ("impressions", "outcomes", "duplicates", "dead_letters", "credited", "closed"):
+        setattr(stats, name, getattr(stats, name) + getattr(result, name))
+    return True

@@ -1,0 +1,292 @@
+"""The ingestion worker against the real stack: Tansu and Postgres, no mocks.
+
+Every test gets its own database, its own two topics and fresh consumer group ids, so the
+tests are independent of each other and of the order they run in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import make_url
+
+from learner.ingest.consumer import IngestConfig, run
+from ops.servers import create_database, create_topics, drop_database
+from ops.stack import migrate
+from schemas.events import Impression, Outcome, ServedItem
+from schemas.settings import Settings
+from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
+
+ROOT = Path(__file__).resolve().parents[3]
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # event time: fixed, so every run is the same
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def impression(rid: str, user: str, items: list[str], ts: float) -> Impression:
+    served = [ServedItem(item_id=i, score=-float(r), rank=r + 1) for r, i in enumerate(items)]
+    return Impression(request_id=rid, user_id=user, history=["h1", "h2"], items=served, model_version="v1", ts=at(ts))
+
+
+def outcome(eid: str, user: str, item: str, kind: str, ts: float, rid: str | None = None) -> Outcome:
+    return Outcome(event_id=eid, user_id=user, item_id=item, type=kind, ts=at(ts), request_id=rid)
+
+
+class Pipeline:
+    """A fresh database and fresh topics on the session's stack, and helpers to drive them."""
+
+    def __init__(self, stack, tmp_path: Path, **settings):
+        tag = uuid.uuid4().hex[:8]
+        self.server, self.db = stack.services["postgres"].url, f"ingest_{tag}"
+        create_database(self.server, self.db)
+        url = make_url(self.server).set(database=self.db).render_as_string(hide_password=False)
+        migrate(url)
+        self.settings = Settings(
+            database_url=url, kafka_bootstrap=stack.services["kafka"].url,
+            impressions_topic=f"imp-{tag}", outcomes_topic=f"out-{tag}", **settings,
+        )  # fmt: skip
+        create_topics(self.settings.kafka_bootstrap, [self.settings.impressions_topic, self.settings.outcomes_topic], 4)
+        self.engine = create_engine(url)
+        self.producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        self.tmp = tmp_path
+
+    def send(self, *events: Impression | Outcome | tuple[str, bytes]) -> int:
+        for e in events:
+            if isinstance(e, tuple):  # (topic kind, raw bytes): a malformed message
+                topic = self.settings.impressions_topic if e[0] == "imp" else self.settings.outcomes_topic
+                self.producer.send(topic, value=e[1])
+                continue
+            topic = self.settings.impressions_topic if isinstance(e, Impression) else self.settings.outcomes_topic
+            self.producer.send(topic, key=e.user_id.encode(), value=e.model_dump_json().encode())
+        self.producer.flush(timeout=10)
+        return len(events)
+
+    def ingest(self, max_events: int, group: str | None = None, **config):
+        config = IngestConfig(
+            group_id=group or f"g-{uuid.uuid4().hex[:8]}", max_events=max_events, max_seconds=40,
+            alive_path=self.tmp / "alive", **config,
+        )  # fmt: skip
+        return run(self.settings, config)
+
+    def scalar(self, stmt):
+        with self.engine.connect() as conn:
+            return conn.scalar(stmt)
+
+    def groups(self) -> dict[str, RewardGroup]:
+        with self.engine.connect() as conn:
+            return {r.request_id: r for r in conn.execute(select(RewardGroup.__table__))}
+
+    def counts(self) -> dict[str, int]:
+        tables = {"impressions": ImpressionRow, "outcomes": OutcomeRow, "groups": RewardGroup, "dead": DeadLetter}
+        return {k: self.scalar(select(func.count()).select_from(t)) for k, t in tables.items()}
+
+    def close(self):
+        self.producer.close()
+        self.engine.dispose()
+        drop_database(self.server, self.db)
+
+
+@pytest.fixture
+def pipeline(stack, tmp_path):
+    made = []
+
+    def make(**settings) -> Pipeline:
+        made.append(Pipeline(stack, tmp_path, **settings))
+        return made[-1]
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def test_duplicates_attribution_organic_closing_and_replay(pipeline):
+    p = pipeline(attribution_window_s=100)
+    events = [
+        impression("r1", "u1", ["a", "b", "c"], 0),
+        impression("r2", "u1", ["b", "d"], 10),  # u1's newer list also serves b
+        impression("r3", "u2", ["a"], 0),
+        outcome("e1", "u1", "b", "click", 20),  # -> r2 (most recent serving b)
+        outcome("e2", "u1", "a", "purchase", 21),  # -> r1
+        outcome("e3", "u1", "b", "add_to_cart", 22, rid="r1"),  # named -> r1
+        outcome("e4", "u1", "z", "purchase", 23),  # organic for r1 and r2
+        outcome("e5", "u2", "a", "click", 150),  # after r3's window: pending, never attributed
+        # Both topics reach t=1000, so the watermark (the lesser of the two) passes every window above.
+        impression("r9", "u3", ["q"], 1000),
+        outcome("e6", "u3", "zz", "click", 1000),
+    ]
+    dupes = [events[0], events[3], events[3]]
+    n = p.send(*events, *dupes)
+    stats = p.ingest(n, lateness_s=0)
+    assert (stats.messages, stats.impressions, stats.outcomes, stats.duplicates) == (13, 4, 6, 3)
+    g = p.groups()
+    assert g["r1"].rewards == [1.0, 0.5, 0.0] and g["r2"].rewards == [0.25, 0.0] and g["r3"].rewards == [0.0]
+    assert [o["event_id"] for o in g["r1"].organic_positives] == ["e4"]
+    assert [o["event_id"] for o in g["r2"].organic_positives] == ["e4"]
+    assert {k for k, x in g.items() if x.window_open} == {"r9"}  # the rest closed by the watermark at t=1000
+    assert g["r1"].closed_at is not None and g["r9"].closed_at is None
+    assert (g["r1"].all_zero, g["r2"].all_zero, g["r3"].all_zero) == (False, False, True)
+    assert g["r1"].closes_at == at(100)
+    attributed = dict(p.engine.connect().execute(select(OutcomeRow.event_id, OutcomeRow.attributed_request_id)).all())
+    assert attributed == {"e1": "r2", "e2": "r1", "e3": "r1", "e4": None, "e5": None, "e6": None}
+    assert (Path(p.tmp) / "alive").exists()
+
+    # Replay the whole of both topics with a new group: everything is a duplicate, nothing changes.
+    before = (p.counts(), {k: (v.rewards, v.organic_positives) for k, v in g.items()})
+    again = p.ingest(n)
+    assert (again.messages, again.duplicates, again.impressions, again.outcomes) == (13, 13, 0, 0)
+    assert (p.counts(), {k: (v.rewards, v.organic_positives) for k, v in p.groups().items()}) == before
+
+
+def test_outcomes_before_their_impression_are_attributed_when_it_arrives(pipeline):
+    p = pipeline(attribution_window_s=100)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    early = [
+        outcome("e1", "u1", "b", "purchase", 5),  # served by r1 (t=0): pending until r1 arrives
+        outcome("e2", "u1", "x", "click", 6),  # off the list: organic of r1
+        outcome("e3", "u1", "b", "click", -1),  # before r1 was served: never r1's
+        outcome("e4", "u1", "b", "click", 200),  # after r1's window
+    ]
+    p.ingest(p.send(*early), group=group)
+    assert p.groups() == {} and p.counts()["outcomes"] == 4
+    # The same group resumes. The outcomes topic has reached t=200, past r1's window, but the impressions
+    # topic only t=0: the watermark is the lesser, so r1 stays open even with no lateness allowed.
+    p.ingest(p.send(impression("r1", "u1", ["a", "b"], 0)), group=group, lateness_s=0)
+    r1 = p.groups()["r1"]
+    assert r1.window_open
+    assert r1.rewards == [0.0, 1.0] and not r1.all_zero
+    assert r1.organic_positives == [{"item_id": "x", "type": "click", "event_id": "e2"}]
+    assert p.scalar(select(func.count()).where(OutcomeRow.attributed_request_id == "r1")) == 1
+
+
+def test_malformed_messages_are_dead_lettered_and_the_consumer_keeps_going(pipeline):
+    p = pipeline()
+    bad = [
+        ("imp", b"not json at all"),
+        ("imp", b"\xff\xfe\x00 not utf-8"),
+        ("out", b'{"event_id": "x", "user_id": "u1", "item_id": "a", "type": "view", "ts": "2026-01-01T00:00:00Z"}'),
+        ("out", b'{"event_id": "y", "user_id": "u1", "item_id": "a", "type": "click", "ts": "2026-01-01T00:00:00"}'),
+        (
+            "imp",
+            b'{"request_id": "r9", "user_id": "u", "history": [], "model_version": "v", '
+            b'"ts": "2026-01-01T00:00:00Z", "items": [{"item_id": "a", "score": 0.0, "rank": 2}]}',
+        ),  # fmt: skip
+        ("out", b""),
+        # Valid JSON and a valid event, but Postgres cannot store U+0000: a dead letter, not a batch failing forever.
+        (
+            "out",
+            b'{"event_id": "e\\u0000", "user_id": "u1", "item_id": "a", "type": "click", "ts": "2026-01-01T00:00:00Z"}',
+        ),  # fmt: skip
+    ]
+    good = [impression("r1", "u1", ["a"], 0), outcome("e1", "u1", "a", "purchase", 1)]
+    n = p.send(*bad[:3], good[0], *bad[3:], good[1])
+    stats = p.ingest(n)
+    assert stats.dead_letters == 7 and stats.impressions == 1 and stats.outcomes == 1
+    assert p.groups()["r1"].rewards == [1.0]
+    with p.engine.connect() as conn:
+        rows = conn.execute(select(DeadLetter.payload, DeadLetter.reason, DeadLetter.topic)).all()
+    by_payload = {r.payload: r.reason for r in rows}
+    assert set(by_payload) == {raw for _, raw in bad}
+    assert "U+0000" in by_payload[bad[6][1]]
+    assert "type" in by_payload[bad[2][1]] and "ts" in by_payload[bad[3][1]] and "ranks" in by_payload[bad[4][1]]
+    assert all(r.reason for r in rows)
+    assert p.ingest(n).dead_letters == 0  # a replay dead-letters nothing twice
+    assert p.counts()["dead"] == 7
+
+
+def test_sigkill_mid_stream_then_restart_counts_exactly(pipeline, tmp_path):
+    p = pipeline(attribution_window_s=1800)
+    users = 600
+    events = []
+    for u in range(users):  # per user: one list, a click then a purchase of its 2nd item, one off-list click
+        t = u * 0.1
+        events += [
+            impression(f"r{u}", f"u{u}", ["a", "b", "c"], t),
+            outcome(f"c{u}", f"u{u}", "b", "click", t + 1),
+            outcome(f"p{u}", f"u{u}", "b", "purchase", t + 2),
+            outcome(f"o{u}", f"u{u}", "z", "click", t + 3),
+        ]
+    n = p.send(*events)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **{f"RECAST_{k.upper()}": str(v) for k, v in {
+        "database_url": p.settings.database_url, "kafka_bootstrap": p.settings.kafka_bootstrap,
+        "impressions_topic": p.settings.impressions_topic, "outcomes_topic": p.settings.outcomes_topic,
+        "attribution_window_s": 1800}.items()}}  # fmt: skip
+    alive = tmp_path / "worker.alive"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "ingest", "--group", group, "--batch-size", "40", "--max-seconds", "60",
+         "--alive", str(alive)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and p.counts()["outcomes"] < 200:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # somewhere inside the stream of 40-message batches
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    partial = p.counts()
+    assert 0 < partial["impressions"] + partial["outcomes"] < n, partial
+
+    alive.unlink(missing_ok=True)
+    # `recast ingest` again, the same group: it resumes from the committed offsets and stops once idle.
+    restarted = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "ingest", "--group", group, "--idle-exit-s", "3", "--max-seconds", "40",
+         "--alive", str(alive)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert restarted.returncode == 0, restarted.stderr
+    summary = json.loads(restarted.stdout.strip().splitlines()[-1])
+    assert 0 < summary["messages"] < n and summary["dead_letters"] == 0  # it did not start over
+    assert alive.exists()  # the compose health check's file
+    counts = p.counts()
+    assert counts == {"impressions": users, "outcomes": 3 * users, "groups": users, "dead": 0}
+    groups = p.groups()
+    assert all(g.rewards == [0.0, 1.0, 0.0] for g in groups.values())
+    assert all([o["event_id"] for o in g.organic_positives] == [f"o{k[1:]}"] for k, g in groups.items())
+    assert p.scalar(select(func.count()).where(OutcomeRow.attributed_request_id.is_not(None))) == 2 * users
+
+
+def test_database_outage_while_consuming_loses_nothing(pipeline, tmp_path):
+    """Postgres refuses the worker for a few seconds (every session killed, no new ones allowed), as during
+    a restart: the failed batches roll back, the consumer rewinds and retries, and the counts come out exact."""
+    p = pipeline()
+    users = 150
+    events = [e for u in range(users) for e in (impression(f"r{u}", f"u{u}", ["a", "b"], u),
+                                                  outcome(f"e{u}", f"u{u}", "a", "add_to_cart", u + 1))]  # fmt: skip
+    n = p.send(*events)
+    admin = create_engine(make_url(p.server).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    found: list = []
+    worker = threading.Thread(target=lambda: found.append(p.ingest(n, batch_size=20, retry_s=0.2)))
+    try:
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "alive").exists() and time.monotonic() < deadline:  # touched once the worker is up
+            time.sleep(0.01)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{p.db}" ALLOW_CONNECTIONS false')
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{p.db}'")
+        time.sleep(5)  # the group join takes ~3 s; then every write attempt fails for ~2 s
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{p.db}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+        worker.join(timeout=60)
+    (stats,) = found
+    assert stats.db_retries >= 1 and stats.messages == n
+    assert p.counts() == {"impressions": users, "outcomes": users, "groups": users, "dead": 0}
+    assert all(g.rewards == [0.5, 0.0] for g in p.groups().values())
