@@ -9,12 +9,13 @@ DATA   ?= data/amazon18-industrial
 RUN    ?= runs/demo
 PRESET ?= default
 
-.PHONY: help install demo test lint bench-decode clean
+.PHONY: help install demo test lint bench-decode bench-ingest clean
 
 help:
 	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation on $(DATA), into $(RUN)/"
 	@echo "make test          install, check import contracts, run the test suite"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
+	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make clean         remove runs/ (keeps .venv)"
 
 install: $(STAMP)
@@ -44,6 +45,9 @@ test: install
 
 bench-decode: install
 	$(BIN)/python -m ops.bench_decode --data $(DATA) --checkpoint $(RUN)/sft
+
+bench-ingest: install
+	$(BIN)/python -m ops.bench_ingest --data $(DATA)
 
 clean:
 	rm -rf runs
