@@ -176,6 +176,9 @@ def eval_(
         catalog = load_catalog(data)
         rows = load_interactions(split_file, catalog)
         ckpt = load_checkpoint(checkpoint)
+        # Overrides go through replace() so FusionConfig validates the resulting mix once.
+        overrides = {"policy_weight": settings.fusion_policy_weight, "text_weight": settings.fusion_text_weight}
+        fusion = replace(FusionConfig(), **{k: v for k, v in overrides.items() if v is not None})
     except (DatasetError, CheckpointError, ValueError) as exc:
         _fail(str(exc))
     if ckpt.item_ids != [item.item_id for item in catalog.items]:
@@ -186,7 +189,7 @@ def eval_(
         ckpt.codes,
         ckpt.transition,
         beam=BeamSearchConfig(beams or settings.beam_width),
-        fusion=FusionConfig() if settings.fusion_policy_weight is None else FusionConfig(settings.fusion_policy_weight),
+        fusion=fusion,
         max_history=ckpt.manifest.get("sft_config", {}).get("max_history", settings.max_history),
         text=ckpt.text,
     )

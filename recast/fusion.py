@@ -27,7 +27,8 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.policy_weight <= 1.0:
             raise ValueError(f"policy_weight must be in [0, 1], got {self.policy_weight}")
-        if not 0.0 <= self.text_weight <= 1.0 - self.policy_weight:
+        # The tolerance admits mixes like 0.9 + 0.1, whose difference 1 - 0.9 rounds below 0.1.
+        if not 0.0 <= self.text_weight <= 1.0 - self.policy_weight + 1e-9:
             raise ValueError(
                 f"text_weight must be in [0, 1 - policy_weight = {1.0 - self.policy_weight:g}], got {self.text_weight}"
             )

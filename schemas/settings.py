@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     fusion_policy_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Override the policy share of the served mixture (default: tuned value)."
     )
+    fusion_text_weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="Override the text share of the served mixture (default: tuned value)."
+    )
     torch_threads: int = Field(2, ge=1, description="Intra-op threads for torch on the CPU.")
 
     # The event pipeline (issue 5). Defaults suit a local machine; `recast up` prints the values of its stack.

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "amazon18-industrial"
 
 
-def recast(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def recast(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "ops.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=None if env is None else {**os.environ, **env},
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"recast {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -109,6 +115,17 @@ def test_bad_input_fails_with_a_clear_message(pipeline, tmp_path):
     assert "bad.csv:2" in proc.stderr and "unknown item id" in proc.stderr and "999999" in proc.stderr
     proc = recast("train", "--train", str(bad), "--out", str(tmp_path / "x"), "--preset", "huge", check=False)
     assert proc.returncode == 2 and "choose one of" in proc.stderr
+
+
+def test_fusion_overrides_are_validated_and_applied(pipeline):
+    run, _, _ = pipeline
+    args = ["eval", "--data", str(DATA), "--split", str(run / "split" / "heldout.csv"), "--checkpoint",
+            str(run / "ckpt"), "--beams", "20", "--no-progress", "--report", str(run / "override.json")]  # fmt: skip
+    proc = recast(*args, check=False, env={"RECAST_FUSION_POLICY_WEIGHT": "0.9"})  # 0.9 + default text 0.3 > 1
+    assert proc.returncode == 2 and "text_weight" in proc.stderr
+    env = {"RECAST_FUSION_POLICY_WEIGHT": "0.9", "RECAST_FUSION_TEXT_WEIGHT": "0.1"}
+    report = json.loads(recast(*args, env=env).stdout)
+    assert report["fusion"]["policy_weight"] == 0.9 and report["fusion"]["text_weight"] == 0.1
 
 
 def test_help_explains_the_commands():

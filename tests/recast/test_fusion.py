@@ -53,6 +53,7 @@ def test_text_weight_must_leave_room_for_the_policy():
     with pytest.raises(ValueError, match="text_weight"):
         FusionConfig(0.8, text_weight=0.3)
     assert FusionConfig(0.4, text_weight=0.3).transition_weight == pytest.approx(0.3)
+    assert FusionConfig(0.9, text_weight=0.1).transition_weight == pytest.approx(0.0)  # float rounding
 
 
 def test_three_way_mixture_by_hand():
