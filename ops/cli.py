@@ -8,6 +8,7 @@ Data -> split -> train -> eval on the shipped data set:
 
 The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recast status``, ``recast down``.
 The ingestion worker (Kafka -> reward groups): ``recast ingest``.
+RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
 """
@@ -23,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from ops import ingest_cli, stack_cli
+from ops import ingest_cli, rl_cli, stack_cli
 from schemas.settings import get_settings
 
 app = typer.Typer(
@@ -223,6 +224,7 @@ def eval_(
 
 stack_cli.register(app)
 ingest_cli.register(app)
+rl_cli.register(app)
 
 
 def main() -> None:

@@ -233,6 +233,11 @@ class SidPolicy(nn.Module):
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) right-padded -> logits (B, T, V). Losses live in ``recast.losses``."""
+        return self.lm_head(self.hidden(idx))
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) right-padded -> final normed hidden states (B, T, d_model), so a
+        caller that needs logits at a few positions applies ``lm_head`` to those only."""
         T = idx.shape[1]
         if T > self.config.max_positions:
             raise ValueError(f"sequence of {T} tokens exceeds max_positions={self.config.max_positions}")
@@ -240,7 +245,7 @@ class SidPolicy(nn.Module):
         x = self.model.embed_tokens(idx)
         for layer in self.model.layers:
             x, _, _ = layer(x, cos, sin)
-        return self.lm_head(self.model.norm(x))
+        return self.model.norm(x)
 
     def prefill(self, idx: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, PrefixCache]:
         """idx, valid (B, T), left-padded. Returns next-token logits (B, V) and the cache."""

@@ -1,0 +1,351 @@
+"""The RL loop: rollout -> reward -> (repair) -> signal -> actor update with reference KL.
+
+One loop for every method; ``RLConfig.method`` only swaps the signal strategy
+(``recast.signals.strategy``). Each step:
+
+1. *Rollout*: trie-constrained beam search of width W from the current policy for
+   ``contexts_per_step`` contexts; beam scores are the sequence log-probabilities.
+2. *Reward*: 1 for a candidate in the context's positive set (the disambiguated item).
+3. *Repair* (if on): all-zero groups get their anchor, scored by teacher forcing.
+4. *Signal*: the strategy picks actor rows and advantages. ReCast keeps 2 rows a
+   group, so only those are ever run through the actor: nothing is computed and
+   then discarded.
+5. *Update*: token log-probabilities of the rows under the policy (with grad) and
+   the frozen reference (no grad), PPO-clip + k3 KL (or the pairwise loss), one
+   AdamW step. Dropout is off throughout, so the rollout scores are the policy's
+   exact log-probabilities and the PPO ratio is 1 in the first epoch.
+
+Diagnostics go to ``diagnostics.jsonl`` (one line per step), repair decisions to
+``repairs.jsonl`` (the audit trail), and the final policy to an HF-format checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from learner.rl.config import RLConfig
+from learner.rl.contexts import RLContext
+from learner.rl.memory import measure_peak
+from recast.beam import BeamSearchConfig, beam_search, score_codes
+from recast.catalog import Catalog
+from recast.checkpoint import Checkpoint, save_checkpoint
+from recast.metrics import rank_of, summarize
+from recast.sft import item_paths
+from recast.signals.groups import build_groups, group_stats
+from recast.signals.objective import pairwise_logistic_loss, policy_gradient_loss
+from recast.signals.repair import REPAIRED, UNREPAIRABLE, needs_anchor_score, repair
+from recast.signals.strategy import ActorPlan, grpo_plan, recast_plan
+from recast.teacher_forcing import token_logprobs
+from recast.trie import ItemTrie
+
+log = logging.getLogger(__name__)
+DIAGNOSTICS = "diagnostics.jsonl"
+REPAIRS = "repairs.jsonl"
+
+
+@dataclass
+class EvalSet:
+    histories: list[list[int]]
+    targets: list[int]
+
+
+@dataclass
+class RLResult:
+    checkpoint: Path
+    history: list[dict]  # the diagnostics records
+    final_eval: dict
+    start_eval: dict
+
+
+class RLTrainer:
+    def __init__(
+        self,
+        sft: Checkpoint,
+        catalog: Catalog,
+        contexts: list[RLContext],
+        eval_set: EvalSet,
+        config: RLConfig,
+        out: Path,
+        progress: bool = True,
+    ):
+        if not contexts:
+            raise ValueError("no RL contexts to train on")
+        self.sft, self.catalog, self.contexts, self.config, self.out = sft, catalog, contexts, config, out
+        self.eval_set = eval_set
+        if config.eval_rows is not None:
+            self.eval_set = EvalSet(eval_set.histories[: config.eval_rows], eval_set.targets[: config.eval_rows])
+        self.progress = progress
+        torch.manual_seed(config.seed)
+        self.policy = copy.deepcopy(sft.model).eval()
+        self.reference = copy.deepcopy(sft.model).eval().requires_grad_(False)
+        self.tokenizer, self.codes = sft.tokenizer, sft.codes
+        self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
+        self.paths = item_paths(self.trie, self.codes)
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
+        )
+        self.order = torch.randperm(len(contexts), generator=torch.Generator().manual_seed(config.seed)).tolist()
+        self.cursor = 0
+        self.budget = 0  # rollout budget: contexts x W, summed over steps
+        self.anchors_injected = 0  # counted apart from rolled-out hits
+
+    # -- pieces of a step -------------------------------------------------------------
+    def prompt(self, history: tuple[int, ...] | list[int]) -> list[int]:
+        return self.tokenizer.encode_history(self.codes, list(history)[-self.config.max_history :])
+
+    def next_contexts(self) -> list[RLContext]:
+        batch = []
+        while len(batch) < self.config.contexts_per_step:
+            if self.cursor == len(self.order):  # a new pass over the pool, reshuffled
+                gen = torch.Generator().manual_seed(self.config.seed + len(self.contexts) + self.budget)
+                self.order, self.cursor = torch.randperm(len(self.contexts), generator=gen).tolist(), 0
+            batch.append(self.contexts[self.order[self.cursor]])
+            self.cursor += 1
+        return batch
+
+    def rollout(self, contexts: list[RLContext], first_id: int):
+        prompts = [self.prompt(c.history) for c in contexts]
+        beams = beam_search(self.policy, self.trie, prompts, BeamSearchConfig(self.config.width), self.tokenizer.pad_id)
+        groups = build_groups(
+            beams.items.tolist(),
+            beams.scores.tolist(),
+            [c.positives for c in contexts],
+            [c.anchors for c in contexts],
+            [c.segment for c in contexts],
+            first_id=first_id,
+        )
+        return prompts, groups
+
+    def repair_groups(self, prompts, groups):
+        """Teacher-force the anchors of the groups that need one, then repair every group."""
+        wanted = [(gi, needs_anchor_score(g)) for gi, g in enumerate(groups)]
+        wanted = [(gi, a) for gi, a in wanted if a is not None]
+        scores: dict[int, float] = {}
+        if wanted:
+            codes = self.codes[[a.item for _, a in wanted]][:, None, :]  # (G, 1, L)
+            got = score_codes(self.policy, self.trie, [prompts[gi] for gi, _ in wanted], codes, self.tokenizer.pad_id)
+            scores = {gi: float(s) for (gi, _), s in zip(wanted, got[:, 0].tolist())}
+        repaired, records = [], []
+        for gi, group in enumerate(groups):
+            fixed, record = repair(group, scores.get(gi))
+            repaired.append(fixed)
+            records.append(record)
+        return repaired, records
+
+    def plan(self, groups) -> ActorPlan:
+        c = self.config
+        if c.method == "grpo":
+            return grpo_plan(groups, ranking_reward=c.ranking_reward)
+        return recast_plan(groups, loss=c.contrast_loss, margin=c.margin)
+
+    def actor_update(self, prompts, groups, plan: ActorPlan) -> dict:
+        """Forward, backward and step over the plan's rows only. Returns timings and figures."""
+        c = self.config
+        if not plan.rows:
+            return {
+                "loss": 0.0,
+                "surrogate": 0.0,
+                "kl": 0.0,
+                "grad_norm": 0.0,
+                "actor_s": 0.0,
+                "reference_s": 0.0,
+                "saved_bytes": 0,
+                "rss_rise": 0,
+                "cuda_peak": None,
+            }
+        row_prompts = [prompts[r.group] for r in plan.rows]
+        row_items = [groups[r.group].items[r.member] for r in plan.rows]
+        advantages = torch.tensor([r.advantage for r in plan.rows])
+        L = self.codes.shape[1]
+        normaliser = (
+            len(groups) * L if c.normaliser == "groups_tokens" else len(plan.rows) * L
+        )  # token_mean: the literal per-token mean over the actor batch
+        started = time.perf_counter()
+        with torch.no_grad():
+            ref = token_logprobs(
+                self.reference, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
+            )
+            old = None
+            if c.ppo_epochs > 1:
+                old = token_logprobs(
+                    self.policy, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
+                )
+        reference_s = time.perf_counter() - started
+        started = time.perf_counter()
+        with measure_peak() as memory:
+            for _ in range(c.ppo_epochs):
+                logp = token_logprobs(
+                    self.policy, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
+                )
+                if c.method == "recast" and c.contrast_loss == "logistic":
+                    pos = torch.tensor([p for p, _ in plan.pairs])
+                    neg = torch.tensor([n for _, n in plan.pairs])
+                    seq, ref_seq = logp.sum(-1), ref.sum(-1)
+                    loss, parts = pairwise_logistic_loss(
+                        seq[pos], ref_seq[pos], seq[neg], ref_seq[neg], len(groups), c.objective
+                    )
+                else:
+                    loss, parts = policy_gradient_loss(
+                        logp, logp.detach() if old is None else old, ref, advantages, normaliser, c.objective
+                    )
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
+                self.optimizer.step()
+        actor_s = time.perf_counter() - started
+        return {
+            "loss": loss.item(),
+            **parts,
+            "grad_norm": grad_norm.item(),
+            "actor_s": actor_s,
+            "reference_s": reference_s,
+            "saved_bytes": memory.saved_bytes,
+            "rss_rise": memory.rss_rise,
+            "cuda_peak": memory.cuda_peak,
+        }
+
+    @torch.no_grad()
+    def evaluate(self, batch_size: int = 128) -> dict:
+        ranks: list[int | None] = []
+        beam = BeamSearchConfig(self.config.eval_beams)
+        for start in range(0, len(self.eval_set.histories), batch_size):
+            hist = self.eval_set.histories[start : start + batch_size]
+            result = beam_search(self.policy, self.trie, [self.prompt(h) for h in hist], beam, self.tokenizer.pad_id)
+            for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
+                ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
+        metrics = summarize(ranks)
+        return {k: metrics[k] for k in ("Pass@1", "HR@3", "HR@10", "NDCG@10", "rows")}
+
+    # -- the loop -----------------------------------------------------------------------
+    def step(self, index: int, repairs_file) -> dict:
+        c = self.config
+        started = time.perf_counter()
+        contexts = self.next_contexts()
+        t0 = time.perf_counter()
+        prompts, groups = self.rollout(contexts, first_id=index * c.contexts_per_step)
+        rollout_s = time.perf_counter() - t0
+        stats = group_stats(groups)
+        self.budget += len(contexts) * c.width
+        t0 = time.perf_counter()
+        repaired_n = unrepairable_n = 0
+        if c.repair:
+            groups, records = self.repair_groups(prompts, groups)
+            for record in records:
+                if record.status != "not_needed":
+                    repairs_file.write(json.dumps({"step": index, **record.to_dict()}) + "\n")
+            repaired_n = sum(r.status == REPAIRED for r in records)
+            unrepairable_n = sum(r.status == UNREPAIRABLE for r in records)
+            self.anchors_injected += repaired_n
+        else:
+            unrepairable_n = sum(g.all_zero for g in groups)  # nothing repairs them
+        anchor_s = time.perf_counter() - t0
+        plan = self.plan(groups)
+        update = self.actor_update(prompts, groups, plan)
+        n = len(groups)
+        return {
+            "step": index + 1,
+            "budget": self.budget,
+            "anchors_injected": self.anchors_injected,
+            "all_zero": stats.all_zero,
+            "single_hit": stats.single_hit,
+            "multi_hit": stats.multi_hit,
+            "repaired": repaired_n / n,
+            "unrepairable": unrepairable_n / n,
+            "mean_reward": stats.mean_reward,
+            "actor_rows": len(plan.rows),
+            "groups_used": plan.groups_used,
+            "skipped": dict(plan.skipped),
+            **update,
+            "rollout_s": rollout_s,
+            "anchor_s": anchor_s,
+            "step_s": time.perf_counter() - started,
+        }
+
+    def run(self) -> RLResult:
+        c = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        history: list[dict] = []
+        start_eval = self.evaluate()
+        history.append({"step": 0, "budget": 0, "eval": start_eval})
+        last_eval = start_eval
+        with (self.out / DIAGNOSTICS).open("w") as diag, (self.out / REPAIRS).open("w") as repairs:
+            diag.write(json.dumps(history[0]) + "\n")
+            bar = tqdm(range(c.steps), desc=f"rl {c.method} W={c.width}", disable=not self.progress)
+            for index in bar:
+                record = self.step(index, repairs)
+                if (index + 1) % c.eval_every == 0 or index + 1 == c.steps:
+                    last_eval = record["eval"] = self.evaluate()
+                diag.write(json.dumps(record) + "\n")
+                diag.flush()
+                history.append(record)
+                bar.set_postfix(zero=f"{record['all_zero']:.2f}", pass1=f"{last_eval['Pass@1']:.4f}")
+        checkpoint = self.save(start_eval, last_eval)
+        return RLResult(checkpoint, history, last_eval, start_eval)
+
+    def save(self, start_eval: dict, final_eval: dict) -> Path:
+        manifest = {
+            **{k: v for k, v in self.sft.manifest.items() if k in ("sft_config", "data")},
+            "kind": "rl",
+            "rl_config": self.config.to_dict(),
+            "parent": self.sft.version,
+            "rl_data": {
+                "contexts": len(self.contexts),
+                "budget": self.budget,
+                "anchors_injected": self.anchors_injected,
+            },
+            "metrics": {"rl_eval_start": start_eval, "rl_eval_final": final_eval},
+        }
+        save_checkpoint(
+            self.out / "checkpoint",
+            self.policy,
+            self.tokenizer,
+            self.catalog,
+            self.sft.transition,
+            self.sft.text,
+            manifest,
+        )
+        return self.out / "checkpoint"
+
+
+def train_rl(
+    data_dir: Path,
+    sft_dir: Path,
+    train_csv: Path,
+    eval_csv: Path,
+    config: RLConfig,
+    out: Path,
+    progress: bool = True,
+) -> RLResult:
+    """RL from the SFT checkpoint ``sft_dir`` on the windows of ``train_csv`` (users the
+    SFT never saw, see BENCHMARKS.md), evaluated on ``eval_csv``, written to ``out``."""
+    from learner.rl.contexts import offline_contexts
+    from recast.checkpoint import CheckpointError, load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+
+    catalog = load_catalog(data_dir)
+    sft = load_checkpoint(sft_dir)
+    if sft.item_ids != [item.item_id for item in catalog.items]:
+        raise CheckpointError(f"{sft_dir} was trained on another catalog than {data_dir}")
+    rows = load_interactions(train_csv, catalog)
+    contexts = offline_contexts(rows, catalog.index, config.max_history)
+    eval_rows = load_interactions(eval_csv, catalog)
+    eval_set = EvalSet(
+        [[catalog.index[i] for i in r.history] for r in eval_rows], [catalog.index[r.target] for r in eval_rows]
+    )
+    log.info(
+        "RL %s W=%d: %d contexts from %s, %d eval rows",
+        config.method,
+        config.width,
+        len(contexts),
+        train_csv.name,
+        len(eval_set.targets),
+    )
+    return RLTrainer(sft, catalog, contexts, eval_set, config, out, progress).run()
