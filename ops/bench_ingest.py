@@ -25,12 +25,11 @@ throughput, not the rate of the producer.
 
 Event time is compressed so that the whole run lies inside one attribution window: no group
 closes during the run and the result does not depend on the order in which the worker reads
-partitions. Two rules do depend on reading order, and the sessions avoid both, so the
-prediction is exact: closing (no group closes), and an outcome that names a request id the
-worker has not read yet while another open list of the same user served its item (it goes
-to that other list at once instead of waiting for the named one). So no item is served twice
-to one user, and organic items are on no list of their user. Most on-list outcomes name
-their request id; the rest name none.
+partitions. Closing is the one rule whose timing depends on reading progress, and no group
+closes here, so the prediction is exact. (An outcome naming a request the worker has not
+read yet is held until that impression arrives, so it cannot land on another list of the
+same user.) The sessions still serve no item twice to one user, and organic items are on no
+list of their user. Most on-list outcomes name their request id; the rest name none.
 
     python -m ops.bench_ingest                      # or: make bench-ingest
     python -m ops.bench_ingest --events 100000 --json runs/bench_ingest.json

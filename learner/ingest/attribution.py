@@ -15,11 +15,20 @@ clock of the worker, so replaying a topic into an empty database rebuilds the sa
 - An outcome with no in-window group waits (*pending*). A new group picks up the pending
   outcomes of its user inside its window, in event-time order, by the same rules; one that
   now lands on its list leaves the organic lists of the user's other groups.
+- An outcome that names a request the worker has not read yet is *held* (see :func:`waits`):
+  it credits nothing and is nobody's organic positive, because the two topics are read in no
+  particular order and the named list may simply not have been read yet. It is applied by the
+  rules above (so to the named group when that qualifies) as soon as the named impression
+  arrives, whatever its time; or, should it never come, once the outcome's window has passed
+  (``ts + window <= close_before(...)``, event time), to the groups open then. Until then it
+  keeps the groups it could fall back to from closing. So the named group gets the credit in
+  every reading order, and replaying the topics rebuilds the same groups.
 - The worker closes a group once its ``closes_at`` lies ``lateness`` behind the *watermark*,
   the lesser of the latest impression time and the latest outcome time seen; see
   :func:`watermark` and :func:`close_before`. Closing is the one rule that depends on
   reading order: an outcome that arrives after its group closed (later than ``lateness``
-  behind the other topic) stays unattributed.
+  behind the other topic) stays unattributed, and so does a named impression that arrives
+  after its held outcomes were released to the fallback groups.
 
 >>> g = Group("r1", "u1", ["a", "b"], [0.0, 0.0], [], T0, T0 + timedelta(seconds=60))
 >>> credit = attribute([g], PendingOutcome("e1", "u1", None, "b", "click", T0), WEIGHTS)
@@ -29,7 +38,7 @@ clock of the worker, so replaying a topic into an empty database rebuilds the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -125,15 +134,85 @@ def attribute(groups: list[Group], outcome: PendingOutcome, weights: dict[str, f
     return None
 
 
-def catch_up(group: Group, groups: list[Group], pending: list[PendingOutcome], weights) -> dict[str, str]:
+def waits(outcome: PendingOutcome, seen: Container[str], release_before: datetime | None, window_s: int) -> bool:
+    """Whether an outcome is *held*: it names a request the worker has not ``seen`` (read the impression of)
+    and its window has not passed yet (``outcome.ts + window_s > release_before``; ``None``: nothing passed).
+
+    >>> o = PendingOutcome("e1", "u1", "r2", "b", "click", T0)
+    >>> waits(o, {"r1"}, None, 60), waits(o, {"r1", "r2"}, None, 60)
+    (True, False)
+    >>> waits(o, {"r1"}, T0 + timedelta(seconds=59), 60), waits(o, {"r1"}, T0 + timedelta(seconds=60), 60)
+    (True, False)
+    """
+    if outcome.request_id is None or outcome.request_id in seen:
+        return False
+    return release_before is None or outcome.ts + timedelta(seconds=window_s) > release_before
+
+
+def catch_up(
+    group: Group,
+    groups: list[Group],
+    pending: list[PendingOutcome],
+    weights,
+    held: Callable[[PendingOutcome], bool] | None = None,
+) -> dict[str, str]:
     """A new ``group`` joins ``groups`` (the user's open ones, ``group`` included) and takes the
-    pending outcomes in its window, oldest first; returns ``{event_id: request_id}`` of those credited."""
+    pending outcomes in its window, oldest first; returns ``{event_id: request_id}`` of those credited.
+
+    Outcomes that name ``group`` are applied whatever their time (they waited for it); outcomes
+    ``held`` for another request are left alone."""
     credited = {}
     for outcome in sorted(pending, key=lambda o: (o.ts, o.event_id)):
-        if group.in_window(outcome.ts):
-            request_id = attribute(groups, outcome, weights)
-            if request_id is not None:
-                credited[outcome.event_id] = request_id
+        if not (group.in_window(outcome.ts) or outcome.request_id == group.request_id):
+            continue
+        if held is not None and held(outcome):
+            continue
+        request_id = attribute(groups, outcome, weights)
+        if request_id is not None:
+            credited[outcome.event_id] = request_id
+    return credited
+
+
+def apply_batch(
+    groups: dict[str, list[Group]],
+    pending: dict[str, list[PendingOutcome]],
+    fresh: list[Group],
+    outcomes: list[PendingOutcome],
+    weights: dict[str, float],
+    seen: set[str],
+    release_before: datetime | None,
+    window_s: int,
+) -> dict[str, str]:
+    """One batch in event-time order (a new group before an outcome of the same instant), in place.
+
+    ``groups``: each user's open groups (the ``fresh`` ones are appended as they come); ``pending``:
+    each user's unattributed outcomes a fresh group may take (held ones included; outcomes of the
+    batch that credit nothing are appended); ``seen``: the request ids read before the batch (the
+    fresh ones are added as they come). Returns ``{event_id: request_id}`` of the credited outcomes.
+    """
+
+    def held(o: PendingOutcome) -> bool:
+        return waits(o, seen, release_before, window_s)
+
+    credited: dict[str, str] = {}
+    events = sorted([(g.opened_at, 0, g.request_id, g) for g in fresh] + [(o.ts, 1, o.event_id, o) for o in outcomes],
+                    key=lambda t: t[:3])  # fmt: skip
+    for _, kind, _, e in events:
+        user_groups, user_pending = groups.setdefault(e.user_id, []), pending.setdefault(e.user_id, [])
+        if kind == 0:
+            user_groups.append(e)
+            seen.add(e.request_id)
+            got = catch_up(e, user_groups, user_pending, weights, held)
+            credited.update(got)
+            pending[e.user_id] = [p for p in user_pending if p.event_id not in got]
+        elif held(e):
+            user_pending.append(e)  # waits for its impression (or its window's end)
+        else:
+            request_id = attribute(user_groups, e, weights)
+            if request_id is None:
+                user_pending.append(e)  # a later impression of this batch may still take it
+            else:
+                credited[e.event_id] = request_id
     return credited
 
 

@@ -191,10 +191,11 @@ def _one_batch(consumer, engine, polled, settings: Settings, config: IngestConfi
     seen = (advance(stats.seen[0], [e.ts for e in impressions], now, MAX_SKEW_S),
             advance(stats.seen[1], [e.ts for e in outcomes], now, MAX_SKEW_S))  # fmt: skip
     cutoff = close_before(watermark(*seen), config.lateness_s)
+    previous = close_before(stats.watermark, config.lateness_s)  # the last batch's (a restart: the stored one's)
     try:
         with engine.begin() as conn:
             result = write_batch(conn, impressions, outcomes, bad, settings.reward_weights,
-                                 settings.attribution_window_s, cutoff)  # fmt: skip
+                                 settings.attribution_window_s, cutoff, previous)  # fmt: skip
     except (OperationalError, InterfaceError) as exc:
         # The database went away (a restart, a network cut) and nothing of the batch is stored: rewind to the
         # batch's first offsets and try again. Any other database error is a bug: it propagates, uncommitted.

@@ -6,6 +6,10 @@ partition and offset), and only the rows that were really inserted go on to attr
 A batch redelivered after a crash (the database committed, the offsets did not) therefore
 changes nothing. Attribution itself is :mod:`learner.ingest.attribution`; this module loads
 the state it needs, applies it in event-time order and writes back what changed.
+
+An outcome *held* for a request not read yet (:func:`learner.ingest.attribution.waits`) is just
+a stored outcome with ``attributed_request_id`` NULL whose ``request_id`` is in no impression
+row: nothing else marks it, so a restarted worker finds it held exactly as it was left.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy import Connection, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
-from learner.ingest.attribution import Group, PendingOutcome, attribute, catch_up, closes_at
+from learner.ingest.attribution import Group, PendingOutcome, apply_batch, closes_at
 from schemas.events import Impression, Outcome
 from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
 
@@ -126,8 +130,12 @@ def _load_groups(conn: Connection, users: set[str]) -> dict[str, list[Group]]:
     return out
 
 
+_OUTCOME_COLUMNS = ("event_id", "user_id", "request_id", "item_id", "type", "ts")
+
+
 def _load_pending(conn: Connection, impressions: list[Impression], window_s: int, skip: set[str]):
-    """Unattributed outcomes stored earlier that a new impression's window may cover."""
+    """Unattributed outcomes stored earlier that a new impression may take: those its window may cover,
+    and those that name it (held for it)."""
     out: dict[str, list[PendingOutcome]] = defaultdict(list)
     if not impressions:
         return out
@@ -135,17 +143,46 @@ def _load_pending(conn: Connection, impressions: list[Impression], window_s: int
     lo = min(e.ts for e in impressions)
     hi = max(e.ts for e in impressions) + timedelta(seconds=window_s)
     rows = conn.execute(
-        select(c.event_id, c.user_id, c.request_id, c.item_id, c.type, c.ts).where(
+        select(*(c[k] for k in _OUTCOME_COLUMNS)).where(
             c.user_id.in_(sorted({e.user_id for e in impressions})),
             c.attributed_request_id.is_(None),
-            c.ts >= lo,
-            c.ts < hi,
+            or_((c.ts >= lo) & (c.ts < hi), c.request_id.in_(sorted({e.request_id for e in impressions}))),
         )  # fmt: skip
     )
     for r in rows:
         if r.event_id not in skip:
             out[r.user_id].append(_pending(r))
     return out
+
+
+def _unread(o):
+    """SQL: the outcome names a request whose impression is not stored."""
+    i = IMPRESSIONS.c
+    return o.request_id.is_not(None) & ~exists().where(i.request_id == o.request_id)
+
+
+def _load_released(conn: Connection, after: datetime | None, before: datetime | None, window_s: int, skip: set[str]):
+    """Held outcomes whose window passed in this batch: ``after < ts + window <= before``."""
+    if before is None:
+        return []
+    c, window = OUTCOMES.c, timedelta(seconds=window_s)
+    stmt = select(*(c[k] for k in _OUTCOME_COLUMNS)).where(
+        c.attributed_request_id.is_(None), _unread(c), c.ts <= before - window
+    )
+    if after is not None:
+        if after >= before:
+            return []
+        stmt = stmt.where(c.ts > after - window)
+    return [_pending(r) for r in conn.execute(stmt) if r.event_id not in skip]
+
+
+def _seen_before(conn: Connection, names: set[str], fresh: set[str]) -> set[str]:
+    """Of the request ids ``names``, those whose impression was stored before this batch."""
+    if not names:
+        return set()
+    i = IMPRESSIONS.c
+    stored = conn.execute(select(i.request_id).where(i.request_id.in_(sorted(names)))).scalars().all()
+    return set(stored) - fresh
 
 
 def write_batch(
@@ -156,29 +193,61 @@ def write_batch(
     weights: dict[str, float],
     window_s: int,
     close_before: datetime | None,
+    closed_before: datetime | None = None,
 ) -> BatchResult:
-    """Store one batch and apply it to the reward groups; closes groups with ``closes_at <= close_before``."""
+    """Store one batch and apply it to the reward groups; closes groups with ``closes_at <= close_before``.
+
+    ``closed_before`` is the ``close_before`` of the previous batch: held outcomes with
+    ``closed_before < ts + window <= close_before`` are released to the fallback rule now (``None``:
+    every held outcome with ``ts + window <= close_before``)."""
     result = BatchResult(dead_letters=_dead_letters(conn, bad))
     n_in = len(impressions) + len(outcomes)
     impressions, outcomes = _store_new(conn, impressions, outcomes)
     result.impressions, result.outcomes = len(impressions), len(outcomes)
     result.duplicates = n_in - len(impressions) - len(outcomes)
 
-    groups = _load_groups(conn, {e.user_id for e in impressions} | {e.user_id for e in outcomes})
-    pending = _load_pending(conn, impressions, window_s, {e.event_id for e in outcomes})
-    new_groups, credited = _apply(groups, pending, impressions, outcomes, weights, window_s)
+    batch = [_pending(e) for e in outcomes]
+    released = _load_released(conn, closed_before, close_before, window_s, {o.event_id for o in batch})
+    users = {e.user_id for e in impressions} | {o.user_id for o in batch} | {o.user_id for o in released}
+    groups = _load_groups(conn, users)
+    pending = _load_pending(conn, impressions, window_s, {o.event_id for o in batch + released})
+    fresh_ids = {e.request_id for e in impressions}
+    names = {o.request_id for o in [*batch, *released, *(p for ps in pending.values() for p in ps)] if o.request_id}
+    seen = _seen_before(conn, names, fresh_ids)
+    new_groups = [(e, _group(e, window_s)) for e in impressions]
+    credited = apply_batch(groups, pending, [g for _, g in new_groups], batch + released, weights, seen,
+                           close_before, window_s)  # fmt: skip
     result.touched_groups = _write_back(conn, groups, new_groups, credited)
     result.credited = len(credited)
     if close_before is not None:
-        c = GROUPS.c
-        closed = conn.execute(
-            update(GROUPS)
-            .where(c.window_open, c.closes_at <= close_before)
-            .values(window_open=False, closed_at=func.now(), updated_at=func.now())
-            .returning(c.request_id)
-        )
-        result.closed = len(closed.all())
+        result.closed = _close(conn, close_before, window_s)
     return result
+
+
+def _group(e: Impression, window_s: int) -> Group:
+    items = [i.item_id for i in sorted(e.items, key=lambda i: i.rank)]
+    return Group(e.request_id, e.user_id, items, [0.0] * len(items), [], e.ts, closes_at(e.ts, window_s))
+
+
+def _close(conn: Connection, close_before: datetime, window_s: int) -> int:
+    """Close the open groups with ``closes_at <= close_before``, except those a still held outcome of their
+    user lies in the window of (its fallback may land there once its own window passes)."""
+    c, o = GROUPS.c, OUTCOMES.c
+    waiting = select(o.event_id).where(
+        o.user_id == c.user_id,
+        o.attributed_request_id.is_(None),
+        o.ts >= c.opened_at,
+        o.ts < c.closes_at,
+        o.ts > close_before - timedelta(seconds=window_s),
+        _unread(o),
+    )  # fmt: skip
+    closed = conn.execute(
+        update(GROUPS)
+        .where(c.window_open, c.closes_at <= close_before, ~waiting.exists())
+        .values(window_open=False, closed_at=func.now(), updated_at=func.now())
+        .returning(c.request_id)
+    )
+    return len(closed.all())
 
 
 def _dead_letters(conn: Connection, bad: list[BadMessage]) -> int:
@@ -196,34 +265,6 @@ def _store_new(conn: Connection, impressions: list[Impression], outcomes: list[O
     new_imp = _insert(conn, IMPRESSIONS, [_impression_row(e) for e in impressions], "request_id")
     new_out = _insert(conn, OUTCOMES, [_outcome_row(e) for e in outcomes], "event_id")
     return [e for e in impressions if e.request_id in new_imp], [e for e in outcomes if e.event_id in new_out]
-
-
-def _apply(groups, pending, impressions, outcomes, weights, window_s):
-    """Attribution over the batch in event-time order (an impression before an outcome of the same instant).
-
-    Returns the new groups (with their impressions) and ``{event_id: request_id}`` of the credited outcomes."""
-    new_groups: list[tuple[Impression, Group]] = []
-    credited: dict[str, str] = {}
-    events = sorted([(e.ts, 0, e.request_id, e) for e in impressions] + [(e.ts, 1, e.event_id, e) for e in outcomes],
-                    key=lambda t: t[:3])  # fmt: skip
-    for _, kind, _, e in events:
-        user_groups = groups[e.user_id]
-        if kind == 0:
-            g = Group(e.request_id, e.user_id, [i.item_id for i in sorted(e.items, key=lambda i: i.rank)],
-                      [0.0] * len(e.items), [], e.ts, closes_at(e.ts, window_s))  # fmt: skip
-            user_groups.append(g)
-            new_groups.append((e, g))
-            got = catch_up(g, user_groups, pending[e.user_id], weights)
-            credited.update(got)
-            pending[e.user_id] = [p for p in pending[e.user_id] if p.event_id not in got]
-        else:
-            outcome = _pending(e)
-            request_id = attribute(user_groups, outcome, weights)
-            if request_id is None:
-                pending[e.user_id].append(outcome)  # a later impression of this batch may still take it
-            else:
-                credited[e.event_id] = request_id
-    return new_groups, credited
 
 
 def _write_back(conn: Connection, groups, new_groups, credited) -> set[str]:

@@ -1,5 +1,6 @@
 """The attribution rules on hand-made groups, with hand-computed rewards: no Kafka, no database."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,12 +9,14 @@ from learner.ingest.attribution import (
     Group,
     PendingOutcome,
     advance,
+    apply_batch,
     attribute,
     catch_up,
     close_before,
     closes_at,
     reward_of,
     target_group,
+    waits,
     watermark,
 )
 
@@ -101,3 +104,125 @@ def test_watermark_and_closing():
     assert watermark(s(10), s(500)) == s(10) == watermark(s(500), s(10))  # the lagging topic holds it back
     assert watermark(s(10), None) is None  # a topic never read yet: nothing closes
     assert close_before(s(160), lateness_s=60) == s(100) and close_before(None, 60) is None
+
+
+# ---------------------------------------------------------------- outcomes naming a request not read yet
+
+
+class Worker:
+    """The worker's state across batches, as the store keeps it: open groups, unattributed outcomes
+    (held ones included) and the request ids read."""
+
+    def __init__(self, window: int = 100):
+        self.groups: dict[str, list[Group]] = {}
+        self.pending: dict[str, list[PendingOutcome]] = {}
+        self.seen: set[str] = set()
+        self.window = window
+        self.credited: dict[str, str] = {}
+
+    def batch(self, *events, release_before: datetime | None = None) -> dict[str, str]:
+        fresh = [e for e in events if isinstance(e, Group)]
+        outcomes = [e for e in events if isinstance(e, PendingOutcome)]
+        got = apply_batch(self.groups, self.pending, fresh, outcomes, W, self.seen, release_before, self.window)
+        for user, ps in self.pending.items():  # what the store would find unattributed next time
+            self.pending[user] = [p for p in ps if p.event_id not in got]
+        self.credited.update(got)
+        return got
+
+    def state(self) -> dict[str, tuple]:
+        return {g.request_id: (g.rewards, sorted(p["event_id"] for p in g.organic))
+                for gs in self.groups.values() for g in gs}  # fmt: skip
+
+
+def test_held_while_the_named_request_is_unread_and_its_window_not_passed():
+    o = out("e1", "b", "click", 20, rid="r2")
+    assert waits(o, {"r1"}, None, 100)  # r2 unread, no watermark yet
+    assert waits(o, {"r1"}, s(119), 100)  # 20 + 100 > 119: its window has not passed
+    assert not waits(o, {"r1"}, s(120), 100)  # passed: the fallback rule applies
+    assert not waits(o, {"r1", "r2"}, None, 100)  # r2 read: the usual rules apply
+    assert not waits(out("e2", "b", "click", 20), set(), None, 100)  # names no request: never held
+
+
+def test_an_outcome_naming_an_unread_request_is_credited_to_it_when_it_arrives():
+    w = Worker()
+    assert w.batch(out("e1", "b", "purchase", 20, rid="r2")) == {}
+    assert [p.event_id for p in w.pending["u"]] == ["e1"]  # stored, waiting
+    r2 = group("r2", ["a", "b"], 10)
+    assert w.batch(r2) == {"e1": "r2"}
+    assert r2.rewards == [0.0, 1.0] and r2.organic == []
+    assert w.pending["u"] == []
+
+
+def test_another_open_list_of_the_user_serving_the_item_gets_nothing():
+    w = Worker()
+    r1, r2 = group("r1", ["a", "b"], 0), group("r2", ["b", "c"], 10)
+    w.batch(r1)
+    # r1 serves b and is in window at t=20, but the outcome names r2, which is not read yet: held, not r1's.
+    assert w.batch(out("e1", "b", "purchase", 20, rid="r2"), out("e2", "z", "click", 21, rid="r2")) == {}
+    assert r1.rewards == [0.0, 0.0] and r1.organic == [] and not r1.dirty
+    assert w.batch(r2) == {"e1": "r2"}
+    assert r1.rewards == [0.0, 0.0] and r2.rewards == [1.0, 0.0]
+    # e2 is off r2's list: once r2 is read, it is organic for every list in window, as if read in event order.
+    assert r1.organic == r2.organic == [{"item_id": "z", "type": "click", "event_id": "e2"}]
+
+
+def test_a_new_list_of_the_user_does_not_take_an_outcome_held_for_another():
+    w = Worker()
+    w.batch(out("e1", "b", "purchase", 20, rid="r2"))
+    r1, r2 = group("r1", ["a", "b"], 0), group("r2", ["b"], 10)
+    assert w.batch(r1) == {}  # e1 lies in r1's window and r1 serves b, but e1 waits for r2
+    assert r1.rewards == [0.0, 0.0]
+    assert w.batch(r2) == {"e1": "r2"} and r2.rewards == [1.0]
+    # Both impressions in one batch, the named one read last: the same.
+    v = Worker()
+    v.batch(out("e1", "b", "purchase", 20, rid="r2"))
+    v1, v2 = group("r1", ["a", "b"], 0), group("r2", ["b"], 10)
+    assert v.batch(v1, v2) == {"e1": "r2"} and (v1.rewards, v2.rewards) == ([0.0, 0.0], [1.0])
+
+
+def test_when_the_named_list_does_not_qualify_the_usual_rule_applies_on_its_arrival():
+    w = Worker()
+    r1 = group("r1", ["a", "b"], 0)
+    w.batch(r1)
+    w.batch(out("e1", "b", "click", 20, rid="r2"))  # r2 will turn out to be served at t=30, after the click
+    r2 = group("r2", ["b"], 30)
+    assert w.batch(r2) == {"e1": "r1"}  # what reading r2 first gives: r2 is not in window at t=20
+    assert r1.rewards == [0.0, 0.25] and r2.rewards == [0.0]
+
+
+def test_when_the_window_passes_without_the_impression_the_outcome_falls_back():
+    w = Worker(window=100)
+    r1 = group("r1", ["a", "b"], 0)
+    w.batch(r1)
+    held = [out("e1", "b", "purchase", 20, rid="r2"), out("e2", "z", "click", 21, rid="r2")]
+    assert w.batch(*held, release_before=s(119)) == {}  # 20 + 100 > 119: still held
+    assert r1.rewards == [0.0, 0.0] and r1.organic == []
+    # The store hands the held outcomes whose window has now passed back to apply_batch.
+    released = w.pending.pop("u")
+    assert w.batch(*released, release_before=s(121)) == {"e1": "r1"}  # r1 still open: it takes the credit
+    assert r1.rewards == [0.0, 1.0]
+    assert r1.organic == [{"item_id": "z", "type": "click", "event_id": "e2"}]  # off r1's list: organic
+
+
+def test_read_order_does_not_change_the_groups():
+    """Every order of reading these events, one per batch, gives what reading them in event order gives."""
+    events = [
+        group("r1", ["a", "b"], 0),
+        group("r2", ["b", "c"], 10),
+        out("e1", "b", "purchase", 20, rid="r2"),  # r1 also serves b
+        out("e2", "b", "click", 15, rid="r1"),
+        out("e3", "c", "add_to_cart", 30),  # only r2 serves c
+        out("e4", "z", "click", 12),  # organic for r1 and r2
+        out("e5", "y", "click", 22, rid="r2"),  # named but off the list: organic for both
+        out("e6", "a", "click", 25, rid="r2"),  # named r2, served only by r1: r1's
+    ]
+    expected = {"r1": ([0.25, 0.25], ["e4", "e5"]), "r2": ([1.0, 0.5], ["e4", "e5"])}
+    for order in itertools.permutations(range(len(events))):
+        w = Worker()
+        for i in order:
+            e = events[i]
+            e = Group(e.request_id, e.user_id, list(e.items), [0.0] * len(e.items), [], e.opened_at, e.closes_at) \
+                if isinstance(e, Group) else e  # fmt: skip
+            w.batch(e)
+        assert w.state() == expected, [events[i] for i in order]
+        assert w.credited == {"e1": "r2", "e2": "r1", "e3": "r2", "e6": "r1"}

@@ -172,6 +172,73 @@ def test_outcomes_before_their_impression_are_attributed_when_it_arrives(pipelin
     assert p.scalar(select(func.count()).where(OutcomeRow.attributed_request_id == "r1")) == 1
 
 
+def _result(p: Pipeline) -> tuple[dict, dict]:
+    """Everything attribution decided: each group's rewards, organic positives and state, each outcome's credit."""
+    groups = {k: (g.rewards, g.organic_positives, g.all_zero, g.window_open, g.opened_at, g.closes_at)
+              for k, g in p.groups().items()}  # fmt: skip
+    with p.engine.connect() as conn:
+        credit = dict(conn.execute(select(OutcomeRow.event_id, OutcomeRow.attributed_request_id)).all())
+    return groups, credit
+
+
+def test_an_outcome_naming_an_unread_request_gets_the_same_groups_in_every_read_order(pipeline):
+    impressions = [
+        impression("r1", "u1", ["a", "b"], 0),
+        impression("r2", "u1", ["b", "c"], 10),  # u1's other open list, which also serves b
+        impression("r3", "u2", ["a"], 0),
+    ]
+    outcomes = [
+        outcome("e1", "u1", "b", "purchase", 20, rid="r2"),  # named r2: r2's, never r1's
+        outcome("e2", "u1", "z", "click", 21, rid="r2"),  # named, off the list: organic for r1 and r2
+        outcome("e3", "u1", "a", "add_to_cart", 22, rid="r2"),  # named r2, served only by r1: r1's
+        outcome("e4", "u1", "c", "click", 23),  # no request id, served only by r2
+        outcome("e5", "u2", "a", "click", 5, rid="r3"),
+    ]
+    results = []
+    for first, second in ((outcomes, impressions), (impressions, outcomes)):
+        p = pipeline(attribution_window_s=100)
+        group = f"g-{uuid.uuid4().hex[:8]}"
+        p.ingest(p.send(*first), group=group)
+        if first is outcomes:  # read before any impression: every named outcome is held, stored unattributed
+            credited = select(func.count()).where(OutcomeRow.attributed_request_id.is_not(None))
+            assert p.groups() == {} and p.scalar(credited) == 0
+        p.ingest(p.send(*second), group=group, lateness_s=0)
+        results.append(_result(p))
+    assert results[0] == results[1]
+    groups, credit = results[0]
+    assert credit == {"e1": "r2", "e2": None, "e3": "r1", "e4": "r2", "e5": "r3"}
+    assert groups["r1"][:2] == ([0.5, 0.0], [{"item_id": "z", "type": "click", "event_id": "e2"}])
+    assert groups["r2"][:2] == ([1.0, 0.25], [{"item_id": "z", "type": "click", "event_id": "e2"}])
+    assert groups["r3"][:2] == ([0.25], [])
+    assert all(g[3] for g in groups.values())  # nothing closed: the windows end at t=100 and t=110
+
+
+def test_a_held_outcome_falls_back_once_its_window_passes_and_keeps_the_fallback_open(pipeline):
+    p = pipeline(attribution_window_s=100)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    # e1 names r-lost, whose impression never comes; u1's r1 serves b and is open at t=20.
+    p.ingest(p.send(impression("r1", "u1", ["a", "b"], 0), outcome("e1", "u1", "b", "purchase", 20, rid="r-lost")),
+             group=group, lateness_s=0)  # fmt: skip
+    assert p.groups()["r1"].rewards == [0.0, 0.0] and p.groups()["r1"].organic_positives == []
+
+    # Both topics reach t=115: r1's window (ends at 100) is over, but e1's (20 + 100 = 120) is not,
+    # so e1 still waits and r1, where it may fall back, stays open.
+    tick = [impression("r8", "u9", ["q"], 115), outcome("e8", "u9", "qq", "click", 115)]
+    p.ingest(p.send(*tick), group=group, lateness_s=0)
+    r1 = p.groups()["r1"]
+    assert r1.window_open and r1.rewards == [0.0, 0.0]
+    assert p.scalar(select(OutcomeRow.attributed_request_id).where(OutcomeRow.event_id == "e1")) is None
+
+    # t=130 (a new worker run: the held outcome is found in the database): e1's window has passed, it falls
+    # back to r1 as an outcome naming nothing would, and r1 closes in the same batch.
+    tick = [impression("r9", "u9", ["q"], 130), outcome("e9", "u9", "qq", "click", 130)]
+    stats = p.ingest(p.send(*tick), group=group, lateness_s=0)
+    r1 = p.groups()["r1"]
+    assert r1.rewards == [0.0, 1.0] and not r1.window_open and r1.closed_at is not None
+    assert p.scalar(select(OutcomeRow.attributed_request_id).where(OutcomeRow.event_id == "e1")) == "r1"
+    assert stats.credited == 1
+
+
 def test_malformed_messages_are_dead_lettered_and_the_consumer_keeps_going(pipeline):
     p = pipeline()
     bad = [
