@@ -9,11 +9,12 @@ DATA   ?= data/amazon18-industrial
 RUN    ?= runs/demo
 PRESET ?= default
 
-.PHONY: help install demo test lint bench-decode bench-ingest clean
+.PHONY: help install demo test lint experiment bench-decode bench-ingest clean
 
 help:
 	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation on $(DATA), into $(RUN)/"
 	@echo "make test          install, check import contracts, run the test suite"
+	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make clean         remove runs/ (keeps .venv)"
@@ -34,6 +35,13 @@ demo: install
 	$(BIN)/recast eval --data $(DATA) --split $(RUN)/split/heldout.csv --checkpoint $(RUN)/sft \
 		--predictions $(RUN)/predictions.jsonl --report $(RUN)/eval.json
 	@echo "demo done: report $(RUN)/eval.json, served lists $(RUN)/predictions.jsonl"
+
+# The RL head-to-head (issue 4): same SFT start, seed, contexts and budget for every arm; held-out figures.
+experiment: install
+	$(BIN)/recast split --data $(DATA) --out $(RUN)/split
+	$(BIN)/recast experiment --data $(DATA) --train $(RUN)/split/train.csv --eval $(RUN)/split/heldout.csv \
+		--out runs/experiment --widths 16,32 --arms grpo,grpo+repair,recast,recast-pos
+	@echo "experiment done: runs/experiment/report.md, report.json, report.png"
 
 lint: install
 	$(BIN)/lint-imports

@@ -38,6 +38,8 @@ ARMS: dict[str, dict] = {
     "recast-pg": {"method": "recast", "repair": True, "contrast_loss": "pg"},
     "recast-logistic": {"method": "recast", "repair": True, "contrast_loss": "logistic"},
     "recast-norepair": {"method": "recast", "repair": False, "contrast_loss": "boundary"},
+    # The contrast half removed: repair, then +1 on the positive alone (supervised on the anchors).
+    "recast-pos": {"method": "recast", "repair": True, "negative_weight": 0.0},
 }
 
 
@@ -163,6 +165,7 @@ def run_experiment(plan: ExperimentPlan, log=print) -> dict:
                 raise RuntimeError(f"arm {arm} at W={width} failed (exit code {child.exitcode}); see the log above")
             result = json.loads((out / "result.json").read_text())
             result["diagnostics"] = read_diagnostics(out / "diagnostics.jsonl")
+            result["ranks"] = json.loads((out / "eval_ranks.json").read_text())
             runs[width][arm] = result
     report = build_report(plan, runs, counts, eval_csv)
     write_report(plan.out, report, runs)

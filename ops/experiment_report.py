@@ -53,6 +53,20 @@ def arm_figures(result: dict) -> dict:
     }
 
 
+def _hits(ranks: list[int | None], k: int) -> list[float]:
+    return [1.0 if r is not None and r < k else 0.0 for r in ranks]
+
+
+def paired_deltas(a: list[int | None], b: list[int | None]) -> dict:
+    """Pass@1 and HR@10 of ranking ``a`` minus ``b`` on the same rows, with 95% bootstrap intervals."""
+    from recast.metrics import paired_bootstrap
+
+    return {
+        name: dict(zip(("mean", "lo", "hi"), paired_bootstrap(_hits(a, k), _hits(b, k))))
+        for name, k in (("Pass@1", 1), ("HR@10", 10))
+    }
+
+
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
@@ -77,6 +91,9 @@ def build_report(plan, runs: dict[int, dict[str, dict]], counts: dict, eval_csv:
             final = figs["final"]
             figs["pass1_gain_vs_sft"] = _ratio(final["Pass@1"], sft["Pass@1"])
             figs["pass1_gain_vs_baseline"] = _ratio(final["Pass@1"], base["final"]["Pass@1"])
+            if "ranks" in result:
+                figs["delta_vs_sft"] = paired_deltas(result["ranks"]["final"], result["ranks"]["start"])
+                figs["delta_vs_baseline"] = paired_deltas(result["ranks"]["final"], baseline["ranks"]["final"])
             if name != BASELINE:
                 figs["matched_budget"] = matched_budget(result, baseline)
                 figs["actor_speedup"] = _ratio(base["actor_s_median"], figs["actor_s_median"])
@@ -122,7 +139,23 @@ def markdown(report: dict) -> str:
                 f"{f['all_zero_mean']:.3f} |"
             )
         lines.append("")
+        with_ci = {n: f for n, f in block["arms"].items() if "delta_vs_sft" in f}
+        if with_ci:
+            lines += [
+                "Paired differences on the same rows, mean [95% bootstrap interval]:",
+                "",
+                "| arm | ΔPass@1 vs SFT | ΔHR@10 vs SFT | ΔPass@1 vs grpo | ΔHR@10 vs grpo |",
+                "| --- | --- | --- | --- | --- |",
+            ]
+            for name, f in with_ci.items():
+                cells = [_ci(f[d][m]) for d in ("delta_vs_sft", "delta_vs_baseline") for m in ("Pass@1", "HR@10")]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
     return "\n".join(lines)
+
+
+def _ci(d: dict) -> str:
+    return f"{d['mean']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]"
 
 
 def plot_report(out: Path, runs: dict[int, dict[str, dict]]) -> list[Path]:
@@ -132,7 +165,7 @@ def plot_report(out: Path, runs: dict[int, dict[str, dict]]) -> list[Path]:
     import matplotlib.pyplot as plt
 
     widths = sorted(runs)
-    fig, axes = plt.subplots(2, len(widths), figsize=(6 * len(widths), 8), squeeze=False)
+    fig, axes = plt.subplots(3, len(widths), figsize=(6 * len(widths), 12), squeeze=False)
     for col, width in enumerate(widths):
         ax = axes[0, col]
         for name, result in runs[width].items():
@@ -149,6 +182,12 @@ def plot_report(out: Path, runs: dict[int, dict[str, dict]]) -> list[Path]:
         ax.bar([i + 0.2 for i in x], step, width=0.4, label="whole step")
         ax.set_xticks(list(x), names, rotation=20)
         ax.set(title=f"seconds per step (median), W={width}")
+        ax.legend()
+        ax = axes[2, col]
+        for name, result in runs[width].items():
+            steps = _steps(result)
+            ax.plot([r["budget"] for r in steps], [r["all_zero"] for r in steps], label=name)
+        ax.set(title=f"all-zero groups (share, before repair), W={width}", xlabel="rollout budget", ylim=(0, 1.02))
         ax.legend()
     fig.tight_layout()
     paths = [out / "report.png"]

@@ -45,3 +45,26 @@ def summarize(ranks: Sequence[int | None], ks: Sequence[int] = DEFAULT_KS) -> di
         out[f"NDCG@{k}"] = ndcg(ranks, k)
     out["Pass@1"] = hit_rate(ranks, 1)
     return out
+
+
+def paired_bootstrap(
+    a: Sequence[float], b: Sequence[float], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of a - b over paired rows and its 95% percentile-bootstrap interval.
+
+    ``a`` and ``b`` are per-row scores of two rankers on the same rows (e.g. hit@1 as
+    0/1). On a few hundred rows a Pass@1 difference of a few hits is noise; the
+    interval says so.
+
+    >>> paired_bootstrap([1, 1, 0, 1], [0, 1, 0, 0])[0]
+    0.5
+    """
+    import random
+
+    if len(a) != len(b) or not a:
+        raise ValueError("need two equally long, non-empty score lists")
+    diffs = [x - y for x, y in zip(a, b)]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return sum(diffs) / n, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]

@@ -34,6 +34,7 @@ class RLConfig:
     ranking_reward: bool = False  # ReRe's rank penalty on negatives (baseline only)
     contrast_loss: str = "boundary"  # pg (literal +-1) | boundary | logistic
     margin: float = 1.0  # boundary: push n* down only while log pi(n*) + margin > log pi(p*)
+    negative_weight: float = 1.0  # n*'s advantage is -negative_weight (pg and boundary losses)
     logistic_tau: float = 1.0
     # groups_tokens: sum / (contexts in the step x SID tokens), the same for both methods;
     # token_mean: the literal per-token mean of the open frameworks.
@@ -60,6 +61,8 @@ class RLConfig:
             raise ValueError("eval_beams must be >= 10 (HR@10 needs ten items)")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.negative_weight <= 1.0:
+            raise ValueError(f"negative_weight must lie in [0, 1], got {self.negative_weight}")
         ObjectiveConfig(self.clip_low, self.clip_high, self.kl_beta, self.logistic_tau)  # validates
 
     @property

@@ -49,6 +49,7 @@ from recast.trie import ItemTrie
 log = logging.getLogger(__name__)
 DIAGNOSTICS = "diagnostics.jsonl"
 REPAIRS = "repairs.jsonl"
+EVAL_RANKS = "eval_ranks.json"
 
 
 @dataclass
@@ -96,6 +97,7 @@ class RLTrainer:
         self.cursor = 0
         self.budget = 0  # rollout budget: contexts x W, summed over steps
         self.anchors_injected = 0  # counted apart from rolled-out hits
+        self.last_ranks: list[int | None] = []
 
     # -- pieces of a step -------------------------------------------------------------
     def prompt(self, history: tuple[int, ...] | list[int]) -> list[int]:
@@ -144,7 +146,8 @@ class RLTrainer:
         c = self.config
         if c.method == "grpo":
             return grpo_plan(groups, ranking_reward=c.ranking_reward)
-        return recast_plan(groups, loss=c.contrast_loss, margin=c.margin)
+        negative_weight = c.negative_weight if c.contrast_loss != "logistic" else 1.0
+        return recast_plan(groups, loss=c.contrast_loss, margin=c.margin, negative_weight=negative_weight)
 
     def actor_update(self, prompts, groups, plan: ActorPlan) -> dict:
         """Forward, backward and step over the plan's rows only. Returns timings and figures."""
@@ -214,6 +217,7 @@ class RLTrainer:
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 128) -> dict:
+        """Policy-alone metrics on the eval split; the per-row ranks stay in ``self.last_ranks``."""
         ranks: list[int | None] = []
         beam = BeamSearchConfig(self.config.eval_beams)
         for start in range(0, len(self.eval_set.histories), batch_size):
@@ -222,6 +226,7 @@ class RLTrainer:
             for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
                 ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
         metrics = summarize(ranks)
+        self.last_ranks = ranks
         return {k: metrics[k] for k in ("Pass@1", "HR@3", "HR@10", "NDCG@10", "rows")}
 
     # -- the loop -----------------------------------------------------------------------
@@ -274,6 +279,7 @@ class RLTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         history: list[dict] = []
         start_eval = self.evaluate()
+        start_ranks = self.last_ranks
         history.append({"step": 0, "budget": 0, "eval": start_eval})
         last_eval = start_eval
         with (self.out / DIAGNOSTICS).open("w") as diag, (self.out / REPAIRS).open("w") as repairs:
@@ -287,6 +293,8 @@ class RLTrainer:
                 diag.flush()
                 history.append(record)
                 bar.set_postfix(zero=f"{record['all_zero']:.2f}", pass1=f"{last_eval['Pass@1']:.4f}")
+        # Per-row target ranks at the start and the end, for paired comparisons between runs.
+        (self.out / EVAL_RANKS).write_text(json.dumps({"start": start_ranks, "final": self.last_ranks}) + "\n")
         checkpoint = self.save(start_eval, last_eval)
         return RLResult(checkpoint, history, last_eval, start_eval)
 

@@ -31,6 +31,7 @@ class RepairRecord:
     anchor_source: str | None = None
     replaced_item: int | None = None  # the candidate the anchor displaced
     replaced_logprob: float | None = None
+    anchor_logprob: float | None = None  # how far outside the beam the positive was
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -69,6 +70,7 @@ def repair(group: RolloutGroup, anchor_logprob: float | None) -> tuple[RolloutGr
         anchor_source=anchor.source,
         replaced_item=items[worst],
         replaced_logprob=logprobs[worst],
+        anchor_logprob=float(anchor_logprob),
     )
     items[worst], logprobs[worst], rewards[worst] = anchor.item, float(anchor_logprob), 1.0
     return replace(group, items=items, logprobs=logprobs, rewards=rewards, injected=worst), record

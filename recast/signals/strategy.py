@@ -3,7 +3,8 @@ what advantage. The RL loop around them is the same for every strategy.
 
 * ``grpo``: the group-normalised baseline. Every member of every group enters the
   update (as OpenOneRec-RL does), all-zero groups included with advantage 0.
-* ``recast``: the contrast pair only, +1 / -1. With ``loss="boundary"`` a pair whose
+* ``recast``: the contrast pair only, +1 / -1 (``negative_weight`` scales the -1; 0
+  keeps the positive alone, an ablation of the contrast half). With ``loss="boundary"`` a pair whose
   positive already leads its negative by ``margin`` (in log-probability) is dropped
   before the actor pass, so the top negative is pushed down only while it outranks
   the positive; with ``loss="logistic"`` the pair feeds the reference-anchored
@@ -63,7 +64,9 @@ def grpo_plan(groups: list[RolloutGroup], ranking_reward: bool = False) -> Actor
     return plan
 
 
-def recast_plan(groups: list[RolloutGroup], loss: str = "pg", margin: float = 0.0) -> ActorPlan:
+def recast_plan(
+    groups: list[RolloutGroup], loss: str = "pg", margin: float = 0.0, negative_weight: float = 1.0
+) -> ActorPlan:
     """The contrast pair of every group that has one (see module doc for ``loss``).
 
     >>> a = RolloutGroup(0, [1, 2, 3], [-1.0, -2.0, -3.0], [0.0, 1.0, 0.0])
@@ -74,6 +77,8 @@ def recast_plan(groups: list[RolloutGroup], loss: str = "pg", margin: float = 0.
     """
     if loss not in CONTRAST_LOSSES:
         raise ValueError(f"contrast loss must be one of {CONTRAST_LOSSES}, got {loss!r}")
+    if not 0.0 <= negative_weight <= 1.0 or (loss == "logistic" and negative_weight != 1.0):
+        raise ValueError("negative_weight must lie in [0, 1], and be 1 with the logistic loss (a pair or nothing)")
     plan = ActorPlan()
     for gi, group in enumerate(groups):
         pair = select_pair(group)
@@ -83,7 +88,10 @@ def recast_plan(groups: list[RolloutGroup], loss: str = "pg", margin: float = 0.
         if loss == "boundary" and group.logprobs[pair.negative] + margin <= group.logprobs[pair.positive]:
             plan.skipped[BOUNDARY_MET] += 1
             continue
+        if negative_weight == 0.0:  # positive only: the negative never enters the actor pass
+            plan.rows.append(ActorRow(gi, pair.positive, 1.0))
+            continue
         plan.pairs.append((len(plan.rows), len(plan.rows) + 1))
         plan.rows.append(ActorRow(gi, pair.positive, 1.0))
-        plan.rows.append(ActorRow(gi, pair.negative, -1.0))
+        plan.rows.append(ActorRow(gi, pair.negative, -negative_weight))
     return plan

@@ -15,7 +15,7 @@ def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
             "--arms", "grpo,recast", "--preset", "tiny", "--sft-preset", "tiny", "--steps", "2",
             "--no-progress"]  # fmt: skip
     proc = recast(*args)
-    assert "| SFT start |" in proc.stdout and "### W = 6" in proc.stdout
+    assert "| SFT start |" in proc.stdout and "### W = 6" in proc.stdout and "bootstrap interval" in proc.stdout
     report = json.loads((out / "report.json").read_text())
     assert set(report["widths"]) == {"4", "6"}
     assert report["eval_split"].endswith("tune.csv")  # no --eval: tuning figures, not held-out ones
@@ -30,6 +30,8 @@ def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
         assert recast_arm["budget"] == block["arms"]["grpo"]["budget"] == 2 * 8 * int(width)  # same rollout budget
         assert recast_arm["actor_speedup"] > 0 and recast_arm["peak_rss_bytes"] > 0
         assert recast_arm["actor_rows_mean"] < block["arms"]["grpo"]["actor_rows_mean"]
+        ci = recast_arm["delta_vs_baseline"]["Pass@1"]
+        assert ci["lo"] <= ci["mean"] <= ci["hi"]
         assert (out / f"W{width}" / "recast" / "diagnostics.png").is_file()
         assert (out / f"W{width}" / "grpo" / "checkpoint" / "manifest.json").is_file()
     assert (out / "report.png").stat().st_size > 10_000 and (out / "report.md").is_file()

@@ -15,6 +15,7 @@ from learner.rl.config import RLConfig, preset
         ({"lr": 0.0}, "lr"),
         ({"clip_low": 1.5}, "clip"),
         ({"kl_beta": -1.0}, "kl_beta"),
+        ({"negative_weight": 2.0}, "negative_weight"),
     ],
 )
 def test_bad_settings_are_refused_with_the_field_named(overrides, message):

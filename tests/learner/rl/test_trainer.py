@@ -10,7 +10,7 @@ import torch
 
 from learner.rl.config import preset
 from learner.rl.plots import plot_run, read_diagnostics
-from learner.rl.trainer import DIAGNOSTICS, REPAIRS, train_rl
+from learner.rl.trainer import DIAGNOSTICS, EVAL_RANKS, REPAIRS, train_rl
 from learner.sft_trainer import train_sft
 from recast.checkpoint import load_checkpoint
 from recast.sft import preset as sft_preset
@@ -64,6 +64,9 @@ def test_a_recast_run_logs_every_step_audits_repairs_and_saves_a_child_checkpoin
     assert child.manifest["rl_config"]["method"] == "recast"
     assert child.version != parent.version  # the update changed the weights
     assert result.final_eval == records[-1]["eval"]
+    ranks = json.loads((tmp_path / "recast" / EVAL_RANKS).read_text())
+    assert len(ranks["start"]) == len(ranks["final"]) == result.final_eval["rows"]
+    assert sum(r == 0 for r in ranks["final"]) / len(ranks["final"]) == result.final_eval["Pass@1"]
     png = plot_run(records, tmp_path / "recast" / "diagnostics.png")
     assert png.stat().st_size > 10_000
 

@@ -26,7 +26,7 @@ def test_all_zero_group_is_repaired_in_place_of_the_lowest_scoring_member():
     assert fixed.rewards == [0.0, 1.0, 0.0]
     assert fixed.injected == 1
     assert (fixed.group_id, fixed.segment, fixed.hits) == (7, "new", 1)
-    assert record == RepairRecord(7, "new", REPAIRED, 42, "organic", 11, -4.0)
+    assert record == RepairRecord(7, "new", REPAIRED, 42, "organic", 11, -4.0, -6.25)
     assert record.to_dict() == {
         "group_id": 7,
         "segment": "new",
@@ -35,6 +35,7 @@ def test_all_zero_group_is_repaired_in_place_of_the_lowest_scoring_member():
         "anchor_source": "organic",
         "replaced_item": 11,
         "replaced_logprob": -4.0,
+        "anchor_logprob": -6.25,
     }
     # the input group is not mutated
     assert (g.items, g.logprobs, g.rewards, g.injected) == ([10, 11, 12], [-1.0, -4.0, -2.5], [0.0] * 3, None)

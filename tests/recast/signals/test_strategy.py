@@ -104,3 +104,15 @@ def test_unknown_contrast_loss_raises():
         recast_plan([HIT], loss="dpo")
     with pytest.raises(ValueError):
         recast_plan([], loss="grpo")
+
+
+def test_negative_weight_scales_the_negative_and_zero_drops_it_from_the_actor_batch():
+    # HIT: p* = member 1 (the only reward), n* = member 0 (highest log-prob among the zeros).
+    assert rows(recast_plan([HIT], negative_weight=0.25)) == [(0, 1, 1.0), (0, 0, -0.25)]
+    positive_only = recast_plan([HIT, ZERO], negative_weight=0.0)
+    assert rows(positive_only) == [(0, 1, 1.0)] and positive_only.pairs == []
+    assert positive_only.skipped == {"no_positive": 1}
+    with pytest.raises(ValueError, match="negative_weight"):
+        recast_plan([HIT], negative_weight=1.5)
+    with pytest.raises(ValueError, match="logistic"):
+        recast_plan([HIT], loss="logistic", negative_weight=0.5)
