@@ -11,7 +11,8 @@ neither saw:
     rl.csv    RL contexts (the windows of these users' rows)
     tune.csv  for choosing hyper-parameters (``--eval`` it instead of the held-out file)
 
-Each arm runs in its own process, so its peak RSS is its own. The report
+Each arm runs in its own process, so its peak RSS is its own; an arm that already
+finished with the same configuration is reused, so an interrupted run resumes. The report
 (``report.json``, ``report.md``, ``*.png``) has, per search width: final
 Pass@1/HR@10/NDCG@10 of SFT and every arm, the relative Pass@1 gain, the
 matched-budget ratio, actor-update and step time ratios, memory ratios and the
@@ -123,6 +124,7 @@ def _run_arm(args: tuple) -> None:
     plot_run(result.history, out / "diagnostics.png", title=f"{config.method} W={config.width} ({out.name})")
     summary = {
         "config": config.to_dict(),
+        "eval_csv": str(eval_csv),
         "start_eval": result.start_eval,
         "final_eval": result.final_eval,
         "seconds": time.perf_counter() - started,
@@ -130,6 +132,15 @@ def _run_arm(args: tuple) -> None:
         "checkpoint": str(result.checkpoint),
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _finished(out: Path, config: RLConfig, eval_csv: Path) -> bool:
+    """An arm an interrupted experiment already completed: same configuration, same eval split."""
+    path = out / "result.json"
+    if not path.is_file():
+        return False
+    done = json.loads(path.read_text())
+    return done.get("config") == config.to_dict() and done.get("eval_csv") == str(eval_csv)
 
 
 def arm_config(plan: ExperimentPlan, arm: str, width: int) -> RLConfig:
@@ -156,13 +167,16 @@ def run_experiment(plan: ExperimentPlan, log=print) -> dict:
         for arm in plan.arms:
             config = arm_config(plan, arm, width)
             out = plan.out / f"W{width}" / arm
-            log(f"W={width} {arm}: lr {config.lr}, {config.steps} steps x {config.contexts_per_step} contexts")
-            args = (plan.data, sft, splits["rl"], eval_csv, config, out, plan.threads, plan.progress)
-            child = spawn.Process(target=_run_arm, args=(args,))
-            child.start()
-            child.join()
-            if child.exitcode != 0:
-                raise RuntimeError(f"arm {arm} at W={width} failed (exit code {child.exitcode}); see the log above")
+            if _finished(out, config, eval_csv):
+                log(f"W={width} {arm}: already finished with this configuration, reusing {out}")
+            else:
+                log(f"W={width} {arm}: lr {config.lr}, {config.steps} steps x {config.contexts_per_step} contexts")
+                args = (plan.data, sft, splits["rl"], eval_csv, config, out, plan.threads, plan.progress)
+                child = spawn.Process(target=_run_arm, args=(args,))
+                child.start()
+                child.join()
+                if child.exitcode != 0:
+                    raise RuntimeError(f"arm {arm} at W={width} failed (exit code {child.exitcode}); see the log above")
             result = json.loads((out / "result.json").read_text())
             result["diagnostics"] = read_diagnostics(out / "diagnostics.jsonl")
             result["ranks"] = json.loads((out / "eval_ranks.json").read_text())

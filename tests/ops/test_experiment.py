@@ -35,10 +35,11 @@ def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
         assert (out / f"W{width}" / "recast" / "diagnostics.png").is_file()
         assert (out / f"W{width}" / "grpo" / "checkpoint" / "manifest.json").is_file()
     assert (out / "report.png").stat().st_size > 10_000 and (out / "report.md").is_file()
-    # A second run reuses the SFT start (same data and config) instead of training it again.
-    before = (out / "sft" / "manifest.json").stat().st_mtime_ns
-    recast(*[a if a != "4,6" else "4" for a in args])
-    assert (out / "sft" / "manifest.json").stat().st_mtime_ns == before
+    # A second run (an interrupted one resumed) reuses the SFT start and the finished arms.
+    stamps = [(out / p).stat().st_mtime_ns for p in ("sft/manifest.json", "W4/recast/result.json")]
+    proc = recast(*[a if a != "4,6" else "4" for a in args])
+    assert [(out / p).stat().st_mtime_ns for p in ("sft/manifest.json", "W4/recast/result.json")] == stamps
+    assert "already finished" in proc.stderr
 
 
 def test_bad_arguments_fail_with_the_reason(tmp_path):
