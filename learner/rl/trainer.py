@@ -32,11 +32,12 @@ import torch
 from tqdm.auto import tqdm
 
 from learner.rl.config import RLConfig
-from learner.rl.contexts import RLContext
+from learner.rl.contexts import RLContext, offline_contexts
 from learner.rl.memory import measure_peak
 from recast.beam import BeamSearchConfig, beam_search, score_codes
 from recast.catalog import Catalog
-from recast.checkpoint import Checkpoint, save_checkpoint
+from recast.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from recast.dataset import load_catalog, load_interactions
 from recast.metrics import rank_of, summarize
 from recast.sft import item_paths
 from recast.signals.groups import build_groups, group_stats
@@ -334,10 +335,6 @@ def train_rl(
 ) -> RLResult:
     """RL from the SFT checkpoint ``sft_dir`` on the windows of ``train_csv`` (users the
     SFT never saw, see BENCHMARKS.md), evaluated on ``eval_csv``, written to ``out``."""
-    from learner.rl.contexts import offline_contexts
-    from recast.checkpoint import CheckpointError, load_checkpoint
-    from recast.dataset import load_catalog, load_interactions
-
     catalog = load_catalog(data_dir)
     sft = load_checkpoint(sft_dir)
     if sft.item_ids != [item.item_id for item in catalog.items]:
