@@ -161,10 +161,11 @@ def _prepare_pgdata(pgdata: Path) -> None:
         )
 
 
-def start_postgres(root: Path) -> Service:
+def start_postgres(root: Path, port: int | None = None) -> Service:
+    """Start (initdb first if needed) the server of ``root``; ``port`` restarts it where clients expect it."""
     pgdata = root / "postgres"
     _prepare_pgdata(pgdata)
-    port, log_path = free_port(), pgdata / "server.log"
+    port, log_path = port or free_port(), pgdata / "server.log"
     # -k '' turns the Unix socket off: TCP on 127.0.0.1 is all we use, nothing lands in /var/run or /tmp,
     # and a deep project path cannot exceed the 107-byte limit of a socket path.
     options = f"-h {HOST} -p {port} -k ''"
