@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from learner.ingest.consumer import IngestConfig, run
 from ops.servers import create_database, create_topics, start_postgres, stop_postgres
 from ops.stack import migrate
+from schemas.events import Impression
 from schemas.settings import Settings
 from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
 from tests.learner.ingest.test_consumer import ROOT, impression, outcome
@@ -37,7 +38,7 @@ def counts(engine) -> dict[str, int]:
 def produce(settings: Settings, events) -> int:
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     for e in events:
-        topic = settings.impressions_topic if e.__class__.__name__ == "Impression" else settings.outcomes_topic
+        topic = settings.impressions_topic if isinstance(e, Impression) else settings.outcomes_topic
         producer.send(topic, key=e.user_id.encode(), value=e.model_dump_json().encode())
     producer.flush(timeout=10)
     producer.close()
