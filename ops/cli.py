@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +24,7 @@ from typing import Annotated
 import typer
 
 from ops import ingest_cli, rl_cli, stack_cli
+from ops.console import fail, setup
 from schemas.settings import get_settings
 
 app = typer.Typer(
@@ -38,16 +38,8 @@ log = logging.getLogger("recast")
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data set directory (default: $RECAST_DATA_DIR).")]
 
 
-def _setup(threads: int | None = None) -> None:
-    import torch
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    torch.set_num_threads(threads or get_settings().torch_threads)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+def _setup() -> None:
+    setup(get_settings().torch_threads)
 
 
 @app.command()
@@ -76,7 +68,7 @@ def split(
         rows = load_interactions(data / source, catalog)
         held = split_users([r.user_id for r in rows], holdout, seed)
     except (DatasetError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     n_train = write_interactions(
         data / source, out / "train.csv", {i for i, r in enumerate(rows) if r.user_id not in held}
@@ -126,7 +118,7 @@ def train(
         config = replace(config, **overrides)
         result = train_sft(data, train_file, config, out, progress=progress)
     except (DatasetError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     typer.echo(
         json.dumps(
             {
@@ -181,9 +173,9 @@ def eval_(
         overrides = {"policy_weight": settings.fusion_policy_weight, "text_weight": settings.fusion_text_weight}
         fusion = replace(FusionConfig(), **{k: v for k, v in overrides.items() if v is not None})
     except (DatasetError, CheckpointError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if ckpt.item_ids != [item.item_id for item in catalog.items]:
-        _fail(f"{checkpoint} was trained on another catalog than {data}")
+        fail(f"{checkpoint} was trained on another catalog than {data}")
     recommender = Recommender(
         ckpt.model,
         ckpt.tokenizer,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ops.console import fail, setup
 from schemas.settings import get_settings
 
 
@@ -34,14 +34,13 @@ def ingest(
     """
     from learner.ingest.consumer import IngestConfig, run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    setup()
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         config = IngestConfig(group_id=group, batch_size=batch_size, lateness_s=lateness_s, max_events=max_events,
                               max_seconds=max_seconds, idle_exit_s=idle_exit_s, alive_path=alive)  # fmt: skip
     except ValueError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2) from None
+        fail(str(exc))
     stats = run(get_settings(), config)
     typer.echo(json.dumps(stats.summary()))
 

@@ -6,13 +6,12 @@ Kept apart from ``ops/cli.py`` like the other command groups; :func:`register` a
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from ops.console import fail, setup
 from schemas.settings import get_settings
 
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data set directory (default: $RECAST_DATA_DIR).")]
@@ -21,18 +20,6 @@ Steps = Annotated[int | None, typer.Option(help="RL steps (default: the preset's
 Contexts = Annotated[int | None, typer.Option("--contexts", help="Contexts rolled out per step (default 64).")]
 Lr = Annotated[float | None, typer.Option(help="AdamW learning rate (default: the preset's).")]
 Preset = Annotated[str, typer.Option(help="'tiny' (seconds, tests) or 'default'.")]
-
-
-def _setup(threads: int) -> None:
-    import torch
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    torch.set_num_threads(threads)
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def rl(
@@ -74,14 +61,14 @@ def rl(
     from recast.dataset import DatasetError
 
     settings = get_settings()
-    _setup(settings.torch_threads)
+    setup(settings.torch_threads)
     try:
         config = rl_preset(preset, method=method, width=width, steps=steps, contexts_per_step=contexts, lr=lr,
                            repair=repair, contrast_loss=contrast_loss, negative_weight=negative_weight,
                            kl_beta=kl_beta, eval_every=eval_every, seed=seed)  # fmt: skip
         result = train_rl(data or settings.data_dir, sft, train_file, eval_file, config, out, progress=progress)
     except (DatasetError, CheckpointError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     plot_run(result.history, out / "diagnostics.png", title=f"{config.method} W={config.width}")
     typer.echo(json.dumps({"checkpoint": str(result.checkpoint), "start": result.start_eval,
                            "final": result.final_eval}, indent=2))  # fmt: skip
@@ -123,7 +110,7 @@ def experiment(
     from recast.dataset import DatasetError
 
     settings = get_settings()
-    _setup(settings.torch_threads)
+    setup(settings.torch_threads)
     try:
         base = rl_preset(preset, steps=steps, contexts_per_step=contexts, eval_every=eval_every)
         plan = ExperimentPlan(
@@ -142,7 +129,7 @@ def experiment(
         )
         report = run_experiment(plan, log=lambda m: typer.echo(m, err=True))
     except (DatasetError, CheckpointError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from ops.experiment_report import markdown
 
     typer.echo(markdown(report))

@@ -172,23 +172,21 @@ class RLTrainer:
         normaliser = (
             len(groups) * L if c.normaliser == "groups_tokens" else len(plan.rows) * L
         )  # token_mean: the literal per-token mean over the actor batch
+
+        def logprobs(model):
+            return token_logprobs(
+                model, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
+            )
+
         started = time.perf_counter()
         with torch.no_grad():
-            ref = token_logprobs(
-                self.reference, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
-            )
-            old = None
-            if c.ppo_epochs > 1:
-                old = token_logprobs(
-                    self.policy, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
-                )
+            ref = logprobs(self.reference)
+            old = logprobs(self.policy) if c.ppo_epochs > 1 else None  # with one epoch, old = logp.detach()
         reference_s = time.perf_counter() - started
         started = time.perf_counter()
         with measure_peak() as memory:
             for _ in range(c.ppo_epochs):
-                logp = token_logprobs(
-                    self.policy, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
-                )
+                logp = logprobs(self.policy)
                 if c.method == "recast" and c.contrast_loss == "logistic":
                     pos = torch.tensor([p for p, _ in plan.pairs])
                     neg = torch.tensor([n for _, n in plan.pairs])
