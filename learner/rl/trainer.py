@@ -39,13 +39,13 @@ from recast.catalog import Catalog
 from recast.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from recast.dataset import load_catalog, load_interactions
 from recast.metrics import rank_of, summarize
+from recast.recommender import Recommender
 from recast.sft import item_paths
 from recast.signals.groups import build_groups, group_stats
 from recast.signals.objective import pairwise_logistic_loss, policy_gradient_loss
 from recast.signals.repair import REPAIRED, UNREPAIRABLE, needs_anchor_score, repair
 from recast.signals.strategy import ActorPlan, grpo_plan, recast_plan
 from recast.teacher_forcing import token_logprobs
-from recast.trie import ItemTrie
 
 log = logging.getLogger(__name__)
 DIAGNOSTICS = "diagnostics.jsonl"
@@ -89,7 +89,13 @@ class RLTrainer:
         self.policy = copy.deepcopy(sft.model).eval()
         self.reference = copy.deepcopy(sft.model).eval().requires_grad_(False)
         self.tokenizer, self.codes = sft.tokenizer, sft.codes
-        self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
+        # Prompts and the eval decode are the served definitions (history cut, encoding, trie),
+        # on the policy being trained: the Recommender holds the same module, updated in place.
+        self.recommender = Recommender(
+            self.policy, self.tokenizer, self.codes, sft.transition,
+            beam=BeamSearchConfig(config.eval_beams), max_history=config.max_history,
+        )  # fmt: skip
+        self.trie = self.recommender.trie
         self.paths = item_paths(self.trie, self.codes)
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
@@ -101,9 +107,6 @@ class RLTrainer:
         self.last_ranks: list[int | None] = []
 
     # -- pieces of a step -------------------------------------------------------------
-    def prompt(self, history: tuple[int, ...] | list[int]) -> list[int]:
-        return self.tokenizer.encode_history(self.codes, list(history)[-self.config.max_history :])
-
     def next_contexts(self) -> list[RLContext]:
         batch = []
         while len(batch) < self.config.contexts_per_step:
@@ -115,7 +118,7 @@ class RLTrainer:
         return batch
 
     def rollout(self, contexts: list[RLContext], first_id: int):
-        prompts = [self.prompt(c.history) for c in contexts]
+        prompts = self.recommender.prompts([list(c.history) for c in contexts])
         beams = beam_search(self.policy, self.trie, prompts, BeamSearchConfig(self.config.width), self.tokenizer.pad_id)
         groups = build_groups(
             beams.items.tolist(),
@@ -218,10 +221,8 @@ class RLTrainer:
     def evaluate(self, batch_size: int = 128) -> dict:
         """Policy-alone metrics on the eval split; the per-row ranks stay in ``self.last_ranks``."""
         ranks: list[int | None] = []
-        beam = BeamSearchConfig(self.config.eval_beams)
         for start in range(0, len(self.eval_set.histories), batch_size):
-            hist = self.eval_set.histories[start : start + batch_size]
-            result = beam_search(self.policy, self.trie, [self.prompt(h) for h in hist], beam, self.tokenizer.pad_id)
+            result = self.recommender.policy(self.eval_set.histories[start : start + batch_size])
             for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
                 ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
         metrics = summarize(ranks)
