@@ -57,9 +57,10 @@ class Impression(_Event):
     @model_validator(mode="after")
     def _ranks_are_a_list(self) -> Impression:
         # Rewards are stored per served position, so ranks must be exactly 1..n and items distinct.
-        ranks = sorted(item.rank for item in self.items)
-        if ranks != list(range(1, len(self.items) + 1)):
-            raise ValueError(f"items: ranks must be 1..{len(self.items)} without gaps or repeats, got {ranks}")
+        n, ranks = len(self.items), {item.rank for item in self.items}  # a set: this runs for every event ingested
+        if len(ranks) != n or min(ranks) != 1 or max(ranks) != n:
+            got = sorted(item.rank for item in self.items)
+            raise ValueError(f"items: ranks must be 1..{n} without gaps or repeats, got {got}")
         ids = [item.item_id for item in self.items]
         if len(set(ids)) != len(ids):
             raise ValueError("items: an item_id is served twice in one list")

@@ -14,12 +14,13 @@ row: nothing else marks it, so a restarted worker finds it held exactly as it wa
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 
-from sqlalchemy import Connection, exists, func, or_, select, text, update
+import orjson
+from sqlalchemy import ARRAY, Connection, String, any_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 
 from learner.ingest.attribution import Group, PendingOutcome, apply_batch, closes_at
@@ -28,6 +29,7 @@ from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
 
 IMPRESSIONS, OUTCOMES, GROUPS = ImpressionRow.__table__, OutcomeRow.__table__, RewardGroup.__table__
 DEAD = DeadLetter.__table__
+_rank = attrgetter("rank")
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def _recordset(conn: Connection, table, columns) -> str:
 
 
 def _json(rows: list[dict]) -> str:
-    return json.dumps(rows, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+    # orjson: a batch's rows are most of the worker's encoding time, and json.dumps was ~8x slower here.
+    # It writes aware datetimes as RFC 3339, which Postgres reads back exactly.
+    return orjson.dumps(rows).decode()
 
 
 def _insert(conn: Connection, table, rows: list[dict], key: str | None = None) -> set[str]:
@@ -93,8 +97,14 @@ def _update(conn: Connection, table, rows: list[dict], key: str, extra: str = ""
     conn.execute(text(sql), {"rows": _json(rows)})
 
 
+def _among(column, values: set[str]):
+    """``column = ANY(:array)``: one array parameter. ``IN (...)`` would send a placeholder per value, and a
+    statement that psycopg must parse anew for every batch (the query text changes with the count)."""
+    return column == any_(bindparam(None, sorted(values), type_=ARRAY(String)))
+
+
 def _impression_row(e: Impression) -> dict:
-    items = [i.model_dump() for i in sorted(e.items, key=lambda i: i.rank)]
+    items = [{"item_id": i.item_id, "score": i.score, "rank": i.rank} for i in sorted(e.items, key=_rank)]
     return dict(
         request_id=e.request_id, user_id=e.user_id, segment=e.segment, history=list(e.history), items=items,
         model_version=e.model_version, schema_version=e.schema_version, ts=e.ts,
@@ -120,7 +130,7 @@ def _load_groups(conn: Connection, users: set[str]) -> dict[str, list[Group]]:
     c = GROUPS.c
     rows = conn.execute(
         select(c.request_id, c.user_id, c["items"], c.rewards, c.organic_positives, c.opened_at, c.closes_at)
-        .where(c.user_id.in_(sorted(users)), c.window_open)
+        .where(_among(c.user_id, users), c.window_open)
         .order_by(c.request_id)
         .with_for_update()
     )
@@ -144,9 +154,9 @@ def _load_pending(conn: Connection, impressions: list[Impression], window_s: int
     hi = max(e.ts for e in impressions) + timedelta(seconds=window_s)
     rows = conn.execute(
         select(*(c[k] for k in _OUTCOME_COLUMNS)).where(
-            c.user_id.in_(sorted({e.user_id for e in impressions})),
+            _among(c.user_id, {e.user_id for e in impressions}),
             c.attributed_request_id.is_(None),
-            or_((c.ts >= lo) & (c.ts < hi), c.request_id.in_(sorted({e.request_id for e in impressions}))),
+            or_((c.ts >= lo) & (c.ts < hi), _among(c.request_id, {e.request_id for e in impressions})),
         )  # fmt: skip
     )
     for r in rows:
@@ -181,7 +191,7 @@ def _seen_before(conn: Connection, names: set[str], fresh: set[str]) -> set[str]
     if not names:
         return set()
     i = IMPRESSIONS.c
-    stored = conn.execute(select(i.request_id).where(i.request_id.in_(sorted(names)))).scalars().all()
+    stored = conn.execute(select(i.request_id).where(_among(i.request_id, names))).scalars().all()
     return set(stored) - fresh
 
 
