@@ -17,10 +17,9 @@ This module imports vLLM; :mod:`serving.engines.vllm_engine` imports it only whe
 from __future__ import annotations
 
 import torch
+from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from recast.trie import ROOT, ItemTrie
-
-from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 
 def prefix_nodes(trie: ItemTrie, max_len: int | None = None) -> dict[tuple[int, ...], int]:
