@@ -88,9 +88,8 @@ class TrieLogitsProcessor(LogitsProcessor):
                 self.rows[a] = rb
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        if not self.rows:
-            return logits
         batch = logits.shape[0]
+        # A row the processor was never told about stays at the dead node (all -inf), never unconstrained.
         nodes = torch.full((batch,), self.trie.dead, dtype=torch.long)
         for index, (prompt, output) in self.rows.items():
             if index < batch:

@@ -1,6 +1,7 @@
 """The vLLM engine: ``LLM.beam_search`` over the checkpoint directory, constrained by the item trie.
 
-The checkpoint directory is a ``LlamaForCausalLM`` + tokenizer directory, so vLLM loads it as is.
+The checkpoint directory is a ``LlamaForCausalLM`` + tokenizer directory, so vLLM loads its model
+files directly (through links that leave out the scorers' tensors, see :data:`MODEL_FILES`).
 The trie reaches vLLM as a logits processor (:mod:`serving.engines.trie_processor`), and with
 ``logprobs_mode="processed_logprobs"`` a beam's cumulative logprob is the sum of the masked,
 renormalised log-probabilities: the score :mod:`recast.beam` defines, so both engines rank alike.
@@ -55,8 +56,9 @@ class VllmEngine:
     def __init__(self, checkpoint_dir: Path | str, trie: ItemTrie, max_width: int = 50, kv_cache_gib: int = 1):
         for key, value in RECIPE_ENV.items():
             os.environ.setdefault(key, value)
-        # The CPU backend reserves this many GiB of KV cache; its default does not fit a small machine.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        # The CPU backend reserves this many GiB of KV cache when it starts (read there, so set here, not
+        # defaulted: the argument is the caller's explicit choice); its default does not fit a small machine.
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
         from vllm import LLM
 
         from serving.engines.trie_processor import prefix_nodes, processor_for
