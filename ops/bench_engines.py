@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     vllm_engine = VllmEngine(args.checkpoint, trie, max_width=max(WIDTHS))
     load_s = time.perf_counter() - start
-    torch.set_num_threads(args.threads)  # vLLM lowers the process's torch threads while it loads
     torch_engine = TorchEngine(ckpt.model, trie, ckpt.tokenizer.pad_id)
 
     print(

@@ -66,6 +66,7 @@ class VllmEngine:
         self.trie, self.max_width = trie, max_width
         self.codes = prefix_nodes(trie, trie.depth)  # full codes -> leaves, to read items off beams
         self._view = tempfile.TemporaryDirectory(prefix="recast-vllm-")
+        threads = torch.get_num_threads()
         self.llm = LLM(
             model=str(model_view(Path(checkpoint_dir), Path(self._view.name))),
             dtype="float32",  # the checkpoint's dtype; the torch engine decodes in float32 too
@@ -75,6 +76,9 @@ class VllmEngine:
             max_logprobs=2 * max_width,  # beam search asks for 2 * width candidates per beam
             seed=0,
         )
+        # vLLM's engine core lowers torch's threads to 1 for the whole process; in this process that would
+        # silently slow everything else (the torch engine, the scorers), so the caller's setting is restored.
+        torch.set_num_threads(threads)
 
     def beams(self, prompts: list[list[int]], width: int) -> BeamResult:
         from vllm import TokensPrompt

@@ -95,7 +95,9 @@ def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoin
     candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""
     subset = torch.arange(0, checkpoint.codes.shape[0], checkpoint.codes.shape[0] // 30)[:30]
     trie = ItemTrie.build(checkpoint.codes[subset], len(checkpoint.tokenizer), items=subset)
+    threads = torch.get_num_threads()
     engine = VllmEngine(tiny_checkpoint, trie, max_width=50)
+    assert torch.get_num_threads() == threads  # vLLM lowers them to 1 for the process; the engine restores them
     try:
         batch = [[checkpoint.tokenizer.bos_id]] + prompts[:3]
         got = engine.beams(batch, 50)
