@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ops import ingest_cli, rl_cli, stack_cli
+from ops import ingest_cli, rl_cli, serve_cli, stack_cli
 from ops.console import fail, setup
 from schemas.settings import get_settings
 
@@ -155,7 +155,6 @@ def eval_(
     alone, the served (fused) ranking, popularity and the item-to-item transition model."""
     from tqdm.auto import tqdm
 
-    from recast.beam import BeamSearchConfig
     from recast.checkpoint import CheckpointError, load_checkpoint, update_manifest
     from recast.dataset import DatasetError, fingerprint, load_catalog, load_interactions
     from recast.evaluation import evaluate
@@ -176,16 +175,7 @@ def eval_(
         fail(str(exc))
     if ckpt.item_ids != [item.item_id for item in catalog.items]:
         fail(f"{checkpoint} was trained on another catalog than {data}")
-    recommender = Recommender(
-        ckpt.model,
-        ckpt.tokenizer,
-        ckpt.codes,
-        ckpt.transition,
-        beam=BeamSearchConfig(beams or settings.beam_width),
-        fusion=fusion,
-        max_history=ckpt.manifest.get("sft_config", {}).get("max_history", settings.max_history),
-        text=ckpt.text,
-    )
+    recommender = Recommender.from_checkpoint(ckpt, beams or settings.beam_width, fusion, settings.max_history)
     histories = [[catalog.index[i] for i in r.history] for r in rows]
     targets = [catalog.index[r.target] for r in rows]
     with tqdm(total=len(rows), desc="eval", unit="row", disable=not progress) as bar:
@@ -217,6 +207,7 @@ def eval_(
 stack_cli.register(app)
 ingest_cli.register(app)
 rl_cli.register(app)
+serve_cli.register(app)
 
 
 def main() -> None:

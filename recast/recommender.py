@@ -14,6 +14,7 @@ import torch
 
 from recast.baselines import TransitionModel
 from recast.beam import BeamResult, BeamSearchConfig, beam_search
+from recast.checkpoint import Checkpoint
 from recast.fusion import FusionConfig, fuse
 from recast.model import SidPolicy
 from recast.text import TextModel
@@ -34,6 +35,18 @@ class Recommender:
 
     def __post_init__(self) -> None:
         self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
+
+    @classmethod
+    def from_checkpoint(
+        cls, ckpt: Checkpoint, beam_width: int, fusion: FusionConfig | None = None, max_history: int = 10
+    ) -> Recommender:
+        """The checkpoint's served ranking. Its SFT config's history length wins over ``max_history``:
+        the prompt must be cut the way the policy was trained."""
+        return cls(
+            ckpt.model, ckpt.tokenizer, ckpt.codes, ckpt.transition,
+            beam=BeamSearchConfig(beam_width), fusion=fusion or FusionConfig(),
+            max_history=ckpt.manifest.get("sft_config", {}).get("max_history", max_history), text=ckpt.text,
+        )  # fmt: skip
 
     @property
     def num_items(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,31 @@ class Settings(BaseSettings):
     attribution_window_s: int = Field(
         1800, ge=1, description="Seconds after an impression during which the user's outcomes count for it."
     )
+
+    # The service (issue 6).
+    checkpoint: Path | None = Field(
+        None, description="Checkpoint directory served at start (the registry may swap it)."
+    )
+    engine: Literal["torch", "vllm", "generate"] = Field(
+        "torch", description="Decoder: torch (built in), vllm, or generate (the naive baseline, for benchmarks)."
+    )
+    batch_max_size: int = Field(32, ge=1, description="Requests decoded together at most (1: no micro-batching).")
+    batch_max_wait_ms: float = Field(
+        2.0, ge=0.0, description="How long a request waits for others to share its batch, at most."
+    )
+    max_request_history: int = Field(200, ge=1, description="History items a recommend request may send, at most.")
+    api_keys: str = Field(
+        "", description="Comma-separated sha256 hex digests of the storefront API keys (`recast keys new` makes one)."
+    )
+    admin_token_sha256: str = Field("", description="sha256 hex digest of the admin token (hot-swap, audit routes).")
+    registry_poll_s: float = Field(
+        10.0, ge=0.0, description="Seconds between looks at the model registry for a new active model (0: never)."
+    )
+    vllm_kv_cache_gib: int = Field(1, ge=1, description="KV cache the vllm engine reserves on the CPU, GiB.")
+
+    @property
+    def api_key_digests(self) -> frozenset[str]:
+        return frozenset(d.strip().lower() for d in self.api_keys.split(",") if d.strip())
 
     @property
     def reward_weights(self) -> dict[str, float]:

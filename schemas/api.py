@@ -1,0 +1,54 @@
+"""The storefront API's request and response bodies (``POST /v1/recommend``, ``POST /v1/events``).
+
+Requests are validated strictly, like events: ``"k": "10"`` is refused rather than coerced,
+and an unknown field is an error, so a storefront's typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Id
+
+MAX_K = 50
+MAX_EVENTS_PER_CALL = 1000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class RecommendRequest(_Strict):
+    user_id: Id
+    history: list[Id] = Field(
+        default_factory=list,
+        description="The user's recent item ids, oldest first; may be empty. The cap is the service's "
+        "`max_request_history` setting (200 by default); only the most recent items reach the model.",
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description=f"How many items to return (1-{MAX_K}).")
+    segment: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        "default", description="Customer segment, carried into the impression for per-segment audits."
+    )
+    exclude_history: bool = Field(False, description="Leave out items already in the history.")
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    sid: str = Field(description="The item's semantic ID, e.g. <a_12><b_3><c_40>.")
+    score: float = Field(description="The served (fused) score; higher is better.")
+    rank: int = Field(ge=1)
+
+
+class RecommendResponse(BaseModel):
+    request_id: str = Field(description="Identifies this list; send it back with outcomes on its items.")
+    model_version: str
+    items: list[RecommendedItem]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(
+        description="Outcomes handed to the event stream (published, or spooled until Kafka is back)."
+    )

@@ -1,0 +1,39 @@
+"""Dependencies of the routes: the process's services and the caller's scope."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.api.state import Services
+from serving.auth import Scope
+
+_bearer = HTTPBearer(auto_error=False, description="A storefront API key, or the admin token for /v1/admin.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _require(scope: Scope):
+    def check(services: ServicesDep, creds: Credentials) -> Scope:
+        # One message for a missing and an unknown key: the answer must not help guessing.
+        found = services.keys.scope_of(creds.credentials) if creds is not None else None
+        if found is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid credentials",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        if found is not scope:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed")
+        return found
+
+    return check
+
+
+Storefront = Depends(_require(Scope.STOREFRONT))
+Admin = Depends(_require(Scope.ADMIN))

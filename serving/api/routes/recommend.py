@@ -1,0 +1,47 @@
+"""``POST /v1/recommend``: a storefront asks for a list; the list is served and logged as an impression."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, HTTPException, status
+
+from schemas.api import RecommendedItem, RecommendRequest, RecommendResponse
+from serving.api.deps import ServicesDep, Storefront
+from serving.batcher import RankRequest
+
+router = APIRouter(prefix="/v1", tags=["recommend"], dependencies=[Storefront])
+
+ERRORS = {
+    401: {"description": "Missing or invalid API key"},
+    422: {"description": "Invalid body: a wrong type, k outside 1-50, too long a history, or unknown item ids"},
+    503: {"description": "No model loaded yet"},
+}
+
+
+@router.post("/recommend", response_model=RecommendResponse, responses=ERRORS, summary="Recommend k items")
+async def recommend(body: RecommendRequest, services: ServicesDep) -> RecommendResponse:
+    cap = services.settings.max_request_history
+    if len(body.history) > cap:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"history has {len(body.history)} items; at most {cap} are accepted")  # fmt: skip
+    unknown = services.catalog.unknown(body.history)
+    if unknown:
+        shown = list(dict.fromkeys(unknown))  # each once, in order
+        detail = {"message": f"{len(shown)} unknown item id(s) in history", "unknown_item_ids": shown[:100]}
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+    if not services.holder.loaded:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet")
+    index = services.catalog.index
+    positions = [index[i] for i in body.history]
+    ranked = await services.batcher.rank(
+        RankRequest(positions, body.k, set(positions) if body.exclude_history else set())
+    )
+    model = ranked.model
+    items = [
+        RecommendedItem(item_id=model.item_ids[p], title=model.titles[p], sid=model.sids[p], score=s, rank=r)
+        for r, (p, s) in enumerate(ranked.items, 1)
+    ]
+    request_id = uuid.uuid4().hex
+    services.publish_impression(request_id, body.user_id, body.segment, body.history, items, model.version)
+    return RecommendResponse(request_id=request_id, model_version=model.version, items=items)

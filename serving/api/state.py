@@ -1,0 +1,87 @@
+"""Everything a request needs, built once per process in the app's lifespan (nothing at import)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from recast.catalog import Catalog
+from recast.dataset import load_catalog
+from schemas.api import RecommendedItem
+from schemas.events import Impression, ServedItem
+from schemas.settings import Settings
+from serving.auth import KeyRing
+from serving.batcher import MicroBatcher
+from serving.hotswap import ModelHolder, RegistryWatcher
+from serving.metrics import Metrics
+from serving.publisher import Publisher
+
+log = logging.getLogger("recast.api")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: Catalog
+    holder: ModelHolder
+    batcher: MicroBatcher
+    publisher: Publisher
+    metrics: Metrics
+    keys: KeyRing
+    watcher: RegistryWatcher | None = None
+
+    def publish_impression(self, request_id: str, user_id: str, segment: str, history: list[str],
+                           items: list[RecommendedItem], model_version: str) -> None:  # fmt: skip
+        """Hand the served list to the publisher (never waits on Kafka; see :mod:`serving.publisher`)."""
+        event = Impression(
+            request_id=request_id, user_id=user_id, segment=segment, history=history,
+            items=[ServedItem(item_id=i.item_id, score=i.score, rank=i.rank) for i in items],
+            model_version=model_version, ts=datetime.now(UTC),
+        )  # fmt: skip
+        self.publisher.publish(self.settings.impressions_topic, user_id, event.model_dump_json())
+        self.metrics.impressions.inc()
+
+    def model_state(self) -> dict:
+        model = self.holder.get()
+        return {
+            "version": model.version if model else None,
+            "engine": model.engine.name if model else self.settings.engine,
+            "swaps": dict(self.holder.swaps),
+        }
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        await self.batcher.stop()
+        await asyncio.to_thread(self.publisher.close)
+        if self.holder.loaded:
+            self.holder.current.close()
+
+
+async def start_services(settings: Settings) -> Services:
+    """Load the catalog and the configured checkpoint (warm), start the batcher, publisher and registry watcher.
+    A configured checkpoint that cannot be served stops the start: better no process than a wrong model."""
+    catalog = await asyncio.to_thread(load_catalog, settings.data_dir)
+    holder = ModelHolder(catalog, settings)
+    keys = KeyRing(settings.api_key_digests, settings.admin_token_sha256)
+    if not settings.api_key_digests:
+        log.warning("no storefront API keys configured (RECAST_API_KEYS): every recommend call will get 401")
+    if settings.checkpoint is not None:
+        result = await asyncio.to_thread(holder.swap, settings.checkpoint)
+        if not result.ok:
+            raise RuntimeError(f"cannot serve {settings.checkpoint}: {result.error}")
+    publisher = Publisher.from_settings(settings)
+    services_ref: list[Services] = []
+    metrics = Metrics(publisher.stats, lambda: services_ref[0].model_state())
+    batcher = MicroBatcher(lambda: holder.current, settings.batch_max_size, settings.batch_max_wait_ms,
+                           on_batch=metrics.observe_batch)  # fmt: skip
+    await batcher.start()
+    holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
+    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys)
+    services_ref.append(services)
+    if settings.registry_poll_s > 0:
+        services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
+        services.watcher.start()
+    return services

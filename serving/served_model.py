@@ -1,0 +1,100 @@
+"""A checkpoint made ready to serve: verified, loaded, its engine built and warmed.
+
+A :class:`ServedModel` is immutable once built; serving a new checkpoint means building
+another one beside it and swapping the reference (:mod:`serving.hotswap`), so a batch
+that started on a model finishes on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from recast.catalog import Catalog, sid_text
+from recast.checkpoint import MANIFEST, CheckpointError, load_checkpoint, sha256_file
+from recast.fusion import FusionConfig
+from recast.recommender import Recommender
+from schemas.settings import Settings
+from serving.engines.base import Engine
+from serving.engines.factory import build_engine
+
+log = logging.getLogger("recast.serving")
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint that must not be served; the message says which file or check failed."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    version: str
+    path: Path
+    manifest_sha256: str
+    recommender: Recommender
+    engine: Engine
+    width: int  # beams decoded per request
+    item_ids: tuple[str, ...]  # catalog position -> item id
+    titles: tuple[str, ...]
+    sids: tuple[str, ...]
+    load_s: float  # verify + load + build + warm
+
+    def rank(self, histories: list[list[int]], ks: list[int], exclude: list[set[int]]) -> list[list[tuple[int, float]]]:
+        """One decode for the whole batch, then each request's top-k (catalog position, score), best first,
+        without its excluded positions."""
+        beams = self.engine.beams(self.recommender.prompts(histories), self.width)
+        # The fused ranking is a stable sort, so a request's top-k is a prefix of the batch's deepest list.
+        depth = min(self.recommender.num_items, max(k + len(x) for k, x in zip(ks, exclude, strict=True)))
+        ranked = self.recommender.rank(histories, beams, depth)
+        return [[(i, s) for i, s in r if i not in x][:k] for r, k, x in zip(ranked, ks, exclude, strict=True)]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def fusion_config(settings: Settings) -> FusionConfig:
+    overrides = {"policy_weight": settings.fusion_policy_weight, "text_weight": settings.fusion_text_weight}
+    return replace(FusionConfig(), **{k: v for k, v in overrides.items() if v is not None})
+
+
+def load_served_model(
+    path: Path | str, catalog: Catalog, settings: Settings, expected_sha256: str | None = None
+) -> ServedModel:
+    """Verify and load a checkpoint, build the settings' engine and decode once; :class:`ModelLoadError`
+    if any of it fails (the caller keeps serving what it has).
+
+    ``expected_sha256``: the registry's hash of the checkpoint's manifest; every other file is then
+    checked against the manifest's own hashes, so one registered hash pins the whole directory."""
+    path, t0 = Path(path), time.monotonic()
+    try:
+        manifest_sha256 = sha256_file(path / MANIFEST)
+        if expected_sha256 is not None and manifest_sha256 != expected_sha256.lower():
+            raise ModelLoadError(
+                f"{path}: manifest sha256 {manifest_sha256[:12]}... is not the registered {expected_sha256[:12]}..."
+            )
+        ckpt = load_checkpoint(path)  # checks every file against the manifest
+    except (CheckpointError, OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(str(exc)) from exc
+    if list(ckpt.item_ids) != [item.item_id for item in catalog.items]:
+        raise ModelLoadError(f"{path} was trained on another catalog than the one served ({len(catalog)} items)")
+    recommender = Recommender.from_checkpoint(ckpt, settings.beam_width, fusion_config(settings), settings.max_history)
+    try:
+        engine = build_engine(settings.engine, path, ckpt.model, recommender.trie, ckpt.tokenizer.pad_id,
+                              max_width=settings.beam_width, kv_cache_gib=settings.vllm_kv_cache_gib)  # fmt: skip
+    except Exception as exc:  # an engine that cannot start (no vLLM, bad head size) is a refused model
+        raise ModelLoadError(f"{path}: the {settings.engine} engine failed to start: {exc}") from exc
+    model = ServedModel(
+        version=ckpt.version, path=path, manifest_sha256=manifest_sha256, recommender=recommender, engine=engine,
+        width=settings.beam_width, item_ids=tuple(ckpt.item_ids), titles=tuple(i.title for i in catalog.items),
+        sids=tuple(sid_text(i.sid) for i in catalog.items), load_s=0.0,
+    )  # fmt: skip
+    try:
+        # Warm up before taking traffic: the first decode allocates caches (and profiles, in vLLM).
+        model.rank([[], [0]], [10, 10], [set(), set()])
+    except Exception as exc:
+        engine.close()
+        raise ModelLoadError(f"{path}: the warm-up decode failed: {exc}") from exc
+    model = replace(model, load_s=time.monotonic() - t0)
+    log.info("model %s from %s ready on %s in %.2f s", model.version, path, engine.name, model.load_s)
+    return model
