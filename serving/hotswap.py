@@ -7,8 +7,9 @@ Batches read ``current`` once, so a batch in flight finishes on the model it sta
 and the old model is closed only after such batches (``retire``).
 
 :class:`RegistryWatcher` polls the ``model_registry`` table for the newest ``active``
-row and swaps to it; a version that failed once is not retried until the registry names
-another (a broken checkpoint must not be reloaded every poll).
+row and swaps when that row *changes*: a swap an operator made through the admin route
+stands until the registry names another model, and a checkpoint that failed to load is
+not reloaded every poll (register it again to retry).
 """
 
 from __future__ import annotations
@@ -82,13 +83,13 @@ class ModelHolder:
 
 
 class RegistryWatcher(threading.Thread):
-    """Every ``poll_s``: the newest ``active`` registry row; swap to it if it is not what is served."""
+    """Every ``poll_s``: the newest ``active`` registry row; a new one is swapped in unless already served."""
 
     def __init__(self, holder: ModelHolder, database_url: str, poll_s: float):
         super().__init__(name="recast-registry-watcher", daemon=True)
         self.holder, self.database_url, self.poll_s = holder, database_url, poll_s
         self._stop = threading.Event()
-        self._refused: set[tuple[str, str]] = set()  # (version, sha256) that failed to load
+        self._seen: tuple[str, str] | None = None  # the (version, sha256) acted on last
         self.errors = 0
 
     def stop(self) -> None:
@@ -118,11 +119,9 @@ class RegistryWatcher(threading.Thread):
             row = conn.execute(
                 select(t.version, t.path, t.sha256).where(t.status == "active").order_by(t.created_at.desc()).limit(1)
             ).first()
-        if row is None or (row.version, row.sha256) in self._refused:
+        if row is None or (row.version, row.sha256) == self._seen:
             return None
+        self._seen = (row.version, row.sha256)
         if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
             return None
-        result = self.holder.swap(row.path, expected_sha256=row.sha256)
-        if not result.ok:
-            self._refused.add((row.version, row.sha256))
-        return result
+        return self.holder.swap(row.path, expected_sha256=row.sha256)
