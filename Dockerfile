@@ -1,6 +1,6 @@
 # Images for docker-compose.yml (production). Two targets:
 #   app  - CPU image for the ingestion worker, Celery worker/beat and migrations (`recast`, `celery`, `alembic`)
-#   api  - the serving image, built on vLLM's GPU image (the `recast serve` command arrives with issue 6)
+#   api  - the serving image (`recast serve`, RECAST_ENGINE=vllm), built on vLLM's GPU image
 # No Docker engine runs on the development machines: tests/test_compose.py checks this file's
 # targets and the compose file statically; build it where Docker runs (`docker compose build`).
 

@@ -56,7 +56,8 @@ def test_kafka_runs_kraft_without_zookeeper():
 
 
 def test_commands():
-    assert SERVICES["api"]["command"] == ["serve"] and SERVICES["api"]["entrypoint"] == ["recast"]
+    assert SERVICES["api"]["command"][0] == "serve" and SERVICES["api"]["entrypoint"] == ["recast"]
+    assert SERVICES["api"]["command"][1:] == ["--host", "0.0.0.0", "--port", "8000"]  # in the container only
     assert SERVICES["ingest"]["command"] == ["ingest"]
     assert "worker" in SERVICES["worker"]["command"] and "beat" in SERVICES["beat"]["command"]
     assert SERVICES["migrate"]["command"] == ["upgrade", "head"]
