@@ -8,8 +8,8 @@ it has read every message, and stops the stack again. It reports:
 - events produced and the produce rate;
 - end-to-end events/s into reward groups, from the first consumed batch (the start of its
   database transaction, right after its poll and parse: optimistic by at most one batch's
-  fetch and parse) to the last offset commit (the worker's alive file, touched after each
-  commit); the worker's own rate, group join included, is shown beside it;
+  fetch and parse) to the last offset commit (each worker reports when it made its last);
+  the worker's own rate, group join included, is shown beside it;
 - consumer lag (end offsets minus committed offsets over both topics), sampled over time;
 - count queries proving nothing was lost or counted twice: impressions, reward groups,
   outcomes and credited outcomes equal what was produced, and every group's rewards and
@@ -314,8 +314,9 @@ def verify(database_url: str, work: Workload) -> dict:
 # ---------------------------------------------------------------- the run
 
 
-def bench(events: int, data: Path, seed: int = 0, batch_size: int = 1000, partitions: int = 4,
-          worker_timeout_s: float = 300.0, sample_every_s: float = 0.5, quiet: bool = False) -> dict:  # fmt: skip
+def bench(events: int, data: Path, seed: int = 0, batch_size: int = 2000, partitions: int = 4,
+          worker_timeout_s: float = 300.0, sample_every_s: float = 0.5, quiet: bool = False,
+          workers: int = 1) -> dict:  # fmt: skip
     from ops.stack import down, up
     from schemas.settings import Settings
 
@@ -337,35 +338,41 @@ def bench(events: int, data: Path, seed: int = 0, batch_size: int = 1000, partit
             bootstrap, db = state.services["kafka"].url, state.services["postgres"].url
             produce_s, end = produce(work, bootstrap, *topics, progress)
             progress(f"produced {work.events:,} events in {produce_s:.2f} s")
-            group, alive = f"bench-{uuid.uuid4().hex[:8]}", Path(tmp) / "worker.alive"
+            group = f"bench-{uuid.uuid4().hex[:8]}"
             sampler = LagSampler(bootstrap, group, end, sample_every_s, worker_timeout_s)
             if sampler.total != work.events:
                 raise RuntimeError(f"the broker acknowledged {sampler.total} offsets for {work.events} events")
             env = {**os.environ, "PYTHONPATH": str(ROOT), **state.env()}
             argv = [sys.executable, "-m", "ops.cli", "ingest", "--group", group, "--batch-size", str(batch_size),
-                    "--max-events", str(work.events), "--max-seconds", str(worker_timeout_s),
-                    "--alive", str(alive)]  # fmt: skip
+                    "--max-seconds", str(worker_timeout_s)]  # fmt: skip
+            # One worker stops at the event count; several (a consumer group) cannot know their share, so each
+            # stops once it has had nothing to read for a few seconds, the lag sampler having seen zero.
+            stop = ["--max-events", str(work.events)] if workers == 1 else ["--idle-exit-s", "3"]
             t_start, t_start_wall = time.monotonic(), time.time()
-            worker = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True)  # fmt: skip
+            procs = [subprocess.Popen([*argv, *stop, "--alive", str(Path(tmp) / f"worker{n}.alive")], cwd=ROOT,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for n in range(workers)]  # fmt: skip
             sampler.start()
             try:
                 last = None
-                while worker.poll() is None and time.monotonic() - t_start < worker_timeout_s + 30:
+                while any(p.poll() is None for p in procs) and time.monotonic() - t_start < worker_timeout_s + 30:
                     time.sleep(0.5)
                     if sampler.samples and sampler.samples[-1] is not last:
                         last = sampler.samples[-1]
                         progress(f"lag {last[1]:,} of {sampler.total:,}")
-                out, err = worker.communicate(timeout=30)
+                outputs = [p.communicate(timeout=30) for p in procs]
             finally:
-                if worker.poll() is None:
-                    worker.kill()
-                    worker.wait(timeout=10)
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait(timeout=10)
                 sampler.close()
-            if worker.returncode != 0:
-                raise RuntimeError(f"the worker failed (exit {worker.returncode}):\n{err[-3000:]}")
-            summary = json.loads(out.strip().splitlines()[-1])
-            last_commit = alive.stat().st_mtime  # touched right after each committed batch; the last is the end
+            for p, (_, err) in zip(procs, outputs, strict=True):
+                if p.returncode != 0:
+                    raise RuntimeError(f"a worker failed (exit {p.returncode}):\n{err[-3000:]}")
+            summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+            summary = _combine(summaries)
+            last_commit = max(s["last_commit_unix"] for s in summaries if s["last_commit_unix"] is not None)
             first_consume = _first_write(db)
             e2e_s = last_commit - first_consume
             check = verify(db, work)
@@ -383,6 +390,7 @@ def bench(events: int, data: Path, seed: int = 0, batch_size: int = 1000, partit
         "produce_events_per_s": round(work.events / produce_s, 1),
         "batch_size": batch_size,
         "partitions": partitions,
+        "workers": workers,
         "worker_start_to_first_consume_s": round(first_consume - t_start_wall, 2),
         "e2e_s": round(e2e_s, 3),
         "e2e_events_per_s": round(work.events / e2e_s, 1) if e2e_s > 0 else None,
@@ -390,6 +398,17 @@ def bench(events: int, data: Path, seed: int = 0, batch_size: int = 1000, partit
         "lag_samples": lag,  # (seconds since the first consumed batch, lag); negative times: joining the group
         "verification": check,
     }
+
+
+def _combine(summaries: list[dict]) -> dict:
+    """The workers' summaries as one: counts added, the longest run's seconds."""
+    counts = ("messages", "batches", "impressions", "outcomes", "duplicates", "dead_letters", "credited", "closed",
+              "db_retries")  # fmt: skip
+    total = {k: sum(s[k] for s in summaries) for k in counts}
+    total["seconds"] = max(s["seconds"] for s in summaries)
+    total["events_per_s"] = round(total["messages"] / total["seconds"], 1) if total["seconds"] else 0.0
+    total["workers"] = len(summaries)
+    return total
 
 
 def _first_write(database_url: str) -> float:
@@ -431,7 +450,8 @@ def table(result: dict) -> str:
         f"  {'end-to-end into reward groups, ev/s':<38}{r['e2e_events_per_s']:>12,.0f}  "
         f"({r['e2e_s']:.2f} s, first consume -> last commit)",
         f"  {'worker total incl. start/join, ev/s':<38}{w['events_per_s']:>12,.0f}  "
-        f"({w['seconds']:.2f} s, {w['batches']} batches of <= {r['batch_size']})",
+        f"({w['seconds']:.2f} s, {w['batches']} batches of <= {r['batch_size']}, {r['workers']} worker(s)"
+        + (", 3 s idle exit included)" if r["workers"] > 1 else ")"),
         f"  {'worker start -> first consume, s':<38}{r['worker_start_to_first_consume_s']:>12.2f}",
         "",
         "  consumer lag (t = seconds since the first consumed batch):",
@@ -456,8 +476,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--events", type=int, default=20_000, help="events to produce, at least (default 20000)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "amazon18-industrial",
                         help="data set folder with valid.csv (and items.json for the catalog)")  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1000, help="the worker's messages per transaction")
+    parser.add_argument("--batch-size", type=int, default=2000, help="messages per transaction (default 2000)")
     parser.add_argument("--partitions", type=int, default=4, help="partitions per topic")
+    parser.add_argument("--workers", type=int, default=1, help="ingestion worker processes in one consumer group")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sessions")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds the worker may run at most")
     parser.add_argument("--json", type=Path, default=None, help="also write the full result as JSON here")
@@ -465,7 +486,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.events < 1:
         parser.error("--events must be >= 1")
-    result = bench(args.events, args.data, args.seed, args.batch_size, args.partitions, args.timeout, quiet=args.quiet)
+    if not 1 <= args.workers <= args.partitions:
+        parser.error("--workers must be between 1 and --partitions")
+    result = bench(args.events, args.data, args.seed, args.batch_size, args.partitions, args.timeout, quiet=args.quiet,
+                   workers=args.workers)  # fmt: skip
     print(table(result))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

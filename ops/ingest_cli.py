@@ -18,7 +18,7 @@ from schemas.settings import get_settings
 
 def ingest(
     group: Annotated[str, typer.Option(help="Kafka consumer group id.")] = "recast-ingest",
-    batch_size: Annotated[int, typer.Option(help="Messages per poll, written in one transaction.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Messages per poll, written in one transaction.")] = 2000,
     lateness_s: Annotated[int, typer.Option(help="Event-time seconds late outcomes still count.")] = 300,
     max_events: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,

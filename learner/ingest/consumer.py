@@ -35,7 +35,7 @@ class IngestConfig:
     """How one worker runs; the topics, database and reward weights come from ``Settings``."""
 
     group_id: str = "recast-ingest"
-    batch_size: int = 1000
+    batch_size: int = 2000  # 1000: 9.9k events/s, 2000: 10.9k, 5000: 11.5k (BENCHMARKS.md)
     poll_timeout_ms: int = 500
     lateness_s: int = 300  # how long after a window ends (in event time) late outcomes still count
     max_events: int | None = None  # stop after this many messages (tests, benchmarks)
@@ -64,6 +64,7 @@ class IngestStats:
     closed: int = 0
     db_retries: int = 0
     seconds: float = 0.0
+    last_commit_unix: float | None = None  # wall time of the last committed batch (benchmarks end there)
     # The latest event time seen on each topic (impressions, outcomes).
     seen: tuple[datetime | None, datetime | None] = field(default=(None, None), repr=False)
 
@@ -289,7 +290,7 @@ def _finish(consumer, batch: _Batch, stats: IngestStats, config: IngestConfig, a
         consumer.commit(offsets)
     except CommitFailedError as exc:  # a rebalance took the partitions: their new owner re-reads, dedup holds
         log.warning("offset commit failed (%s); the batch is stored and will be deduplicated", exc)
-    stats.seen = batch.seen
+    stats.seen, stats.last_commit_unix = batch.seen, time.time()
     stats.messages += batch.size
     stats.batches += 1
     for name in ("impressions", "outcomes", "duplicates", "dead_letters", "credited", "closed"):
