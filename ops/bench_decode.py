@@ -23,23 +23,6 @@ from pathlib import Path
 import torch
 
 
-def _allowed_fn(codes: torch.Tensor, prompt_len: int):
-    """prefix_allowed_tokens_fn for generate: the trie as nested dicts (what HF expects)."""
-    trie: dict = {}
-    for row in codes.tolist():
-        node = trie
-        for token in row:
-            node = node.setdefault(token, {})
-
-    def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
-        node = trie
-        for token in input_ids[prompt_len:].tolist():
-            node = node.get(token, {})
-        return list(node)
-
-    return allowed
-
-
 @torch.no_grad()
 def _generate(hf, idx, valid, width: int, length: int, allowed, pad_id: int) -> torch.Tensor:
     return hf.generate(
@@ -83,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     from recast.dataset import load_catalog, load_interactions
     from recast.sft import preset
     from recast.trie import ItemTrie
+    from serving.engines.generate_engine import prefix_allowed_tokens_fn
 
     torch.set_num_threads(args.threads)
     if args.checkpoint is None:
@@ -113,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
             config = BeamSearchConfig(width)
             ours = _time(partial(beam_search, ckpt.model, trie, chunk, config, tok.pad_id), args.repeats)
             idx, valid = pad_prompts(chunk, tok.pad_id)
-            generate = partial(_generate, hf, idx, valid, width, L, _allowed_fn(ckpt.codes, idx.shape[1]), tok.pad_id)
+            allowed = prefix_allowed_tokens_fn(trie, idx.shape[1], tok.pad_id)
+            generate = partial(_generate, hf, idx, valid, width, L, allowed, tok.pad_id)
             theirs = _time(generate, args.repeats)
             overlap = _top10_overlap(
                 beam_search(ckpt.model, trie, chunk, config, tok.pad_id),

@@ -10,7 +10,9 @@ Its scores are NOT the product's score. ``generate`` ranks by *raw* log-probabil
 log-softmax over the whole vocabulary, with the disallowed tokens masked afterwards, so the
 probability mass of tokens the trie forbids is lost rather than renormalised over the allowed
 ones (:mod:`recast.beam` renormalises). Scores here are that raw sum (``length_penalty=0``, so
-no division by length); top-1 usually agrees with the torch engine, longer lists often differ.
+no division by length). The rankings differ accordingly: on the tiny preset (2 epochs) top-1
+matched the torch engine on 14 of 20 histories and the top-10s shared ~58% of their items; on the
+1-epoch test policy top-1 matched on none.
 
 transformers is imported only when an engine is built.
 """
