@@ -53,14 +53,32 @@ def fuse(
     ``transition_scores``, ``text_scores``: (N,) non-negative scores over the whole
     catalog (without text scores their weight goes to the transition part).
     """
+    items = torch.tensor([[i for i, _ in beam]], dtype=torch.long).view(1, -1)
+    scores = torch.tensor([[s for _, s in beam]], dtype=torch.float).view(1, -1)
+    text = None if text_scores is None else text_scores[None]
+    return fuse_batch(items, scores, transition_scores[None], k, config, text)[0]
+
+
+def fuse_batch(
+    items: torch.Tensor,
+    scores: torch.Tensor,
+    transition_scores: torch.Tensor,
+    k: int,
+    config: FusionConfig,
+    text_scores: torch.Tensor | None = None,
+) -> list[list[tuple[int, float]]]:
+    """:func:`fuse` for a batch in one pass: ``items``/``scores`` (B, W) beams (-1 / -inf where a beam ran
+    out), ``transition_scores``/``text_scores`` (B, N). Row by row it is exactly :func:`fuse`."""
     w = config.policy_weight
     w_text = config.text_weight if text_scores is not None else 0.0
-    fused = (1.0 - w - w_text) * transition_scores / transition_scores.max().clamp(min=1e-12)
+    fused = (1.0 - w - w_text) * transition_scores / transition_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
     if text_scores is not None and w_text > 0:
-        fused = fused + w_text * text_scores / text_scores.max().clamp(min=1e-12)
-    if beam:
-        items = torch.tensor([i for i, _ in beam], dtype=torch.long)
-        policy = (torch.tensor([s for _, s in beam]) / config.temperature).softmax(dim=0)
-        fused = fused.index_add(0, items, w * policy)
-    order = torch.argsort(-fused, stable=True)[:k]
-    return list(zip(order.tolist(), fused[order].tolist()))
+        fused = fused + w_text * text_scores / text_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    valid = items >= 0
+    if valid.any():
+        # The policy's distribution over each row's valid beams; a row without one adds nothing.
+        logits = torch.where(valid, scores / config.temperature, float("-inf"))
+        policy = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
+        fused = fused.scatter_add(1, items.clamp(min=0), w * policy)
+    order = torch.argsort(-fused, dim=1, stable=True)[:, :k]
+    return [list(zip(o, v)) for o, v in zip(order.tolist(), fused.gather(1, order).tolist(), strict=True)]

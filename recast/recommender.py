@@ -15,7 +15,7 @@ import torch
 from recast.baselines import TransitionModel
 from recast.beam import BeamResult, BeamSearchConfig, beam_search
 from recast.checkpoint import Checkpoint
-from recast.fusion import FusionConfig, fuse
+from recast.fusion import FusionConfig, fuse_batch
 from recast.model import SidPolicy
 from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
@@ -59,31 +59,28 @@ class Recommender:
         """The policy alone: top ``beam.width`` items with renormalised log-probabilities."""
         return beam_search(self.model, self.trie, self.prompts(histories), self.beam, self.tokenizer.pad_id)
 
-    def transition_scores(self, histories: list[list[int]]) -> list[torch.Tensor]:
-        """The transition model's (N,) scores per history (on the same cut history as the prompt)."""
-        return [self.transition.scores(h[-self.max_history :]) for h in histories]
+    def transition_scores(self, histories: list[list[int]]) -> torch.Tensor:
+        """(B, N) transition scores, each on the same cut history as the prompt."""
+        return torch.stack([self.transition.scores(h[-self.max_history :]) for h in histories])
 
-    def text_scores(self, histories: list[list[int]]) -> list[torch.Tensor] | None:
+    def text_scores(self, histories: list[list[int]]) -> torch.Tensor | None:
         if self.text is None:
             return None
-        return [self.text.scores(h[-self.max_history :]) for h in histories]
+        return self.text.scores_batch([h[-self.max_history :] for h in histories])
 
     def rank(
         self,
         histories: list[list[int]],
         beams: BeamResult,
         k: int,
-        transition: list[torch.Tensor] | None = None,
-        text: list[torch.Tensor] | None = None,
+        transition: torch.Tensor | None = None,
+        text: torch.Tensor | None = None,
     ) -> list[list[tuple[int, float]]]:
         """Fuse an engine's beams with the transition and text scorers: the served top-k
-        per history. ``transition``/``text`` pass scores already computed for these histories."""
+        per history. ``transition``/``text`` pass (B, N) scores already computed for these histories."""
         transition = transition if transition is not None else self.transition_scores(histories)
         text = text if text is not None else self.text_scores(histories)
-        return [
-            fuse(beams.top(row), transition[row], k, self.fusion, None if text is None else text[row])
-            for row in range(len(histories))
-        ]
+        return fuse_batch(beams.items, beams.scores, transition, k, self.fusion, text)
 
     def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
         return self.rank(histories, self.policy(histories), k)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,15 +44,23 @@ class TextModel:
     decay: float = 0.5
 
     def __post_init__(self) -> None:
-        # Inverted index: the column-major copy of the matrix (CSC), derived, never saved.
+        # The matrix as sparse CSR, and its transpose (the inverted index, word -> items): derived, never saved.
         order = torch.argsort(self.col, stable=True)
         counts = torch.bincount(self.col, minlength=self.num_words)
         offsets = torch.zeros(self.num_words + 1, dtype=torch.long)
         offsets[1:] = counts.cumsum(0)
         rows = torch.repeat_interleave(torch.arange(self.num_items), self.crow[1:] - self.crow[:-1])
-        object.__setattr__(self, "_word_offsets", offsets)
-        object.__setattr__(self, "_word_items", rows[order])
-        object.__setattr__(self, "_word_vals", self.val[order])
+        n, v = self.num_items, self.num_words
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": products of CSR and dense are stable
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            # Checked once here: a corrupt matrix (a loaded file) fails now, not as a crash inside a product.
+            by_item = torch.sparse_csr_tensor(self.crow, self.col, self.val, size=(n, v), check_invariants=True)
+            by_word = torch.sparse_csr_tensor(offsets, rows[order], self.val[order], size=(v, n),
+                                              check_invariants=True)  # fmt: skip
+        norms = torch.zeros(n).index_add_(0, rows, self.val * self.val)  # squared row norms (1, or 0 if no word)
+        object.__setattr__(self, "_by_item", by_item)
+        object.__setattr__(self, "_by_word", by_word)
+        object.__setattr__(self, "_norms", norms)
 
     @classmethod
     def fit(cls, texts: Sequence[str], min_df: int = 2, decay: float = 0.5) -> TextModel:
@@ -79,24 +88,21 @@ class TextModel:
     def num_items(self) -> int:
         return self.crow.shape[0] - 1
 
-    def _row(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        lo, hi = self.crow[item].item(), self.crow[item + 1].item()
-        return self.col[lo:hi], self.val[lo:hi]
-
     def scores(self, history: Sequence[int]) -> torch.Tensor:
         """(N,) decayed cosine similarity to the history; an item's similarity to
         itself is left out, so a history item scores only by its neighbours."""
-        query = torch.zeros(self.num_words)
-        for distance, item in enumerate(reversed(history)):
-            cols, vals = self._row(item)
-            query.index_add_(0, cols, vals * self.decay**distance)
-        out = torch.zeros(self.num_items)
-        for word in query.nonzero().flatten().tolist():
-            lo, hi = self._word_offsets[word].item(), self._word_offsets[word + 1].item()
-            out.index_add_(0, self._word_items[lo:hi], self._word_vals[lo:hi] * query[word])
-        for distance, item in enumerate(reversed(history)):
-            _, vals = self._row(item)
-            out[item] -= self.decay**distance * (vals * vals).sum()
+        return self.scores_batch([history])[0]
+
+    def scores_batch(self, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(B, N) :meth:`scores` of each history, as two sparse products for the whole batch:
+        ``X (X^T d)``, where ``d`` weights each history item by ``decay**distance``."""
+        weights = torch.zeros(len(histories), self.num_items)
+        for row, history in enumerate(histories):
+            for distance, item in enumerate(reversed(history)):
+                weights[row, item] += self.decay**distance
+        query = self._by_word @ weights.T  # (V, B): the decayed sum of the history's rows
+        out = (self._by_item @ query).T  # (B, N)
+        out -= weights * self._norms  # each history item's similarity to itself
         return out.clamp(min=0.0)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ def _status(services) -> ModelStatus:
 
 
 @router.get("/model", response_model=ModelStatus, summary="The model being served")
-def model(services: ServicesDep) -> ModelStatus:
+async def model(services: ServicesDep) -> ModelStatus:
     return _status(services)
 
 

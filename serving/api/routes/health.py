@@ -11,14 +11,14 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict:
+async def healthz() -> dict:
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz", summary="A model is loaded and Kafka is reachable", responses={503: {"description": "Not ready"}}
 )
-def readyz(services: ServicesDep) -> JSONResponse:
+async def readyz(services: ServicesDep) -> JSONResponse:
     model = services.holder.get()
     broker = bool(services.publisher.stats()["broker_up"])
     body = {"model_version": model.version if model else None, "broker_up": broker}
@@ -31,5 +31,5 @@ def readyz(services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
