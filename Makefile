@@ -9,15 +9,16 @@ DATA   ?= data/amazon18-industrial
 RUN    ?= runs/demo
 PRESET ?= default
 
-.PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest clean
+.PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest bench-serve clean
 
 help:
-	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation on $(DATA), into $(RUN)/"
+	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation -> serve + simulated shoppers -> reward groups"
 	@echo "make test          install, check import contracts, run the test suite"
 	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
 	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
+	@echo "make bench-serve   the API under load: naive generate vs torch (with/without batching) vs vllm, swaps"
 	@echo "make clean         remove runs/ (keeps .venv)"
 
 install: $(STAMP)
@@ -37,7 +38,10 @@ demo: install
 	$(BIN)/recast train --data $(DATA) --train $(RUN)/split/train.csv --preset $(PRESET) --out $(RUN)/sft
 	$(BIN)/recast eval --data $(DATA) --split $(RUN)/split/heldout.csv --checkpoint $(RUN)/sft \
 		--predictions $(RUN)/predictions.jsonl --report $(RUN)/eval.json
-	@echo "demo done: report $(RUN)/eval.json, served lists $(RUN)/predictions.jsonl"
+	$(BIN)/recast demo --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv --users 300 \
+		--run-dir $(RUN)
+	@echo "demo done: report $(RUN)/eval.json, served lists $(RUN)/predictions.jsonl, reward groups in the"
+	@echo "embedded Postgres ($(RUN)/stack/state.json; stop it with: $(BIN)/recast down --dir $(RUN)/stack)"
 
 # The RL head-to-head (issue 4): same SFT start, seed, contexts and budget for every arm; held-out figures.
 experiment: install
@@ -63,5 +67,9 @@ bench-engines: install
 bench-ingest: install
 	$(BIN)/python -m ops.bench_ingest --data $(DATA)
 
+bench-serve: install
+	$(BIN)/python -m ops.bench_serve --data $(DATA) --checkpoint $(RUN)/sft --concurrency 16,64
+
 clean:
+	-[ -x $(BIN)/recast ] && $(BIN)/recast down --dir $(RUN)/stack
 	rm -rf runs
