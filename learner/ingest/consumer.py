@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from learner.ingest.attribution import advance, close_before, watermark
-from learner.ingest.store import BadMessage, BatchResult, latest_event_times, write_batch
+from learner.ingest.store import BadMessage, BatchResult, latest_event_times, refresh_statistics, write_batch
 from schemas.events import EventError, Impression, Outcome, parse_impression, parse_outcome
 from schemas.settings import Settings
 
@@ -44,10 +44,14 @@ class IngestConfig:
     alive_path: Path | None = Path("/tmp/recast-ingest.alive")  # touched after every committed batch
     retry_s: float = 1.0  # wait after a database error before trying the batch again
     log_every_s: float = 10.0
+    # ANALYZE after this many messages, then at every doubling (tables that doubled need fresh statistics).
+    analyze_first_at: int = 10_000
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.analyze_first_at < 1:
+            raise ValueError(f"analyze_first_at must be >= 1, got {self.analyze_first_at}")
         if self.lateness_s < 0:
             raise ValueError(f"lateness_s must be >= 0, got {self.lateness_s}")
 
@@ -166,7 +170,7 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
     last_data = last_log = time.monotonic()
     _touch(config.alive_path)
     inflight: _Batch | None = None
-    clean = False
+    clean, analyze_at = False, config.analyze_first_at
     try:
         while True:
             if config.max_seconds is not None and time.monotonic() - t0 >= config.max_seconds:
@@ -189,6 +193,8 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
             last_data = time.monotonic()
             # The watermark runs ahead with the batch being written; a failed write resets it to the committed one.
             batch = _prepare(polled, inflight.seen if inflight else stats.seen, settings, config)
+            if read + batch.size >= analyze_at:  # statistics at 10k, 20k, 40k, ... events read by this worker
+                batch.analyze, analyze_at = True, 2 * analyze_at
             if inflight is not None:
                 ok = _finish(consumer, inflight, stats, config, ahead=batch)
                 inflight = None
@@ -238,6 +244,7 @@ class _Batch:
     cutoff: datetime | None  # close groups with closes_at <= cutoff
     previous: datetime | None  # the cutoff before this batch (release held outcomes in between)
     future: Future | None = None
+    analyze: bool = False  # refresh the planner's statistics after this batch
 
     @property
     def size(self) -> int:
@@ -258,10 +265,15 @@ def _prepare(polled, seen_before, settings: Settings, config: IngestConfig) -> _
 
 
 def _write(engine, batch: _Batch, settings: Settings) -> BatchResult:
-    """The batch's one transaction (in the writer thread)."""
+    """The batch's one transaction (in the writer thread), then ``ANALYZE`` when the batch asks for it."""
     with engine.begin() as conn:
-        return write_batch(conn, batch.impressions, batch.outcomes, batch.bad, settings.reward_weights,
-                           settings.attribution_window_s, batch.cutoff, batch.previous)  # fmt: skip
+        result = write_batch(conn, batch.impressions, batch.outcomes, batch.bad, settings.reward_weights,
+                             settings.attribution_window_s, batch.cutoff, batch.previous)  # fmt: skip
+    if batch.analyze:
+        with engine.connect() as conn:
+            refresh_statistics(conn)
+            conn.commit()
+    return result
 
 
 def _finish(consumer, batch: _Batch, stats: IngestStats, config: IngestConfig, ahead: _Batch | None = None) -> bool:

@@ -300,3 +300,11 @@ def latest_event_times(conn: Connection, limit: datetime) -> tuple[datetime | No
     worker's watermark resumes."""
     imp, out = (conn.scalar(select(func.max(t.c.ts)).where(t.c.ts <= limit)) for t in (IMPRESSIONS, OUTCOMES))
     return imp, out
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """``ANALYZE`` the tables the worker looks up. While they grow fast from empty (a first backfill, a
+    replay), autovacuum's statistics lag behind, and the planner then scans all of ``reward_groups`` for a
+    batch's users: 20 ms a batch at 86k groups instead of 2.5."""
+    for table in (IMPRESSIONS, OUTCOMES, GROUPS):
+        conn.execute(text(f"ANALYZE {table.name}"))

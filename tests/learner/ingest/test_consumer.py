@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from learner.ingest.consumer import IngestConfig, run
@@ -149,6 +149,15 @@ def test_duplicates_attribution_organic_closing_and_replay(pipeline):
     again = p.ingest(n)
     assert (again.messages, again.duplicates, again.impressions, again.outcomes) == (13, 13, 0, 0)
     assert (p.counts(), {k: (v.rewards, v.organic_positives) for k, v in p.groups().items()}) == before
+
+
+def test_planner_statistics_are_refreshed_as_the_tables_grow(pipeline):
+    p = pipeline()
+    n = p.send(*(impression(f"r{i}", f"u{i}", ["a", "b"], i) for i in range(6)))
+    p.ingest(n, batch_size=2, analyze_first_at=2)  # after 2 and 4 messages
+    analyzed = text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
+    with p.engine.connect() as conn:
+        assert {"impressions", "outcomes", "reward_groups"} <= set(conn.execute(analyzed).scalars())
 
 
 def test_outcomes_before_their_impression_are_attributed_when_it_arrives(pipeline):
