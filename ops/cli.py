@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from ops import demo_cli, ingest_cli, rl_cli, serve_cli, stack_cli
+from ops import demo_cli, ingest_cli, registry_cli, rl_cli, serve_cli, stack_cli
 from ops.console import fail, setup
 from schemas.settings import get_settings
 
@@ -209,6 +209,7 @@ ingest_cli.register(app)
 rl_cli.register(app)
 serve_cli.register(app)
 demo_cli.register(app)
+registry_cli.register(app)
 
 
 def main() -> None:

@@ -14,15 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from kafka import KafkaConsumer
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from learner.registry import activate, register
 from ops.servers import create_database, create_topics
 from ops.stack import migrate
-from recast.checkpoint import MANIFEST, sha256_file
 from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
-from schemas.tables import ModelVersion
 from serving.auth import digest
 from tests.serving.api_server import ADMIN, KEY, ApiServer, variant
 
@@ -288,19 +287,27 @@ def test_a_corrupt_or_unregistered_checkpoint_is_refused_and_the_old_keeps_servi
     assert served.status_code == 200 and served.json()["model_version"] == before
 
 
-def test_the_registry_watcher_swaps_to_the_newest_active_model(env, tmp_path, shipped_data, tiny_checkpoint):
+def test_the_registry_watcher_swaps_to_the_active_model_and_back(env, tmp_path, shipped_data, tiny_checkpoint):
     server, settings = env
     new = variant(tiny_checkpoint, tmp_path / "registered", shipped_data, seed=11)
-    manifest = json.loads((new / MANIFEST).read_text())
-    version = manifest["sha256"]["model.safetensors"][:12]
     engine = create_engine(settings.database_url)
-    with engine.begin() as conn:
-        conn.execute(insert(ModelVersion).values(version=version, path=str(new), sha256=sha256_file(new / MANIFEST),
-                                                 status="active"))  # fmt: skip
-    engine.dispose()
-    deadline, served = time.monotonic() + 30, None
-    with server.client() as c:
-        while time.monotonic() < deadline and served != version:
-            served = c.post("/v1/recommend", json={"user_id": "u-reg", "history": [], "k": 3}).json()["model_version"]
-            time.sleep(0.2)
-    assert served == version
+
+    def activate_and_wait(checkpoint) -> tuple[str, str | None]:
+        with engine.begin() as conn:
+            version = activate(conn, register(conn, checkpoint).version).version
+        deadline, served = time.monotonic() + 30, None
+        with server.client() as c:
+            while time.monotonic() < deadline and served != version:
+                served = c.post("/v1/recommend", json={"user_id": "u-reg", "history": [], "k": 3}).json()[
+                    "model_version"
+                ]
+                time.sleep(0.2)
+        return version, served
+
+    try:
+        version, served = activate_and_wait(new)
+        assert served == version  # the registry's new active model is served
+        version, served = activate_and_wait(tiny_checkpoint)
+        assert served == version  # and activating the old one again rolls back
+    finally:
+        engine.dispose()
