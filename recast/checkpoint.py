@@ -1,5 +1,9 @@
 """The checkpoint directory: one format for the torch engine, transformers and vLLM.
 
+transformers loads the directory as it is. vLLM takes every ``*.safetensors`` file it finds for
+model weights, the scorers' included, so its engine is shown a directory of links to the model
+and tokenizer files only (``serving/engines/vllm_engine.py``).
+
 Layout (every file written atomically, the manifest last):
 - ``config.json``, ``model.safetensors``, ``generation_config.json``: a
   ``LlamaForCausalLM`` as ``save_pretrained`` writes it (tensor names match).
