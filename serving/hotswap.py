@@ -60,6 +60,15 @@ class ModelHolder:
     def get(self) -> ServedModel | None:
         return self._current
 
+    def state(self) -> dict:
+        """What is served, on which engine, and the swaps so far (for metrics)."""
+        model = self._current
+        return {
+            "version": model.version if model else None,
+            "engine": model.engine.name if model else self.settings.engine,
+            "swaps": dict(self.swaps),
+        }
+
     def swap(self, path: Path | str, expected_sha256: str | None = None) -> SwapResult:
         """Load ``path`` and serve it; on any failure keep serving the current model and say why."""
         with self._swap_lock:

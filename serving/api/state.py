@@ -43,14 +43,6 @@ class Services:
         self.publisher.publish(self.settings.impressions_topic, user_id, event.model_dump_json())
         self.metrics.impressions.inc()
 
-    def model_state(self) -> dict:
-        model = self.holder.get()
-        return {
-            "version": model.version if model else None,
-            "engine": model.engine.name if model else self.settings.engine,
-            "swaps": dict(self.holder.swaps),
-        }
-
     async def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
@@ -73,14 +65,12 @@ async def start_services(settings: Settings) -> Services:
         if not result.ok:
             raise RuntimeError(f"cannot serve {settings.checkpoint}: {result.error}")
     publisher = Publisher.from_settings(settings)
-    services_ref: list[Services] = []
-    metrics = Metrics(publisher.stats, lambda: services_ref[0].model_state())
+    metrics = Metrics(publisher.stats, holder.state)
     batcher = MicroBatcher(lambda: holder.current, settings.batch_max_size, settings.batch_max_wait_ms,
                            on_batch=metrics.observe_batch)  # fmt: skip
     await batcher.start()
     holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
     services = Services(settings, catalog, holder, batcher, publisher, metrics, keys)
-    services_ref.append(services)
     if settings.registry_poll_s > 0:
         services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
         services.watcher.start()
