@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ops.servers import HOST, create_topics, free_port, port_open, start_kafka, stop_pid, wait_until
+from ops.variants import perturbed_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_NAMES = ("generate", "torch-b1", "torch-batched", "vllm")
@@ -252,30 +253,12 @@ def bench_config(config: ServeConfig, args: argparse.Namespace, bootstrap: str, 
 # ---------------------------------------------------------------- hot-swap under load
 
 
-def variants(checkpoint: Path, n: int, data: Path, work: Path) -> list[Path]:
-    """``n`` copies of the checkpoint with perturbed weights: new versions, same catalog and format."""
-    import torch
-
-    from recast.checkpoint import load_checkpoint, save_checkpoint
-    from recast.dataset import load_catalog
-
-    catalog, out = load_catalog(data), []
-    for i in range(n):
-        ckpt = load_checkpoint(checkpoint)
-        g = torch.Generator().manual_seed(1000 + i)
-        with torch.no_grad():
-            for p in ckpt.model.parameters():
-                p.add_(0.05 * p.std().nan_to_num(0.0) * torch.randn(p.shape, generator=g))
-        keep = {k: v for k, v in ckpt.manifest.items() if k not in ("sha256", "format_version", "policy_config")}
-        out.append(save_checkpoint(work / f"swap-{i + 1}", ckpt.model, ckpt.tokenizer, catalog, ckpt.transition,
-                                   ckpt.text, {**keep, "note": f"bench_serve swap variant {i + 1}"}))  # fmt: skip
-    return out
-
-
 def swap_under_load(args: argparse.Namespace, bootstrap: str, work: Path) -> dict:
     """The micro-batched torch server under load while ``args.swaps`` checkpoints are swapped in."""
     config = ServeConfig("torch-batched", "torch", args.batch_max_size, args.batch_max_wait_ms)
-    paths = variants(args.checkpoint, args.swaps, args.data, work)
+    paths = [
+        perturbed_copy(args.checkpoint, work / f"swap-{i + 1}", args.data, seed=1000 + i) for i in range(args.swaps)
+    ]
     server = start_server(config, args.checkpoint, args, bootstrap, work, "swap")
     result: dict = {"swaps": [], "concurrency": args.concurrency[0], "log": str(server.log)}
     try:

@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from learner.registry import RegistryError, activate, get, listing, register
 from ops.servers import create_database, drop_database
 from ops.stack import migrate
+from ops.variants import perturbed_copy as variant
 from recast.checkpoint import MANIFEST, sha256_file
-from tests.serving.api_server import variant
 
 
 @pytest.fixture

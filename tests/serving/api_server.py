@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
-import torch
 
 from ops.servers import free_port
 
@@ -48,17 +46,3 @@ class ApiServer:
     def client(self, token: str | None = KEY) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-
-def variant(src: Path, out: Path, data: Path, seed: int) -> Path:
-    """A copy of a checkpoint with perturbed weights: another version that ranks differently."""
-    from recast.checkpoint import load_checkpoint, save_checkpoint
-    from recast.dataset import load_catalog
-
-    ckpt = load_checkpoint(src)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in ckpt.model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=g))
-    keep = {k: v for k, v in ckpt.manifest.items() if k not in ("sha256", "format_version", "policy_config")}
-    return save_checkpoint(out, ckpt.model, ckpt.tokenizer, load_catalog(data), ckpt.transition, ckpt.text, keep)

@@ -20,10 +20,11 @@ from sqlalchemy.engine import make_url
 from learner.registry import activate, register
 from ops.servers import create_database, create_topics
 from ops.stack import migrate
+from ops.variants import perturbed_copy as variant
 from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
 from serving.auth import digest
-from tests.serving.api_server import ADMIN, KEY, ApiServer, variant
+from tests.serving.api_server import ADMIN, KEY, ApiServer
 
 pytestmark = pytest.mark.slow
 
