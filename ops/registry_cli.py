@@ -15,10 +15,25 @@ registry_app = typer.Typer(
 )
 
 
-def _engine():
+def _run(action):
+    """``action(conn)`` in one transaction on the registry's database; a refusal or an unreachable
+    database ends the command with the reason (exit 2)."""
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
 
-    return create_engine(get_settings().database_url)
+    from learner.registry import RegistryError
+
+    settings = get_settings()
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            return action(conn)
+    except RegistryError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"the registry's database is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
+    finally:
+        engine.dispose()
 
 
 def _show(row) -> str:
@@ -33,20 +48,14 @@ def add(
     activate: Annotated[bool, typer.Option(help="Also make it the active model.")] = False,
 ) -> None:
     """Register a checkpoint as a candidate (and activate it with --activate)."""
-    from learner.registry import RegistryError, register
     from learner.registry import activate as make_active
+    from learner.registry import register
 
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            row = register(conn, checkpoint)
-            if activate:
-                row = make_active(conn, row.version)
-    except RegistryError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
-    typer.echo(_show(row))
+    def action(conn):
+        row = register(conn, checkpoint)
+        return make_active(conn, row.version) if activate else row
+
+    typer.echo(_show(_run(action)))
 
 
 @registry_app.command("activate")
@@ -54,17 +63,9 @@ def activate_version(
     version: Annotated[str, typer.Argument(help="A registered version (see `recast registry list`).")],
 ) -> None:
     """Make a registered version the active one (an older one: a rollback); the previous one is retired."""
-    from learner.registry import RegistryError, activate
+    from learner.registry import activate
 
-    engine = _engine()
-    try:
-        with engine.begin() as conn:
-            row = activate(conn, version)
-    except RegistryError as exc:
-        fail(str(exc))
-    finally:
-        engine.dispose()
-    typer.echo(_show(row))
+    typer.echo(_show(_run(lambda conn: activate(conn, version))))
 
 
 @registry_app.command("list")
@@ -72,13 +73,7 @@ def list_versions() -> None:
     """Every registered version, newest first."""
     from learner.registry import listing
 
-    engine = _engine()
-    try:
-        with engine.connect() as conn:
-            rows = listing(conn)
-    finally:
-        engine.dispose()
-    for row in rows:
+    for row in _run(listing):
         typer.echo(_show(row))
 
 
