@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,28 @@ def tiny_checkpoint(tmp_path_factory, shipped_data) -> Path:
     config = replace(preset("tiny"), epochs=1, n_head=1)
     train_sft(shipped_data, shipped_data / "valid.csv", config, out, progress=False)
     return out
+
+
+@contextmanager
+def fresh_database(stack, prefix: str) -> Iterator[str]:
+    """A new database on the session's Postgres, migrated to head; its SQLAlchemy URL. Dropped afterwards."""
+    from sqlalchemy.engine import make_url
+
+    from ops.servers import create_database, drop_database
+    from ops.stack import migrate
+
+    server, name = stack.services["postgres"].url, f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_database(server, name)
+    try:
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        migrate(url)
+        yield url
+    finally:
+        drop_database(server, name)
+
+
+@pytest.fixture
+def database_url(stack) -> Iterator[str]:
+    """A fresh, migrated database for one test (see :func:`fresh_database`)."""
+    with fresh_database(stack, "t") as url:
+        yield url

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from learner.registry import RegistryError, activate, get, listing, register
-from ops.servers import create_database, drop_database
-from ops.stack import migrate
 from ops.variants import perturbed_copy as variant
 from recast.checkpoint import MANIFEST, sha256_file
 
 
 @pytest.fixture
-def db(stack):
-    server, name = stack.services["postgres"].url, f"reg_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    engine = create_engine(url)
+def db(database_url):
+    engine = create_engine(database_url)
     yield engine
     engine.dispose()
-    drop_database(server, name)
 
 
 def test_register_activate_and_roll_back(db, tmp_path, shipped_data, tiny_checkpoint):

@@ -2,25 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
-import pytest
-from sqlalchemy.engine import make_url
-
-from ops.servers import create_database, drop_database, free_port
-from ops.stack import migrate
+from ops.servers import free_port
 from ops.variants import perturbed_copy
 from tests.ops.test_cli import recast
-
-
-@pytest.fixture
-def database_url(stack):
-    server, name = stack.services["postgres"].url, f"regcli_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    migrate(url)
-    yield url
-    drop_database(server, name)
 
 
 def test_add_activate_list_and_roll_back(database_url, tmp_path, shipped_data, tiny_checkpoint):

@@ -15,15 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from kafka import KafkaConsumer
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from learner.registry import activate, register
-from ops.servers import create_database, create_topics
-from ops.stack import migrate
+from ops.servers import create_topics
 from ops.variants import perturbed_copy as variant
 from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
 from serving.auth import digest
+from tests.conftest import fresh_database
 from tests.serving.api_server import ADMIN, KEY, ApiServer
 
 pytestmark = pytest.mark.slow
@@ -38,20 +37,17 @@ def histories(data, n: int) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
     tag = uuid.uuid4().hex[:8]
-    server_url = stack.services["postgres"].url
-    create_database(server_url, f"api_{tag}")
-    db = make_url(server_url).set(database=f"api_{tag}").render_as_string(hide_password=False)
-    migrate(db)
     topics = [f"imp-{tag}", f"out-{tag}"]
     create_topics(stack.services["kafka"].url, topics, 2)
-    settings = Settings(
-        data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=20, batch_max_size=8,
-        batch_max_wait_ms=20, api_keys=digest(KEY), admin_token_sha256=digest(ADMIN),
-        kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-        spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0.5,
-    )  # fmt: skip
-    with ApiServer(settings) as server:
-        yield server, settings
+    with fresh_database(stack, "api") as db:
+        settings = Settings(
+            data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=20, batch_max_size=8,
+            batch_max_wait_ms=20, api_keys=digest(KEY), admin_token_sha256=digest(ADMIN),
+            kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
+            spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0.5,
+        )  # fmt: skip
+        with ApiServer(settings) as server:
+            yield server, settings
 
 
 def consume(settings: Settings, topic: str, want: int, timeout_s: float = 30.0) -> list[bytes]:
