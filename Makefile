@@ -59,16 +59,16 @@ test: install
 	$(BIN)/python -m pytest
 
 bench-decode: install
-	$(BIN)/python -m ops.bench_decode --data $(DATA) --checkpoint $(RUN)/sft
+	$(BIN)/python -m ops.bench.decode --data $(DATA) --checkpoint $(RUN)/sft
 
 bench-engines: install
-	$(BIN)/python -m ops.bench_engines --data $(DATA) --checkpoint $(RUN)/sft
+	$(BIN)/python -m ops.bench.engines --data $(DATA) --checkpoint $(RUN)/sft
 
 bench-ingest: install
-	$(BIN)/python -m ops.bench_ingest --data $(DATA)
+	$(BIN)/python -m ops.bench.ingest --data $(DATA)
 
 bench-serve: install
-	$(BIN)/python -m ops.bench_serve --data $(DATA) --checkpoint $(RUN)/sft --concurrency 16,64
+	$(BIN)/python -m ops.bench.serve --data $(DATA) --checkpoint $(RUN)/sft --concurrency 16,64
 
 clean:
 	-[ -x $(BIN)/recast ] && $(BIN)/recast down --dir $(RUN)/stack

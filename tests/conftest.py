@@ -126,8 +126,8 @@ def fresh_database(stack, prefix: str) -> Iterator[str]:
     """A new database on the session's Postgres, migrated to head; its SQLAlchemy URL. Dropped afterwards."""
     from sqlalchemy.engine import make_url
 
-    from ops.servers import create_database, drop_database
     from ops.stack import migrate
+    from ops.stack.servers import create_database, drop_database
 
     server, name = stack.services["postgres"].url, f"{prefix}_{uuid.uuid4().hex[:8]}"
     create_database(server, name)

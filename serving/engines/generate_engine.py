@@ -1,7 +1,7 @@
 """The naive baseline engine: one ``transformers.generate`` call per request, no batching.
 
 This is what a first attempt at serving a generative recommender looks like, kept so that
-benchmarks (``ops/bench_serve.py``, ``ops/bench_decode.py``) measure the real engines against it
+benchmarks (``ops/bench/serve.py``, ``ops/bench/decode.py``) measure the real engines against it
 in the same run. Each prompt gets its own ``generate(num_beams=W, num_return_sequences=W,
 prefix_allowed_tokens_fn=...)``, the standard way to constrain transformers' beam search to the
 item trie; batching requests together is deliberately not done: that is the point of a baseline.

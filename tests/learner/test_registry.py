@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from learner.registry import RegistryError, activate, get, listing, register
-from ops.variants import perturbed_copy as variant
+from ops.bench.variants import perturbed_copy as variant
 from recast.checkpoint import MANIFEST, sha256_file
 
 

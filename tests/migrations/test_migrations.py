@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ops.servers import create_database, drop_database
 from ops.stack import migrate
+from ops.stack.servers import create_database, drop_database
 from schemas.tables import Base, DeadLetter, ImpressionRow, ModelVersion, OutcomeRow, RewardGroup
 
 ROOT = Path(__file__).resolve().parents[2]

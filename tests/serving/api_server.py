@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from ops.servers import free_port
+from ops.stack.servers import free_port
 
 KEY, ADMIN = "storefront-test-key", "admin-test-token"
 

@@ -17,8 +17,8 @@ from kafka import KafkaConsumer
 from sqlalchemy import create_engine
 
 from learner.registry import activate, register
-from ops.servers import create_topics
-from ops.variants import perturbed_copy as variant
+from ops.bench.variants import perturbed_copy as variant
+from ops.stack.servers import create_topics
 from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
 from serving.auth import digest

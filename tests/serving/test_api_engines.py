@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ops.servers import free_port
+from ops.stack.servers import free_port
 from schemas.settings import Settings
 from serving.auth import digest
 from tests.serving.api_server import KEY, ApiServer

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 
-from ops.servers import create_topics, free_port, port_open, start_kafka, stop_pid, wait_until
+from ops.stack.servers import create_topics, free_port, port_open, start_kafka, stop_pid, wait_until
 from serving.publisher import Publisher, PublisherConfig
 
 IMPRESSIONS, OUTCOMES = "recast.impressions", "recast.outcomes"

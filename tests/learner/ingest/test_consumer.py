@@ -23,8 +23,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from learner.ingest.consumer import IngestConfig, run
-from ops.servers import create_database, create_topics, drop_database
 from ops.stack import migrate
+from ops.stack.servers import create_database, create_topics, drop_database
 from schemas.events import Impression, Outcome, ServedItem
 from schemas.settings import Settings
 from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup

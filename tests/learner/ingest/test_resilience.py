@@ -20,8 +20,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from learner.ingest.consumer import IngestConfig, run
-from ops.servers import create_database, create_topics, start_postgres, stop_postgres
 from ops.stack import migrate
+from ops.stack.servers import create_database, create_topics, start_postgres, stop_postgres
 from schemas.events import Impression
 from schemas.settings import Settings
 from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup

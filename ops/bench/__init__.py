@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m ops.bench.<name>``): each prints its figures."""

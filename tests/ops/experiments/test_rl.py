@@ -1,0 +1,51 @@
+"""`recast experiment` and `recast rl` as a user runs them, at toy scale."""
+
+import csv
+import json
+
+from tests.ops.cli.test_model import DATA, recast
+
+
+def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
+    train = tmp_path / "train.csv"
+    with (DATA / "valid.csv").open() as f, train.open("w", newline="") as out:
+        csv.writer(out, lineterminator="\n").writerows(list(csv.reader(f))[:401])
+    out = tmp_path / "exp"
+    args = ["experiment", "--data", str(DATA), "--train", str(train), "--out", str(out), "--widths", "4,6",
+            "--arms", "grpo,recast", "--preset", "tiny", "--sft-preset", "tiny", "--steps", "2",
+            "--no-progress"]  # fmt: skip
+    proc = recast(*args)
+    assert "| SFT start |" in proc.stdout and "### W = 6" in proc.stdout and "bootstrap interval" in proc.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["widths"]) == {"4", "6"}
+    assert report["eval_split"].endswith("tune.csv")  # no --eval: tuning figures, not held-out ones
+    sizes = report["rows"]
+    assert sizes["sft"] > sizes["rl"] > sizes["tune"] > 0 and sum(sizes.values()) == 400
+    splits = {name: {r[0] for r in list(csv.reader((out / "splits" / f"{name}.csv").open()))[1:]}
+              for name in ("sft", "rl", "tune")}  # fmt: skip
+    assert not (splits["sft"] & splits["rl"]) and not (splits["sft"] & splits["tune"])  # disjoint users
+    for width in ("4", "6"):
+        block = report["widths"][width]
+        recast_arm = block["arms"]["recast"]
+        assert recast_arm["budget"] == block["arms"]["grpo"]["budget"] == 2 * 8 * int(width)  # same rollout budget
+        assert recast_arm["actor_speedup"] > 0 and recast_arm["peak_rss_bytes"] > 0
+        assert recast_arm["actor_rows_mean"] < block["arms"]["grpo"]["actor_rows_mean"]
+        ci = recast_arm["delta_vs_baseline"]["Pass@1"]
+        assert ci["lo"] <= ci["mean"] <= ci["hi"]
+        assert (out / f"W{width}" / "recast" / "diagnostics.png").is_file()
+        assert (out / f"W{width}" / "grpo" / "checkpoint" / "manifest.json").is_file()
+    assert (out / "report.png").stat().st_size > 10_000 and (out / "report.md").is_file()
+    # A second run (an interrupted one resumed) reuses the SFT start and the finished arms.
+    stamps = [(out / p).stat().st_mtime_ns for p in ("sft/manifest.json", "W4/recast/result.json")]
+    proc = recast(*[a if a != "4,6" else "4" for a in args])
+    assert [(out / p).stat().st_mtime_ns for p in ("sft/manifest.json", "W4/recast/result.json")] == stamps
+    assert "already finished" in proc.stderr
+
+
+def test_bad_arguments_fail_with_the_reason(tmp_path):
+    proc = recast("experiment", "--train", str(DATA / "valid.csv"), "--out", str(tmp_path), "--arms", "recast",
+                  check=False)  # fmt: skip
+    assert proc.returncode == 2 and "baseline" in proc.stderr
+    proc = recast("rl", "--sft", str(tmp_path / "missing"), "--train", str(DATA / "valid.csv"), "--eval",
+                  str(DATA / "valid.csv"), "--out", str(tmp_path / "o"), "--method", "ppo", check=False)  # fmt: skip
+    assert proc.returncode == 2 and "method" in proc.stderr
