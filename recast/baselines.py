@@ -43,21 +43,50 @@ class PopularityModel:
 @dataclass(frozen=True)
 class TransitionModel:
     """Row-normalised next-item counts in CSR form: row i's successors are
-    ``next_items[offsets[i]:offsets[i+1]]`` with probabilities ``next_probs``."""
+    ``next_items[offsets[i]:offsets[i+1]]`` with probabilities ``next_probs``.
+
+    ``row_totals`` (the counted weight leaving each item) and ``target_total`` (the counted targets behind
+    ``popularity``) keep the raw counts recoverable, so :meth:`update` adds new sequences exactly, as if
+    fitted on old and new together, without the old sequences (the nightly refresh has only the new)."""
 
     offsets: torch.Tensor  # (N + 1,)
     next_items: torch.Tensor  # (E,)
     next_probs: torch.Tensor  # (E,)
     popularity: torch.Tensor  # (N,) normalised
     decay: float = 0.5
+    row_totals: torch.Tensor | None = None  # (N,); None in checkpoints older than update()
+    target_total: float | None = None
 
     @classmethod
     def fit(cls, sequences: Sequence[TrainingSequence], num_items: int, decay: float = 0.5) -> TransitionModel:
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
-        pairs: dict[tuple[int, int], float] = {}
-        for src, dst, w in transitions(sequences):
-            pairs[(src, dst)] = pairs.get((src, dst), 0.0) + w
+        targets = PopularityModel.fit(sequences, num_items).counts
+        return cls._from_counts(_pair_counts(sequences), targets, num_items, decay)
+
+    def update(self, sequences: Sequence[TrainingSequence]) -> TransitionModel:
+        """The model fitted on its own sequences plus ``sequences`` (counts add; the decay is kept).
+
+        >>> from recast.windows import Sequence as S
+        >>> a, b = [S("u", (0, 1), (1.0, 1.0))], [S("v", (0, 2, 1), (1.0, 1.0, 1.0))]
+        >>> both, merged = TransitionModel.fit(a + b, 3), TransitionModel.fit(a, 3).update(b)
+        >>> all(torch.allclose(x, y) for x, y in zip(both.to_tensors().values(), merged.to_tensors().values()))
+        True
+        """
+        if self.row_totals is None or self.target_total is None:
+            raise ValueError("this transition model predates count totals and cannot be updated; fit it anew")
+        num_items = self.popularity.shape[0]
+        rows = torch.repeat_interleave(torch.arange(num_items), self.offsets[1:] - self.offsets[:-1])
+        pairs = dict(zip(zip(rows.tolist(), self.next_items.tolist()),
+                         (self.next_probs * self.row_totals[rows]).tolist()))  # fmt: skip
+        for key, weight in _pair_counts(sequences).items():
+            pairs[key] = pairs.get(key, 0.0) + weight
+        targets = self.popularity * self.target_total + PopularityModel.fit(sequences, num_items).counts
+        return self._from_counts(pairs, targets, num_items, self.decay)
+
+    @classmethod
+    def _from_counts(cls, pairs: dict[tuple[int, int], float], targets: torch.Tensor, num_items: int,
+                     decay: float) -> TransitionModel:  # fmt: skip
         keys = sorted(pairs)
         src = torch.tensor([s for s, _ in keys], dtype=torch.long)
         dst = torch.tensor([d for _, d in keys], dtype=torch.long)
@@ -65,8 +94,9 @@ class TransitionModel:
         row_total = torch.zeros(num_items).index_add_(0, src, count)
         offsets = torch.zeros(num_items + 1, dtype=torch.long)
         offsets[1:] = torch.bincount(src, minlength=num_items).cumsum(0)
-        popularity = PopularityModel.fit(sequences, num_items).scores([])
-        return cls(offsets, dst, count / row_total[src], popularity, decay)
+        total = float(targets.sum())
+        popularity = targets / max(total, 1.0)
+        return cls(offsets, dst, count / row_total[src], popularity, decay, row_total, total)
 
     def scores(self, history: Sequence[int]) -> torch.Tensor:
         """(N,) scores for one history of catalog positions (oldest first).
@@ -84,17 +114,29 @@ class TransitionModel:
         return out + scale * self.popularity / self.popularity.max().clamp(min=1e-12)
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        return {
+        tensors = {
             "offsets": self.offsets,
             "next_items": self.next_items,
             "next_probs": self.next_probs,
             "popularity": self.popularity,
             "decay": torch.tensor(self.decay),
         }
+        if self.row_totals is not None and self.target_total is not None:
+            tensors |= {"row_totals": self.row_totals, "target_total": torch.tensor(self.target_total)}
+        return tensors
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> TransitionModel:
-        return cls(t["offsets"], t["next_items"], t["next_probs"], t["popularity"], float(t["decay"]))
+        total = float(t["target_total"]) if "target_total" in t else None
+        return cls(t["offsets"], t["next_items"], t["next_probs"], t["popularity"], float(t["decay"]),
+                   t.get("row_totals"), total)  # fmt: skip
+
+
+def _pair_counts(sequences: Iterable[TrainingSequence]) -> dict[tuple[int, int], float]:
+    pairs: dict[tuple[int, int], float] = {}
+    for src, dst, w in transitions(sequences):
+        pairs[(src, dst)] = pairs.get((src, dst), 0.0) + w
+    return pairs
 
 
 def top_items(scores: torch.Tensor, k: int) -> list[int]:

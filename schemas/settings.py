@@ -6,11 +6,12 @@ process through :func:`get_settings`; nothing reads the environment at import.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,6 +77,59 @@ class Settings(BaseSettings):
     )
     vllm_kv_cache_gib: int = Field(1, ge=1, description="KV cache the vllm engine reserves on the CPU, GiB.")
 
+    # The closed loop (issue 11): Celery beat runs the refresh; it learns from the reward groups.
+    refresh_schedule: str = Field(
+        "0 3 * * *",
+        description="When beat runs the refresh: a crontab of five fields in UTC ('0 3 * * *': nightly at 03:00), "
+        "or 'every <seconds>s' (demos and tests).",
+    )
+    refresh_period_s: int = Field(
+        86_400, ge=1, description="A refresh learns from complete periods of event time (UTC-aligned; a day by "
+        "default): groups opened before the last period boundary, never a half-logged one.",
+    )
+    refresh_min_groups: int = Field(
+        50, ge=1, description="Fewer new closed reward groups than this and the refresh ends as skipped."
+    )
+    refresh_method: Literal["recast", "grpo", "none"] = Field(
+        "recast", description="The refresh's RL step: recast (repair, then contrast), grpo (group-normalised) "
+        "or none (SFT and scorers only).",
+    )
+    refresh_heldout_share: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Latest share of a refresh's groups (by event time) kept for the gate."
+    )
+    refresh_replay_share: float = Field(
+        0.5, ge=0.0, lt=1.0, description="Share of the refresh's SFT windows drawn from older data (no forgetting)."
+    )
+    refresh_sft_epochs: int = Field(2, ge=0, description="Passes of continued SFT over the new windows and replay.")
+    refresh_rl_steps: int = Field(20, ge=0, description="RL steps of the refresh (0: none).")
+    train_file: Path | None = Field(
+        None, description="The initial model's training interactions (CSV): the replay pool and the scorers' base.",
+    )
+    gate_split: Path | None = Field(
+        None, description="The gate's fixed offline split (CSV of users no model trains on); none: the gate scores "
+        "the window's held-out slice only.",
+    )
+    gate_tolerance: float = Field(
+        0.01, description="The gate publishes a candidate unless it is worse than the served model by more than "
+        "this (HR@10 and NDCG@10 of the served ranking, on each slice); negative: it must be better by that much.",
+    )
+    gate_max_rows: int = Field(1000, ge=10, description="Rows of the offline split the gate scores, at most.")
+    celery_visibility_timeout_s: int = Field(
+        7200, ge=60, description="Seconds before Redis hands an unacknowledged task (its worker died) to another "
+        "worker; longer than any refresh.",
+    )
+
+    @field_validator("refresh_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        """Where refreshes write their child checkpoints (one folder per version)."""
+        return self.run_dir / "models"
+
     @property
     def api_key_digests(self) -> frozenset[str]:
         return frozenset(d.strip().lower() for d in self.api_keys.split(",") if d.strip())
@@ -84,6 +138,25 @@ class Settings(BaseSettings):
     def reward_weights(self) -> dict[str, float]:
         """Reward per outcome type (the keys are ``schemas.events.OUTCOME_TYPES``)."""
         return {"click": self.reward_click, "add_to_cart": self.reward_add_to_cart, "purchase": self.reward_purchase}
+
+
+def parse_schedule(text: str) -> tuple[str, int | tuple[str, ...]]:
+    """``("every", seconds)`` for ``every <n>s``, or ``("cron", five fields)`` for a crontab.
+
+    >>> parse_schedule("every 30s"), parse_schedule("0 3 * * *")
+    (('every', 30), ('cron', ('0', '3', '*', '*', '*')))
+    >>> parse_schedule("nightly")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'nightly' is neither a crontab of five fields ('0 3 * * *') nor 'every <seconds>s'
+    """
+    every = re.fullmatch(r"every\s+(\d+)\s*s", text.strip())
+    if every and int(every.group(1)) > 0:
+        return "every", int(every.group(1))
+    fields = text.split()
+    if len(fields) == 5 and all(re.fullmatch(r"[0-9*/,\-]+", f) for f in fields):
+        return "cron", tuple(fields)
+    raise ValueError(f"{text!r} is neither a crontab of five fields ('0 3 * * *') nor 'every <seconds>s'")
 
 
 @lru_cache

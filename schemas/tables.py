@@ -38,7 +38,12 @@ from schemas.events import OUTCOME_TYPES
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 ID = String(128)
 MODEL_STATUSES = ("candidate", "active", "retired", "rejected")
-RUN_STATUSES = ("running", "succeeded", "failed")
+# running: in progress (or its worker died: the next run that takes the lock marks it failed);
+# succeeded: a candidate was trained and gated (``decision`` says published or rejected);
+# skipped: nothing to learn from yet (``reason`` says why); refused: another refresh held the lock.
+RUN_STATUSES = ("running", "succeeded", "failed", "skipped", "refused")
+RUN_DECISIONS = ("published", "rejected")
+ACTIVATION_ACTIONS = ("activate", "publish", "rollback")
 
 # Explicit constraint names, so migrations can drop and alter them by name on every backend.
 NAMING = {
@@ -147,16 +152,37 @@ class ModelVersion(Base):
     status: Mapped[str] = mapped_column(String(16), server_default="candidate")
     metrics: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    parent_version: Mapped[str | None] = mapped_column(ID, comment="the model it was trained from (its manifest's)")
+    reason: Mapped[str | None] = mapped_column(Text, comment="why it was rejected, when it was")
+
+
+class ModelActivation(Base):
+    """Every change of the active model: who made it, why, and what served before (the rollback trail)."""
+
+    __tablename__ = "model_activations"
+    __table_args__ = (CheckConstraint(_one_of("action", ACTIVATION_ACTIONS), name="action"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ID, ForeignKey("model_registry.version"), index=True)
+    previous_version: Mapped[str | None] = mapped_column(ID, ForeignKey("model_registry.version"))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, server_default="")
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class TrainingRun(Base):
-    """One learner run: which model it started from, what it produced and how it went."""
+    """One learner run (a nightly refresh, every attempt): what it read, what it produced, what the gate decided."""
 
     __tablename__ = "training_runs"
-    __table_args__ = (CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RUN_STATUSES), name="status"),
+        CheckConstraint(f"decision IS NULL OR {_one_of('decision', RUN_DECISIONS)}", name="decision"),
+        Index("ix_training_runs_kind_status", "kind", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32), comment="sft | recast | ...")
+    kind: Mapped[str] = mapped_column(String(32), comment="refresh | sft | rl")
     status: Mapped[str] = mapped_column(String(16), server_default="running")
     base_version: Mapped[str | None] = mapped_column(ID, ForeignKey("model_registry.version"))
     result_version: Mapped[str | None] = mapped_column(ID, ForeignKey("model_registry.version"))
@@ -167,3 +193,14 @@ class TrainingRun(Base):
     started_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str] = mapped_column(String(32), server_default="manual", comment="beat | manual | ...")
+    task_id: Mapped[str | None] = mapped_column(String(64), comment="the Celery task id, when a worker ran it")
+    worker: Mapped[str | None] = mapped_column(String(255), comment="host:pid of the process that ran it")
+    phase: Mapped[str | None] = mapped_column(String(32), comment="the step in progress, then the last one reached")
+    window_start: Mapped[datetime | None] = mapped_column(comment="data window (event time): groups opened >= this")
+    window_end: Mapped[datetime | None] = mapped_column(comment="... and < this")
+    heldout_from: Mapped[datetime | None] = mapped_column(comment="groups opened >= this were the gate's, not trained")
+    counts: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    timings: Mapped[dict[str, Any]] = mapped_column(server_default="{}", comment="seconds per phase")
+    decision: Mapped[str | None] = mapped_column(String(16), comment="published | rejected (status succeeded)")
+    reason: Mapped[str | None] = mapped_column(Text, comment="the gate's reason, or why the run was skipped/refused")

@@ -8,6 +8,8 @@ Data -> split -> train -> eval on the shipped data set:
 
 The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recast status``, ``recast down``.
 The ingestion worker (Kafka -> reward groups): ``recast ingest``.
+The loop: ``recast worker`` and ``recast beat`` (Celery), ``recast refresh`` (one now), ``recast runs``,
+``recast rollback``.
 RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import demo, ingest, model, registry, rl, serve, stack
+from ops.cli import demo, ingest, loop, model, registry, rl, serve, stack
 
 app = typer.Typer(
     help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
@@ -27,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for group in (model, stack, ingest, rl, serve, demo, registry):
+for group in (model, stack, ingest, loop, rl, serve, demo, registry):
     group.register(app)
 
 

@@ -37,7 +37,14 @@ def _run(action):
 
 
 def _show(row) -> str:
-    return f"{row.version}  {row.status:<9}  {row.path}"
+    note = f"  ({row.reason})" if getattr(row, "reason", None) else ""
+    return f"{row.version}  {row.status:<9}  {row.path}{note}"
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()
 
 
 @registry_app.command("add")
@@ -61,11 +68,24 @@ def add(
 @registry_app.command("activate")
 def activate_version(
     version: Annotated[str, typer.Argument(help="A registered version (see `recast registry list`).")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the activation trail).")] = "",
+    actor: Annotated[str | None, typer.Option(help="Who (default: the current user).")] = None,
+    force: Annotated[bool, typer.Option(help="Serve it even though the gate rejected it.")] = False,
 ) -> None:
-    """Make a registered version the active one (an older one: a rollback); the previous one is retired."""
+    """Make a registered version the active one; the previous one is retired. The service swaps to it."""
     from learner.registry import activate
 
-    typer.echo(_show(_run(lambda conn: activate(conn, version))))
+    typer.echo(_show(_run(lambda conn: activate(conn, version, actor=_actor(actor), reason=reason, force=force))))
+
+
+@registry_app.command("history")
+def history(limit: Annotated[int, typer.Option(help="How many of the latest changes.")] = 20) -> None:
+    """Every change of the active model, newest first: when, what, from what, who and why."""
+    from learner.registry import activations
+
+    for a in _run(lambda conn: activations(conn, limit)):
+        typer.echo(f"{a['at']:%Y-%m-%d %H:%M:%S}  {a['action']:<8}  {a['previous_version'] or '-':<12} -> "
+                   f"{a['version']:<12}  {a['actor']}: {a['reason']}")  # fmt: skip
 
 
 @registry_app.command("list")
@@ -77,5 +97,19 @@ def list_versions() -> None:
         typer.echo(_show(row))
 
 
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why you roll back (kept in the activation trail).")],
+    to: Annotated[str | None, typer.Option(help="The version to serve (default: the one that served before).")]
+    = None,
+    actor: Annotated[str | None, typer.Option(help="Who (default: the current user).")] = None,
+) -> None:
+    """Serve an earlier verified version again: its files are checked against the registry, it becomes active,
+    and the service's registry watcher swaps to it without dropping a request."""
+    from learner.registry import rollback as roll_back
+
+    typer.echo(_show(_run(lambda conn: roll_back(conn, to=to, actor=_actor(actor), reason=reason))))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(registry_app, name="registry")
+    app.command()(rollback)

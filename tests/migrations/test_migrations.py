@@ -24,7 +24,8 @@ from ops.stack.servers import create_database, drop_database
 from schemas.tables import Base, DeadLetter, ImpressionRow, ModelVersion, OutcomeRow, RewardGroup
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs"}
+TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs",
+          "model_activations"}
 
 
 @pytest.fixture

@@ -1,0 +1,155 @@
+"""What a refresh learns: continued SFT with replay, the RL step, updated scorers, and the child checkpoint.
+
+Every piece starts from the served checkpoint and returns a new object; nothing here touches the
+database. The order follows BENCHMARKS.md: SFT on the new users' windows (the measured winner),
+then RL on the logged contexts, rewarded by the logged positives, with organic positives as the
+anchors ReCast may repair all-zero groups with.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from learner.refresh.config import RefreshConfig
+from learner.rl.config import RLConfig
+from learner.rl.contexts import RLContext
+from learner.rl.trainer import REPAIRS, EvalSet, RLTrainer
+from recast.baselines import TransitionModel
+from recast.catalog import Catalog
+from recast.checkpoint import Checkpoint, save_checkpoint
+from recast.dataset import Interaction
+from recast.feedback import LoggedList, anchors, positives, target
+from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
+from recast.signals.groups import Anchor
+from recast.text import TextModel
+from recast.trie import ItemTrie
+from recast.windows import Sequence, build_sequences
+
+log = logging.getLogger("recast.refresh")
+
+
+def interactions(lists: list[LoggedList], item_ids: list[str]) -> list[Interaction]:
+    """Next-item rows of logged lists: history -> the strongest positive; a list nobody engaged with still
+    holds its history's own windows (every prefix predicts the item after it)."""
+    rows = []
+    for logged in lists:
+        history = [item_ids[i] for i in logged.history]
+        best = target(logged)
+        if best is not None:
+            rows.append(Interaction(logged.user_id, tuple(history), item_ids[best]))
+        elif history:
+            rows.append(Interaction(logged.user_id, tuple(history[:-1]), history[-1]))
+    return rows
+
+
+def sequences(rows: list[Interaction], catalog: Catalog, max_history: int) -> list[Sequence]:
+    return [s for s in build_sequences(rows, catalog.index, max_history) if sum(s.weights) > 0]
+
+
+def replay_sample(pool: list[Sequence], new: int, share: float, seed: int) -> list[Sequence]:
+    """``share`` of the mixed set from the older ``pool``: ``new * share / (1 - share)`` sequences, seeded.
+
+    >>> len(replay_sample([Sequence("u", (1,), (1.0,))] * 10, new=4, share=0.5, seed=0))
+    4
+    """
+    want = min(len(pool), round(new * share / (1.0 - share))) if share > 0 else 0
+    return random.Random(seed).sample(pool, want)
+
+
+@dataclass
+class SFTOutcome:
+    model: torch.nn.Module
+    steps: int
+    losses: list[float]
+
+
+def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig, seed: int,
+                 progress: bool = False) -> SFTOutcome:  # fmt: skip
+    """More epochs of the initial SFT objective from the served weights, at a lower learning rate."""
+    base = SFTConfig(**ckpt.manifest.get("sft_config", {})) if "sft_config" in ckpt.manifest else SFTConfig()
+    model = copy.deepcopy(ckpt.model)
+    if config.sft_epochs == 0 or not train:
+        return SFTOutcome(model.eval(), 0, [])
+    steps_per_epoch = math.ceil(len(train) / config.sft_batch_size)
+    total = steps_per_epoch * config.sft_epochs
+    sft = replace(base, lr=config.sft_lr, batch_size=config.sft_batch_size, epochs=config.sft_epochs,
+                  warmup_steps=max(1, total // 10))  # fmt: skip
+    trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
+    paths = item_paths(trie, ckpt.codes)
+    optimizer = make_optimizer(model, sft)
+    torch.manual_seed(seed)
+    model.train()
+    losses, step = [], 0
+    with tqdm(total=total, desc="refresh sft", disable=not progress, leave=False) as bar:
+        for epoch in range(config.sft_epochs):
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+            for i in range(steps_per_epoch):
+                chunk = [train[j] for j in order[i * sft.batch_size : (i + 1) * sft.batch_size]]
+                batch = make_batch(chunk, ckpt.codes, paths, ckpt.tokenizer.bos_id, ckpt.tokenizer.pad_id, trie.dead)
+                loss, _ = train_step(model, optimizer, batch, trie, sft, learning_rate(step, total, sft))
+                losses.append(loss)
+                step += 1
+                bar.update()
+    return SFTOutcome(model.eval(), step, losses)
+
+
+def rl_contexts(lists: list[LoggedList]) -> list[RLContext]:
+    """One context per logged list with a positive: rewards from what the shopper did, organic items as anchors."""
+    out = []
+    for logged in lists:
+        rewarded = positives(logged)
+        if rewarded:
+            out.append(RLContext(logged.history, rewarded,
+                                 tuple(Anchor(i, "organic") for i in anchors(logged)), logged.segment))  # fmt: skip
+    return out
+
+
+def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts: list[RLContext],
+            config: RefreshConfig, out: Path, seed: int, progress: bool = False) -> tuple[torch.nn.Module, dict]:
+    """``config.rl_steps`` steps of the configured method from ``model``; returns the model and a summary of the
+    diagnostics (all-zero and repaired shares before/after repair, actor time). ``repairs.jsonl`` lands in ``out``."""
+    if config.method == "none" or config.rl_steps == 0 or not contexts:
+        return model, {"steps": 0, "contexts": len(contexts)}
+    start = replace(ckpt, model=model)
+    rl = RLConfig(method=config.method, width=config.rl_width, contexts_per_step=min(config.rl_contexts, len(contexts)),
+                  steps=config.rl_steps, lr=config.lr_rl, repair=config.method == "recast", seed=seed,
+                  max_history=ckpt.manifest.get("sft_config", {}).get("max_history", 10))  # fmt: skip
+    trainer = RLTrainer(start, catalog, contexts, EvalSet([], []), rl, out, progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    with (out / REPAIRS).open("w") as repairs:
+        for index in tqdm(range(rl.steps), desc=f"refresh rl {rl.method}", disable=not progress, leave=False):
+            records.append(trainer.step(index, repairs))
+    (out / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    mean = lambda key: sum(r[key] for r in records) / len(records)  # noqa: E731
+    return trainer.policy.eval(), {
+        "steps": len(records), "contexts": len(contexts), "all_zero": mean("all_zero"), "repaired": mean("repaired"),
+        "unrepairable": mean("unrepairable"), "mean_reward": mean("mean_reward"),
+        "actor_s": sum(r["actor_s"] for r in records), "step_s": sum(r["step_s"] for r in records),
+    }  # fmt: skip
+
+
+def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> tuple[TransitionModel, TextModel]:
+    """The served model's transition counts plus the new sequences' (exactly as if fitted on both); the text
+    model refitted on the catalog's text (it reads no interactions, so only a changed catalog changes it)."""
+    transition = ckpt.transition.update(new)
+    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    return transition, text
+
+
+def save_child(out: Path, ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, transition: TransitionModel,
+               text: TextModel, refresh: dict) -> Path:  # fmt: skip
+    """The child checkpoint: the parent's format and SFT config, its lineage and data window in the manifest."""
+    keep = {k: v for k, v in ckpt.manifest.items() if k in ("sft_config", "data")}
+    manifest = {**keep, "kind": "refresh", "parent": {"version": ckpt.version, "path": str(ckpt.path)},
+                "refresh": refresh, "metrics": {}}  # fmt: skip
+    return save_checkpoint(out, model, ckpt.tokenizer, catalog, transition, text, manifest)
