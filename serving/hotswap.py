@@ -43,6 +43,9 @@ class ModelHolder:
         self.retire = retire or (lambda model: model.close())
         self._current: ServedModel | None = None
         self._swap_lock = threading.Lock()  # one load at a time: two would only compete for the cores
+        # Held across "read the registry, swap" by the watcher and across "swap, write the registry" by an admin
+        # rollback, so the watcher never reads the registry between a rollback's swap and its commit.
+        self.registry_lock = threading.Lock()
         self.swaps = {"ok": 0, "refused": 0}
         self.last: SwapResult | None = None
 
@@ -119,18 +122,14 @@ class RegistryWatcher(threading.Thread):
             engine.dispose()
 
     def check(self, engine) -> SwapResult | None:
-        from sqlalchemy import select
+        from schemas.registry import active_row
 
-        from schemas.tables import ModelVersion
-
-        t = ModelVersion.__table__.c
-        with engine.connect() as conn:
-            row = conn.execute(
-                select(t.version, t.path, t.sha256).where(t.status == "active").order_by(t.created_at.desc()).limit(1)
-            ).first()
-        if row is None or (row.version, row.sha256) == self._seen:
-            return None
-        self._seen = (row.version, row.sha256)
-        if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
-            return None
-        return self.holder.swap(row.path, expected_sha256=row.sha256)
+        with self.holder.registry_lock:
+            with engine.connect() as conn:
+                row = conn.execute(active_row()).first()
+            if row is None or (row.version, row.sha256) == self._seen:
+                return None
+            self._seen = (row.version, row.sha256)
+            if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
+                return None
+            return self.holder.swap(row.path, expected_sha256=row.sha256)

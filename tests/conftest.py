@@ -91,18 +91,26 @@ def shipped_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
+def stack():
     """The embedded stack (Postgres, Tansu, Redis on 127.0.0.1), started once per test session
-    in a fresh folder, so every session gets a fresh database and an empty broker."""
+    in a fresh folder, so every session gets a fresh database and an empty broker.
+
+    The folder is not under pytest's temporary root: every pytest process that starts resets that
+    root to mode 0700, and Postgres runs as another user, so a second session starting beside this
+    one would take the running server's data directory away from it."""
+    import shutil
+    import tempfile
+
     from ops.stack import down, up
     from schemas.settings import Settings
 
     settings = Settings()
-    root = tmp_path_factory.mktemp("stack")
+    root = Path(tempfile.mkdtemp(prefix="recast-test-stack-"))
     try:
         yield up(root, [settings.impressions_topic, settings.outcomes_topic], settings.topic_partitions)
     finally:
         down(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,15 @@ class Services:
     metrics: Metrics
     keys: KeyRing
     watcher: RegistryWatcher | None = None
+    _engine: object | None = None  # the registry's database, made on first use by an admin route
+
+    def database(self):
+        """A SQLAlchemy engine on the registry's database (the admin routes'; requests never touch it)."""
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            self._engine = create_engine(self.settings.database_url, pool_pre_ping=True, pool_size=2)
+        return self._engine
 
     def publish_impression(self, request_id: str, user_id: str, segment: str, history: list[str],
                            items: list[RecommendedItem], model_version: str) -> None:  # fmt: skip
@@ -50,6 +59,8 @@ class Services:
         await asyncio.to_thread(self.publisher.close)
         if self.holder.loaded:
             self.holder.current.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
 
 async def start_services(settings: Settings) -> Services:

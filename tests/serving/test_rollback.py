@@ -1,0 +1,136 @@
+"""Rolling back through the registry while shoppers are served: the admin route and `recast rollback`'s path,
+over real HTTP, with the real load generator running, against a real Postgres."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from learner import registry
+from ops.bench.variants import perturbed_copy as variant
+from ops.stack.servers import create_topics
+from schemas.settings import Settings
+from serving.auth import digest
+from tests.conftest import fresh_database
+from tests.serving.api_server import ADMIN, KEY, ApiServer
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
+    """An API whose registry serves B, published after A; both are verified checkpoints."""
+    tag = uuid.uuid4().hex[:8]
+    topics = [f"imp-{tag}", f"out-{tag}"]
+    create_topics(stack.services["kafka"].url, topics, 2)
+    second = variant(tiny_checkpoint, tmp_path_factory.mktemp("b") / "b", shipped_data, seed=21)
+    with fresh_database(stack, "rollback") as db:
+        engine = create_engine(db)
+        with engine.begin() as conn:
+            a = registry.register(conn, tiny_checkpoint).version
+            registry.activate(conn, a, actor="test", reason="first model")
+            b = registry.register(conn, second).version
+            registry.activate(conn, b, actor="refresh run 1", reason="gate passed", action="publish")
+        settings = Settings(
+            data_dir=shipped_data, engine="torch", beam_width=20, api_keys=digest(KEY),
+            admin_token_sha256=digest(ADMIN),
+            kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
+            spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0.3,
+        )  # fmt: skip
+        with ApiServer(settings) as server:
+            wait_served(server, b)
+            yield server, engine, a, b
+        engine.dispose()
+
+
+def served_version(server) -> str | None:
+    with server.client(ADMIN) as c:
+        return c.get("/v1/admin/model").json()["version"]
+
+
+def wait_served(server, version: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (now := served_version(server)) != version:
+        assert time.monotonic() < deadline, f"the service never served {version} (it serves {now})"
+        time.sleep(0.1)
+
+
+def impressions(server) -> float:
+    """Lists the service has served so far (its impression counter on /metrics)."""
+    with server.client(None) as c:
+        text = c.get("/metrics").text
+    return next((float(line.split()[-1]) for line in text.splitlines()
+                 if line.startswith("recast_impressions_total ")), 0.0)  # fmt: skip
+
+
+def wait_impressions(server, more: int, timeout_s: float = 60.0) -> None:
+    """Until the service has served ``more`` lists beyond what it had served when called."""
+    start, deadline = impressions(server), time.monotonic() + timeout_s
+    while (now := impressions(server)) < start + more:
+        assert time.monotonic() < deadline, f"the service served {now - start:.0f} lists in {timeout_s:.0f} s"
+        time.sleep(0.1)
+
+
+def loadgen(server, out: Path, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops.bench.loadgen", "--url", f"{server.url}/v1/recommend", "--key", KEY,
+         "--concurrency", "8", "--warmup", "0", "--duration", str(seconds), "--json", str(out)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_rollbacks_under_load_fail_no_request_and_leave_a_trail(env, tmp_path):
+    server, engine, a, b = env
+    load = loadgen(server, tmp_path / "load.json", seconds=12)
+    try:
+        wait_impressions(server, 30)  # the load is on before the first rollback
+        # The admin route: verify, load and warm A beside B, swap, then record it.
+        with server.client(ADMIN) as c:
+            back = c.post("/v1/admin/rollback", json={"reason": "B lost conversions", "actor": "oncall"})
+        assert back.status_code == 200, back.text
+        assert back.json()["version"] == a
+        with engine.connect() as conn:
+            assert registry.active(conn).version == a
+            last = registry.activations(conn, 1)[0]
+        assert (last["action"], last["version"], last["previous_version"], last["actor"], last["reason"]) == (
+            "rollback", a, b, "oncall", "B lost conversions")
+        # `recast rollback --to B`'s path: the registry changes, the watcher swaps.
+        with engine.begin() as conn:
+            registry.rollback(conn, to=b, actor="oncall", reason="false alarm")
+        wait_served(server, b)
+    finally:
+        _, err = load.communicate(timeout=120)
+    result = json.loads((tmp_path / "load.json").read_text())
+    assert load.returncode == 0, err
+    assert result["errors"] == {} and result["answered"] == result["requests"] > 50, result
+
+
+def test_refusals_change_nothing(env, tmp_path):
+    server, engine, a, b = env
+    wait_served(server, b)
+    with server.client(ADMIN) as c:
+        unknown = c.post("/v1/admin/rollback", json={"reason": "x", "to": "nope"})
+        same = c.post("/v1/admin/rollback", json={"reason": "x", "to": b})
+        empty = c.post("/v1/admin/rollback", json={"reason": ""})
+    with server.client(KEY) as c:
+        storefront = c.post("/v1/admin/rollback", json={"reason": "x"})
+    assert unknown.status_code == 404 and "no model 'nope'" in unknown.json()["detail"]
+    assert same.status_code == 409 and "already the active model" in same.json()["detail"]
+    assert empty.status_code == 422
+    assert storefront.status_code == 403
+    with engine.begin() as conn:
+        registry.reject(conn, a, "test: the gate said no")
+    with server.client(ADMIN) as c:
+        rejected = c.post("/v1/admin/rollback", json={"reason": "x", "to": a})
+    assert rejected.status_code == 409 and "rejected" in rejected.json()["detail"]
+    with engine.connect() as conn:
+        assert registry.active(conn).version == b
+    assert served_version(server) == b
