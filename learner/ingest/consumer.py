@@ -41,6 +41,10 @@ class IngestConfig:
     max_events: int | None = None  # stop after this many messages (tests, benchmarks)
     max_seconds: float | None = None  # stop after this long
     idle_exit_s: float | None = None  # stop after this long with partitions assigned and nothing to read
+    # Caught up and idle this long: event time has reached the wall clock, so the watermark moves to now and
+    # groups whose windows ended close. Without it a quiet night would leave the evening's groups open until
+    # the morning's first event, and the refresh would wait for them. None: the watermark follows events only.
+    idle_advance_s: float | None = 30.0
     alive_path: Path | None = Path("/tmp/recast-ingest.alive")  # touched after every committed batch
     retry_s: float = 1.0  # wait after a database error before trying the batch again
     log_every_s: float = 10.0
@@ -54,6 +58,8 @@ class IngestConfig:
             raise ValueError(f"analyze_first_at must be >= 1, got {self.analyze_first_at}")
         if self.lateness_s < 0:
             raise ValueError(f"lateness_s must be >= 0, got {self.lateness_s}")
+        if self.idle_advance_s is not None and self.idle_advance_s <= 0:
+            raise ValueError(f"idle_advance_s must be > 0 (or None: never), got {self.idle_advance_s}")
 
 
 @dataclass
@@ -66,6 +72,7 @@ class IngestStats:
     dead_letters: int = 0
     credited: int = 0
     closed: int = 0
+    idle_advances: int = 0  # times the watermark moved to the wall clock while caught up (see IngestConfig)
     db_retries: int = 0
     seconds: float = 0.0
     last_commit_unix: float | None = None  # wall time of the last committed batch (benchmarks end there)
@@ -168,6 +175,7 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
         stats.seen = latest_event_times(conn, datetime.now(UTC) + timedelta(seconds=MAX_SKEW_S))
     _tune_gc()
     last_data = last_log = time.monotonic()
+    last_advance = 0.0
     _touch(config.alive_path)
     inflight: _Batch | None = None
     clean, analyze_at = False, config.analyze_first_at
@@ -185,10 +193,15 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
                     inflight = None
                     continue
                 _touch(config.alive_path)  # idle but alive
+                idle = time.monotonic() - last_data
                 if not consumer.assignment():
                     last_data = time.monotonic()  # still joining: not idle yet
-                elif config.idle_exit_s is not None and time.monotonic() - last_data >= config.idle_exit_s:
+                elif config.idle_exit_s is not None and idle >= config.idle_exit_s:
                     break
+                elif config.idle_advance_s is not None and idle >= config.idle_advance_s:
+                    if time.monotonic() - last_advance >= config.idle_advance_s:
+                        _advance_idle(engine, stats, settings, config)
+                        last_advance = time.monotonic()
                 continue
             last_data = time.monotonic()
             # The watermark runs ahead with the batch being written; a failed write resets it to the committed one.
@@ -220,6 +233,26 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
     stats.seconds = time.monotonic() - t0
     log.info("stopped %s", stats.summary())
     return stats
+
+
+def _advance_idle(engine, stats: IngestStats, settings: Settings, config: IngestConfig) -> None:
+    """Caught up and idle: move both topics' event time to the wall clock and close what that closes (one
+    transaction, nothing read, no offsets to commit). A database error is left for the next idle turn."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    now = datetime.now(UTC)
+    seen = (max(stats.seen[0] or now, now), max(stats.seen[1] or now, now))
+    cutoff = close_before(watermark(*seen), config.lateness_s)
+    previous = close_before(stats.watermark, config.lateness_s)
+    try:
+        with engine.begin() as conn:
+            result = write_batch(conn, [], [], [], settings.reward_weights, settings.attribution_window_s, cutoff,
+                                 previous)  # fmt: skip
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("idle watermark advance failed, trying again later: %s", exc.orig or exc)
+        return
+    stats.seen, stats.closed, stats.credited = seen, stats.closed + result.closed, stats.credited + result.credited
+    stats.idle_advances += 1
 
 
 def _tune_gc() -> None:

@@ -23,6 +23,10 @@ def ingest(
     max_events: Annotated[int | None, typer.Option(help="Stop after this many messages.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     idle_exit_s: Annotated[float | None, typer.Option(help="Stop after this long with nothing to read.")] = None,
+    idle_advance_s: Annotated[
+        float, typer.Option(help="Caught up and idle this long: event time is taken to have reached the wall clock, "
+                            "so groups whose windows ended close (0: only events move it).")
+    ] = 30.0,
     alive: Annotated[Path, typer.Option(help="File touched after every committed batch (the health check).")] = Path(
         "/tmp/recast-ingest.alive"
     ),
@@ -38,7 +42,8 @@ def ingest(
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         config = IngestConfig(group_id=group, batch_size=batch_size, lateness_s=lateness_s, max_events=max_events,
-                              max_seconds=max_seconds, idle_exit_s=idle_exit_s, alive_path=alive)  # fmt: skip
+                              max_seconds=max_seconds, idle_exit_s=idle_exit_s, alive_path=alive,
+                              idle_advance_s=idle_advance_s or None)  # fmt: skip
     except ValueError as exc:
         fail(str(exc))
     stats = run(get_settings(), config)
