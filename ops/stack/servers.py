@@ -55,7 +55,9 @@ def port_open(port: int, timeout: float = 0.2) -> bool:
 
 # What each service's command line contains: a pid from an old state file (after a reboot) may
 # belong to an unrelated process by now, and `down` must never signal that.
-PROGRAMS = {"postgres": "postgres", "kafka": "tansu", "redis": "redis-server"}
+# Celery renames its processes once started (setproctitle): "[celeryd: ...]" for the worker.
+PROGRAMS = {"postgres": ("postgres",), "kafka": ("tansu",), "redis": ("redis-server",),
+            "worker": ("ops.cli\x00worker", "[celeryd:"), "beat": ("ops.cli\x00beat", "celery beat")}  # fmt: skip
 
 
 def runs(service: Service) -> bool:
@@ -66,7 +68,7 @@ def runs(service: Service) -> bool:
         cmdline = Path(f"/proc/{service.pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc (not Linux): trust the pid
-    return PROGRAMS[service.name].encode() in cmdline
+    return any(name.encode() in cmdline for name in PROGRAMS[service.name])
 
 
 def pid_alive(pid: int) -> bool:
@@ -91,12 +93,12 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = READY_TIME
         time.sleep(every)
 
 
-def spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:  # fmt: skip
     # A new session detaches the server from the terminal and from this process: it outlives `recast up`.
     with log_path.open("ab") as out:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env, cwd=cwd)  # fmt: skip
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:
@@ -271,3 +273,32 @@ def redis_ping(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+# ---------------------------------------------------------------- Celery (the learner's worker and beat)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_celery(root: Path, role: str, env: dict[str, str]) -> Service:
+    """``recast worker`` or ``recast beat`` as a detached process logging into ``root/celery``; ``env`` points it
+    at the stack (and carries the refresh's settings). Neither listens on a port: its health is its process."""
+    import sys
+
+    if role not in ("worker", "beat"):
+        raise ValueError(f"role must be worker or beat, got {role!r}")
+    folder = root / "celery"
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"{role}.log"
+    argv = [sys.executable, "-m", "ops.cli", role]
+    argv += ["--name", f"learner-{os.getpid()}@%h"] if role == "worker" else [f"--schedule-file={folder / 'beat'}"]
+    proc = spawn(argv, log_path, env={**env, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    return Service(role, proc.pid, 0, env.get("RECAST_REDIS_URL", ""), str(log_path))
+
+
+def celery_ready(service: Service) -> bool:
+    """The worker logged that it is ready; beat, that it started (both write these lines at INFO)."""
+    if not runs(service):
+        raise StackError(f"celery {service.name} exited; see {service.log}")
+    text = Path(service.log).read_text(errors="replace") if Path(service.log).exists() else ""
+    return " ready." in text if service.name == "worker" else "beat: Starting..." in text
