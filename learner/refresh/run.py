@@ -228,7 +228,8 @@ def _gate(settings: Settings, config: RefreshConfig, current_version: str, paren
         candidate = gate.check_checkpoint(child)
     except CheckpointError as exc:
         return gate.GateResult(False, f"checkpoint checks failed: {exc}")
-    candidate = Recommender.from_checkpoint(load_checkpoint(child), config.beam_width)
+    child_ckpt = load_checkpoint(child)
+    candidate = Recommender.from_checkpoint(child_ckpt, config.beam_width)
     served = Recommender.from_checkpoint(parent, config.beam_width)
     slices = [_window_slice(slice_lists)]
     if config.gate_split is not None:
@@ -239,8 +240,11 @@ def _gate(settings: Settings, config: RefreshConfig, current_version: str, paren
     for rows in slices:
         current_ranks = _cached_ranks(settings, current_version, rows, config.beam_width,
                                       lambda r=rows: gate.ranks(served, r))  # fmt: skip
+        # Cached too: if it is published, tomorrow's gate scores it as the served model on the same offline rows.
+        candidate_ranks = _cached_ranks(settings, child_ckpt.version, rows, config.beam_width,
+                                        lambda r=rows: gate.ranks(candidate, r))  # fmt: skip
         figures[rows.name] = {"rows": len(rows.targets),
-                              **gate.compare(current_ranks, gate.ranks(candidate, rows), config.gate_resamples, seed)}
+                              **gate.compare(current_ranks, candidate_ranks, config.gate_resamples, seed)}
     publish, reason = gate.decide(figures, config.gate_tolerance, config.gate_min_rows)
     return gate.GateResult(publish, reason, figures)
 

@@ -21,7 +21,9 @@ def _setup() -> None:
 
 def split(
     data: DataOpt = None,
-    source: Annotated[str, typer.Option(help="Interaction CSV inside --data to split.")] = "valid.csv",
+    source: Annotated[
+        str, typer.Option(help="Interaction CSV to split: a file inside --data, or a path (an earlier split's file).")
+    ] = "valid.csv",
     holdout: Annotated[
         float, typer.Option(help="Share of *users* held out (never a share of rows: rows leak).")
     ] = 0.15,
@@ -39,21 +41,22 @@ def split(
     from recast.windows import split_users
 
     data = data or get_settings().data_dir
+    path = Path(source) if Path(source).is_file() else data / source
     try:
         catalog = load_catalog(data)
-        rows = load_interactions(data / source, catalog)
+        rows = load_interactions(path, catalog)
         held = split_users([r.user_id for r in rows], holdout, seed)
     except (DatasetError, ValueError) as exc:
         fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     n_train = write_interactions(
-        data / source, out / "train.csv", {i for i, r in enumerate(rows) if r.user_id not in held}
+        path, out / "train.csv", {i for i, r in enumerate(rows) if r.user_id not in held}
     )
     n_held = write_interactions(
-        data / source, out / "heldout.csv", {i for i, r in enumerate(rows) if r.user_id in held}
+        path, out / "heldout.csv", {i for i, r in enumerate(rows) if r.user_id in held}
     )
     summary = {
-        "source": str(data / source),
+        "source": str(path),
         "holdout_users": len(held),
         "users": len({r.user_id for r in rows}),
         "train_rows": n_train,

@@ -41,10 +41,14 @@ class SimulationStats:
     hits: int = 0  # the chosen item was on the served list
     outcomes: Counter = field(default_factory=Counter)  # "click" / "add_to_cart" / "purchase" / "organic"
     errors: Counter = field(default_factory=Counter)
+    versions: Counter = field(default_factory=Counter)  # model version -> lists it served
+    request_ids: list[str] = field(default_factory=list)
+    hit_by_visit: list[bool | None] = field(default_factory=list)  # None: the visit got no list
 
     def summary(self) -> dict:
         return {"visits": self.visits, "hit_rate@k": round(self.hits / self.visits, 4) if self.visits else 0.0,
-                "outcomes": dict(self.outcomes), "errors": dict(self.errors)}  # fmt: skip
+                "outcomes": dict(self.outcomes), "errors": dict(self.errors),
+                "versions": dict(self.versions)}  # fmt: skip
 
 
 class ApiClient:
@@ -72,7 +76,8 @@ def segment_of(visit: Visit) -> str:
     return "new" if len(visit.history) <= 2 else "returning"
 
 
-def outcomes_for(visit: Visit, request_id: str, served: list[str], rng: random.Random, t0: datetime) -> list[dict]:
+def outcomes_for(visit: Visit, request_id: str, served: list[str], rng: random.Random, t0: datetime,
+                 step_s: float = 2.0) -> list[dict]:  # fmt: skip
     """What the shopper does with the list (see the module docstring), as outcome payloads."""
     acts: list[tuple[str, str, str | None]] = []  # (item, type, request id or None)
     if visit.chosen in served:
@@ -90,14 +95,16 @@ def outcomes_for(visit: Visit, request_id: str, served: list[str], rng: random.R
         acts.append((rng.choice(served), "click", request_id))
     return [
         {"event_id": uuid.uuid4().hex, "user_id": visit.user_id, "request_id": rid, "item_id": item, "type": kind,
-         "ts": (t0 + timedelta(seconds=2 * (n + 1))).isoformat()}
+         "ts": (t0 + timedelta(seconds=step_s * (n + 1))).isoformat()}
         for n, (item, kind, rid) in enumerate(acts)
     ]  # fmt: skip
 
 
 def simulate(
-    client: ApiClient, visits: Iterable[Visit], k: int = 10, seed: int = 0, on_visit: Callable[[], None] | None = None
+    client: ApiClient, visits: Iterable[Visit], k: int = 10, seed: int = 0, on_visit: Callable[[], None] | None = None,
+    step_s: float = 2.0,
 ) -> SimulationStats:
+    """Every visit in order; ``step_s``: event-time seconds between one shopper's successive actions."""
     rng, stats = random.Random(seed), SimulationStats()
     for visit in visits:
         stats.visits += 1
@@ -105,10 +112,16 @@ def simulate(
                                                       "segment": segment_of(visit)})  # fmt: skip
         if status != 200:
             stats.errors[f"recommend {status}"] += 1
+            stats.hit_by_visit.append(None)
+            if on_visit is not None:
+                on_visit()
             continue
         served = [item["item_id"] for item in body["items"]]
         stats.hits += visit.chosen in served
-        events = outcomes_for(visit, body["request_id"], served, rng, datetime.now(UTC))
+        stats.hit_by_visit.append(visit.chosen in served)
+        stats.versions[body["model_version"]] += 1
+        stats.request_ids.append(body["request_id"])
+        events = outcomes_for(visit, body["request_id"], served, rng, datetime.now(UTC), step_s)
         if events:
             status, _ = client.post("/v1/events", events)
             if status != 202:
