@@ -9,20 +9,10 @@ from sqlalchemy import create_engine, insert, select, text
 
 from learner import registry
 from learner.refresh.run import LOCK_KEY, refresh
-from recast.dataset import load_catalog, load_interactions, write_interactions
 from schemas.tables import ModelActivation, TrainingRun
-from tests.learner.refresh.conftest import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
+from tests.learner.loop_data import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
 
 RUNS = TrainingRun.__table__
-
-
-@pytest.fixture
-def gated(loop_settings, tmp_path, shipped_data):
-    """Settings with a fixed offline split of 40 shipped rows (users the seeded groups do not use)."""
-    split = tmp_path / "gate.csv"
-    write_interactions(shipped_data / "valid.csv", split, set(range(4000, 4040)))
-    assert len(load_interactions(split, load_catalog(shipped_data))) == 40
-    return loop_settings.model_copy(update={"gate_split": split})
 
 
 def run_row(url: str, run_id: int) -> dict:

@@ -1,5 +1,5 @@
-"""Reward groups written into a real, migrated Postgres as the ingestion worker leaves them, and Settings that
-point a refresh at that database with small, fast knobs."""
+"""Reward groups written into a real, migrated Postgres as the ingestion worker leaves them (the refresh's input),
+from rows of the shipped data set."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, insert
 
-from learner.registry import activate, register
-from schemas.settings import Settings
 from schemas.tables import ImpressionRow, RewardGroup
 
 PERIOD_S = 3600
@@ -56,26 +53,6 @@ def seed_groups(url: str, rows, start: datetime, version: str = "seed", hit_ever
             ids.append(request_id)
     engine.dispose()
     return ids
-
-
-@pytest.fixture
-def loop_settings(database_url, tmp_path, shipped_data) -> Settings:
-    return Settings(
-        database_url=database_url, run_dir=tmp_path / "runs", data_dir=shipped_data,
-        refresh_period_s=PERIOD_S, refresh_min_groups=20, refresh_rl_steps=2, refresh_sft_epochs=1,
-        beam_width=20, gate_tolerance=0.5,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def served(loop_settings, tiny_checkpoint) -> str:
-    """The tiny checkpoint registered and active: what a refresh starts from."""
-    engine = create_engine(loop_settings.database_url)
-    with engine.begin() as conn:
-        version = register(conn, tiny_checkpoint).version
-        activate(conn, version, actor="test", reason="the first model")
-    engine.dispose()
-    return version
 
 
 def manifest(path: str | Path) -> dict:
