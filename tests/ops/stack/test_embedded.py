@@ -161,3 +161,26 @@ def test_a_stale_state_file_never_gets_an_unrelated_process_signalled(tmp_path):
     assert status(tmp_path) == {"kafka": False}
     down(tmp_path)  # must not SIGTERM us; reaching the next line proves it
     assert status(tmp_path) is None
+
+
+def test_up_with_celery_runs_the_learner_beside_the_servers(tmp_path):
+    from ops.stack import StackState
+    from ops.stack.servers import pid_alive
+
+    root = tmp_path / "stack"
+    try:
+        started = recast("up", "--dir", str(root), "--celery")
+        assert started.returncode == 0, started.stderr
+        state = StackState.load(root)
+        lines = recast("status", "--dir", str(root)).stdout.splitlines()
+        assert {li.split()[0]: li.split()[1] for li in lines} == {n: "running" for n in
+                                                                   ("kafka", "redis", "postgres", "worker", "beat")}
+        # The stack's worker takes a task from the stack's Redis and records the attempt in the stack's Postgres.
+        env = {**os.environ, **state.env(), "RECAST_RUN_DIR": str(tmp_path / "runs")}
+        enqueued = subprocess.run([sys.executable, "-m", "ops.cli", "refresh", "--enqueue", "--wait-s", "120"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+        assert enqueued.returncode == 0, enqueued.stderr
+        assert json.loads(enqueued.stdout)["reason"] == "no active model in the registry to start from"
+    finally:
+        recast("down", "--dir", str(root))
+    assert not any(pid_alive(state.services[name].pid) for name in ("worker", "beat"))
