@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 DATA   ?= data/amazon18-industrial
 RUN    ?= runs/demo
 PRESET ?= default
+DAYS   ?= 4
 
 .PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest bench-serve clean
 
 help:
-	@echo "make demo          split by user -> SFT ($(PRESET)) -> evaluation -> serve + simulated shoppers -> reward groups"
+	@echo "make demo          split by user -> SFT ($(PRESET)) -> $(DAYS) simulated days of serving, ingesting and nightly refreshes"
 	@echo "make test          install, check import contracts, run the test suite"
 	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
@@ -33,15 +34,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton
 	touch $@
 
+# The closed loop: users split three ways (the initial model's, the gate's fixed offline split, and the
+# shoppers, whom no model was trained on), the initial SFT model, then 4 simulated days with a refresh each night.
 demo: install
-	$(BIN)/recast split --data $(DATA) --out $(RUN)/split
-	$(BIN)/recast train --data $(DATA) --train $(RUN)/split/train.csv --preset $(PRESET) --out $(RUN)/sft
-	$(BIN)/recast eval --data $(DATA) --split $(RUN)/split/heldout.csv --checkpoint $(RUN)/sft \
-		--predictions $(RUN)/predictions.jsonl --report $(RUN)/eval.json
-	$(BIN)/recast demo --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv --users 300 \
-		--run-dir $(RUN)
-	@echo "demo done: report $(RUN)/eval.json, served lists $(RUN)/predictions.jsonl, reward groups in the"
-	@echo "embedded Postgres ($(RUN)/stack/state.json; stop it with: $(BIN)/recast down --dir $(RUN)/stack)"
+	$(BIN)/recast split --data $(DATA) --out $(RUN)/split > /dev/null
+	$(BIN)/recast split --data $(DATA) --source $(RUN)/split/train.csv --seed 1 --out $(RUN)/split-gate > /dev/null
+	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft > /dev/null
+	$(BIN)/recast demo --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \
+		--train $(RUN)/split-gate/train.csv --gate $(RUN)/split-gate/heldout.csv --days $(DAYS) --run-dir $(RUN)
 
 # The RL head-to-head (issue 4): same SFT start, seed, contexts and budget for every arm; held-out figures.
 experiment: install

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import shutil
 import time
 import urllib.request
 import uuid
@@ -132,6 +133,9 @@ def run_loop(checkpoint: Path, days: list[list[Visit]], run_dir: Path, data_dir:
     run_dir.mkdir(parents=True, exist_ok=True)
     env, key, admin = loop_env(config, run_dir, data_dir, train_csv, gate_csv)
     settings = Settings()
+    # A fresh stack every time: an earlier run's reward groups and registry would otherwise be read as this one's.
+    down(run_dir / "stack")
+    shutil.rmtree(run_dir / "stack", ignore_errors=True)
     say("starting the embedded stack" + (" and the learner (Celery worker and beat)" if config.method else ""))
     state = up(run_dir / "stack", [settings.impressions_topic, settings.outcomes_topic], settings.topic_partitions,
                celery=config.method is not None, env=env)  # fmt: skip
