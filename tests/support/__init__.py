@@ -9,4 +9,6 @@
 - :mod:`tests.support.kafka`: produce, consume until a condition holds, group membership, committed offsets.
 - :mod:`tests.support.events`: impressions and outcomes at fixed event times.
 - :mod:`tests.support.api`: a real API process (uvicorn in a thread) and its Prometheus metrics.
+- :mod:`tests.support.compose`: docker-compose.yml read the way Compose reads it (interpolation, schema),
+  and command lines parsed by the click/Typer CLI they start.
 """
