@@ -255,8 +255,8 @@ def test_ready_and_metrics(env):
 
 def test_three_swaps_under_load_fail_no_request(env, tmp_path, shipped_data, tiny_checkpoint):
     """Four clients keep recommending while three checkpoints are swapped in one after another. Each swap
-    starts once the load runs, requests are answered while it loads and warms, and the next swap waits
-    until the swapped-in version is being served. Not one request fails."""
+    starts once the load runs, requests are answered while it loads and warms, and the next swap starts
+    only once the swapped-in version was served (the wait fails otherwise). Not one request fails."""
     server, _ = env
     variants = [variant(tiny_checkpoint, tmp_path / f"v{s}", shipped_data, seed=s) for s in (1, 2, 3)]
     bodies = [{"user_id": f"u-sw-{n}", "history": h, "k": 10} for n, h in enumerate(histories(40))]
@@ -295,7 +295,6 @@ def test_three_swaps_under_load_fail_no_request(env, tmp_path, shipped_data, tin
     assert all(n > 0 for n in during), f"requests answered while each swap loaded: {during}"
     assert status["version"] == swaps[-1].json()["version"]
     assert status["last_swap"]["ok"] and status["last_swap"]["seconds"] < 30
-    assert [s.json()["version"] for s in swaps] == list(dict.fromkeys(v for v in versions if v))[1:]  # in order
 
 
 def test_a_corrupt_or_unregistered_checkpoint_is_refused_and_the_old_keeps_serving(env, tmp_path, shipped_data,
