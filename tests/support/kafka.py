@@ -19,7 +19,7 @@ def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         futures = [producer.send(topic, key=key, value=value) for topic, key, value in records]
-        producer.flush(timeout=30)
+        producer.flush(timeout=90)  # generous: on 2 loaded cores the broker answers slowly, never not at all
         for f in futures:
             f.get(timeout=1)  # raises if one was not acknowledged
     finally:

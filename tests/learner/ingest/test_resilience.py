@@ -52,6 +52,7 @@ def test_a_real_postgres_restart_with_a_write_in_flight_loses_nothing(stack, tmp
             config = IngestConfig(group_id=f"g-{uuid.uuid4().hex[:8]}", max_events=2 * users, max_seconds=180,
                                   batch_size=20, retry_s=0.3, alive_path=tmp_path / "alive")  # fmt: skip
             worker = threading.Thread(target=lambda: found.append(run(settings, config)))
+            stopped = False
             with LogWatcher("recast.ingest") as log:
                 try:
                     worker.start()
@@ -63,10 +64,12 @@ def test_a_real_postgres_restart_with_a_write_in_flight_loses_nothing(stack, tmp
                         send_events(settings, [e for pair in events[half:] for e in pair])
                         wait_for(lambda: waiting_on_locks(url) > 0, "the worker's next write waits on the locks",
                                  timeout=60)  # fmt: skip
+                        stopped = True
                         stop_postgres(root)  # the write in flight dies with the server
                     log.wait_for("database unavailable", "the write failed, and a retry failed while down", count=2)
                 finally:
-                    start_postgres(root, port=server.port)
+                    if stopped:  # (on a failure before the stop, a restart attempt would only hide the error)
+                        start_postgres(root, port=server.port)
                     worker.join(timeout=180)
             assert not worker.is_alive(), "the worker did not finish after Postgres came back"
             (stats,) = found
