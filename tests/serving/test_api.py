@@ -6,7 +6,9 @@ Waits are on what the server shows (responses, /metrics, what a consumer reads),
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -255,35 +257,50 @@ def test_ready_and_metrics(env):
 
 def test_three_swaps_under_load_fail_no_request(env, tmp_path, shipped_data, tiny_checkpoint):
     """Four clients keep recommending while three checkpoints are swapped in one after another. Each swap
-    starts once the load runs, requests are answered while it loads and warms, and the next swap starts
-    only once the swapped-in version was served (the wait fails otherwise). Not one request fails."""
+    is posted while requests are in flight (seen, not assumed) and after more were answered since the last
+    one; the next starts only once the swapped-in version was served (the wait fails otherwise).
+    Not one request fails, those in flight at a swap included."""
     server, _ = env
     variants = [variant(tiny_checkpoint, tmp_path / f"v{s}", shipped_data, seed=s) for s in (1, 2, 3)]
     bodies = [{"user_id": f"u-sw-{n}", "history": h, "k": 10} for n, h in enumerate(histories(40))]
-    statuses, versions, stop = [], [], False
+    answered: dict[int, tuple[int, str | None]] = {}  # request number -> (status, model version)
+    inflight: set[int] = set()
+    numbers, lock, stop = itertools.count(), threading.Lock(), False
 
     def hammer(client_id: int) -> None:
         with server.client() as c:
             n = client_id
             while not stop:
+                number = next(numbers)
+                with lock:
+                    inflight.add(number)
                 r = c.post("/v1/recommend", json=bodies[n % len(bodies)])
-                statuses.append(r.status_code)
-                versions.append(r.json()["model_version"] if r.status_code == 200 else None)
+                with lock:
+                    inflight.discard(number)
+                    answered[number] = (r.status_code, r.json()["model_version"] if r.status_code == 200 else None)
                 n += 4
+
+    def snapshot() -> set[int]:
+        with lock:
+            return set(inflight)
+
+    def versions_since(n: int) -> list[str | None]:
+        with lock:
+            return [version for _, version in list(answered.values())[n:]]
 
     with ThreadPoolExecutor(4) as pool, server.client(ADMIN) as admin:
         load = [pool.submit(hammer, i) for i in range(4)]
-        swaps, during = [], []
+        swaps, caught = [], []
         try:
             for path in variants:
-                started = len(statuses)
-                wait_for(lambda n=started: len(statuses) >= n + 8 or any(f.done() for f in load),
+                done = len(answered)
+                wait_for(lambda n=done: len(answered) >= n + 8 or any(f.done() for f in load),
                          "8 more requests answered under load before the swap")  # fmt: skip
-                before = len(statuses)
+                caught.append(wait_for(snapshot, "a request in flight to swap under"))
                 swaps.append(admin.post("/v1/admin/model", json={"path": str(path)}))
-                during.append(len(statuses) - before)
                 version = swaps[-1].json().get("version")
-                wait_for(lambda v=version, n=before: v in versions[n:] or any(f.done() for f in load),
+                after = len(answered)
+                wait_for(lambda v=version, n=after: v in versions_since(n) or any(f.done() for f in load),
                          f"the swapped-in {version} served under load")  # fmt: skip
         finally:
             stop = True
@@ -291,8 +308,9 @@ def test_three_swaps_under_load_fail_no_request(env, tmp_path, shipped_data, tin
                 f.result()
         status = admin.get("/v1/admin/model").json()
     assert [s.status_code for s in swaps] == [200, 200, 200], [s.text for s in swaps]
+    statuses = [code for code, _ in answered.values()]
     assert statuses and set(statuses) == {200}, f"{len(statuses)} requests, statuses {set(statuses)}"
-    assert all(n > 0 for n in during), f"requests answered while each swap loaded: {during}"
+    assert all(answered[n][0] == 200 for numbers_at_swap in caught for n in numbers_at_swap)
     assert status["version"] == swaps[-1].json()["version"]
     assert status["last_swap"]["ok"] and status["last_swap"]["seconds"] < 30
 
