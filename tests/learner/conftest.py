@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 from learner.registry import activate, register
 from recast.dataset import load_catalog, load_interactions, write_interactions
 from schemas.settings import Settings
-from tests.learner.loop_data import PERIOD_S
+from tests.support.groups import PERIOD_S
 
 
 @pytest.fixture

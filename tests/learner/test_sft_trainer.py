@@ -1,4 +1,3 @@
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,18 +8,14 @@ from safetensors.torch import load_file
 from learner.sft_trainer import STATE_FILE, train_sft
 from recast.checkpoint import load_checkpoint
 from recast.sft import preset
-
-DATA = Path(__file__).resolve().parents[2] / "data" / "amazon18-industrial"
+from tests.support.data import valid_rows
+from tests.support.paths import DATA
 
 
 @pytest.fixture(scope="module")
 def small_train(tmp_path_factory) -> Path:
     """The first 150 rows of the shipped interactions (real catalog, small enough for seconds)."""
-    path = tmp_path_factory.mktemp("data") / "train.csv"
-    with (DATA / "valid.csv").open() as f, path.open("w", newline="") as out:
-        rows = list(csv.reader(f))[:151]
-        csv.writer(out, lineterminator="\n").writerows(rows)
-    return path
+    return valid_rows(tmp_path_factory.mktemp("data") / "train.csv", 150)
 
 
 CONFIG = replace(preset("tiny"), epochs=3, dropout=0.1, batch_size=32)

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,20 +21,13 @@ from learner import registry
 from learner.celery_app import QUEUE, celery_config
 from learner.refresh.run import LOCK_KEY
 from schemas.tables import TrainingRun
-from tests.learner.loop_data import DAY0, seed_groups, shipped_rows
+from tests.support.groups import DAY0, seed_groups, shipped_rows
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = TrainingRun.__table__
 _redis_db = iter(range(1, 16))  # a Redis database of its own per test: no task reaches another test's worker
-
-
-def wait_for(check, what: str, timeout_s: float = 240.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"{what} never happened in {timeout_s:.0f} s"
-        time.sleep(every)
-    return value
 
 
 class Loop:
@@ -63,7 +55,8 @@ class Loop:
             proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # fmt: skip
         self.workers.append(proc)
-        wait_for(lambda: " ready." in log.read_text(errors="replace") or proc.poll() is not None, "worker ready")
+        wait_for(lambda: " ready." in log.read_text(errors="replace") or proc.poll() is not None, "worker ready",
+                 timeout=120)
         assert proc.poll() is None, log.read_text()[-3000:]
         return proc
 
@@ -117,11 +110,11 @@ def test_a_worker_killed_mid_refresh_leaves_serving_alone_frees_the_lock_and_the
     held = PublishingHeld(loop.engine)
     try:
         loop.trigger()
-        killed = wait_for(lambda: loop.run_in("publishing"), "a refresh blocked at publishing")
+        killed = wait_for(lambda: loop.run_in("publishing"), "a refresh blocked at publishing", timeout=300)
         assert loop.advisory_locks() == 1
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool child, mid-transaction
         worker.wait(timeout=30)
-        wait_for(lambda: loop.advisory_locks() == 0, "Postgres freeing the dead worker's refresh lock")
+        wait_for(lambda: loop.advisory_locks() == 0, "Postgres freeing the dead worker's refresh lock", timeout=60)
     finally:
         held.release()
     with loop.engine.connect() as conn:
@@ -140,7 +133,7 @@ def test_two_refreshes_at_once_one_runs_one_is_refused(loop):
     held = PublishingHeld(loop.engine)
     try:
         first = loop.trigger()
-        running = wait_for(lambda: loop.run_in("publishing"), "the first refresh at publishing")
+        running = wait_for(lambda: loop.run_in("publishing"), "the first refresh at publishing", timeout=300)
         second = loop.trigger().get(timeout=120)  # the other worker takes it while the first holds the lock
     finally:
         held.release()

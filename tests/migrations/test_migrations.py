@@ -4,42 +4,36 @@ upgrade head -> the schema equals ``schemas.tables`` (a forgotten revision fails
 downgrade base -> nothing is left; upgrade head again works on the emptied database.
 """
 
-import os
 import subprocess
 import sys
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ops.stack import migrate
-from ops.stack.servers import create_database, drop_database
 from schemas.tables import Base, DeadLetter, ImpressionRow, ModelVersion, OutcomeRow, RewardGroup
+from tests.support.cli import recast_env
+from tests.support.databases import fresh_database
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs",
           "model_activations"}
 
 
 @pytest.fixture
 def fresh_db(stack):
-    server = stack.services["postgres"].url
-    name = f"migrations_{uuid.uuid4().hex[:8]}"
-    create_database(server, name)
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
-    try:
-        yield url, engine
-    finally:
-        engine.dispose()
-        drop_database(server, name)
+    """A new, empty (unmigrated) database and an engine on it."""
+    with fresh_database(stack, "migrations", migrated=False) as url:
+        engine = create_engine(url)
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def tables(engine) -> set[str]:
@@ -135,7 +129,7 @@ def test_constraints_refuse_bad_rows(fresh_db, row):
 
 def test_alembic_command_line_takes_the_url_from_settings(fresh_db):
     url, engine = fresh_db
-    env = {**os.environ, "RECAST_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    env = recast_env(database_url=url)
     proc = subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60,

@@ -2,7 +2,7 @@ import pytest
 
 from recast.catalog import CatalogError, build_catalog, parse_sid
 from recast.dataset import load_catalog
-from tests.conftest import synthetic_sids
+from tests.support.data import synthetic_sids
 
 
 def _catalog(sids: dict[str, list[str]]):

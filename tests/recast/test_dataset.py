@@ -4,7 +4,7 @@ import json
 import pytest
 
 from recast.dataset import DatasetError, Interaction, load_catalog, load_interactions, write_interactions
-from tests.conftest import HEADER
+from tests.support.data import HEADER
 
 
 def _load(directory, name="valid.csv"):

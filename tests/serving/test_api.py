@@ -1,37 +1,34 @@
 """The API over real HTTP against the real stack: uvicorn, the torch engine, Tansu, Postgres.
 
 One server per module (the model loads once); every test uses its own users and request ids.
+Waits are on what the server shows (responses, /metrics, what a consumer reads), bounded.
 """
 
 from __future__ import annotations
 
-import ast
-import csv
+import itertools
 import json
-import time
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from kafka import KafkaConsumer
 from sqlalchemy import create_engine
 
 from learner.registry import activate, register
 from ops.bench.variants import perturbed_copy as variant
 from ops.stack.servers import create_topics
+from schemas.api import MAX_EVENTS_PER_CALL
 from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
 from serving.auth import digest
-from tests.conftest import fresh_database
-from tests.serving.api_server import ADMIN, KEY, ApiServer
+from tests.support.api import ADMIN, KEY, ApiServer, metric
+from tests.support.data import histories
+from tests.support.databases import fresh_database
+from tests.support.kafka import consume
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def histories(data, n: int) -> list[list[str]]:
-    with (data / "valid.csv").open() as f:
-        rows = list(csv.DictReader(f))[:n]
-    return [[str(i) for i in ast.literal_eval(r["history_item_id"])][-10:] for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +47,12 @@ def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
             yield server, settings
 
 
-def consume(settings: Settings, topic: str, want: int, timeout_s: float = 30.0) -> list[bytes]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=f"t-{uuid.uuid4().hex[:8]}",
-                             auto_offset_reset="earliest", consumer_timeout_ms=1000,
-                             session_timeout_ms=6000, heartbeat_interval_ms=1000)  # fmt: skip
-    values, deadline = [], time.monotonic() + timeout_s
-    try:
-        while len(values) < want and time.monotonic() < deadline:
-            values += [m.value for m in consumer]
-    finally:
-        consumer.close()
-    return values
-
-
 # ---------------------------------------------------------------- recommend
 
 
 def test_recommend_returns_k_catalog_items_ranked(env, shipped_data):
     server, _ = env
-    history = histories(shipped_data, 1)[0]
+    history = histories(1)[0]
     with server.client() as c:
         r = c.post("/v1/recommend", json={"user_id": "u-rank", "history": history, "k": 7})
     assert r.status_code == 200, r.text
@@ -86,7 +70,7 @@ def test_recommend_returns_k_catalog_items_ranked(env, shipped_data):
 
 def test_empty_history_and_exclude_history(env, shipped_data):
     server, _ = env
-    history = histories(shipped_data, 3)[2]
+    history = histories(3)[2]
     with server.client() as c:
         empty = c.post("/v1/recommend", json={"user_id": "u-empty", "history": [], "k": 10})
         kept = c.post("/v1/recommend", json={"user_id": "u-ex", "history": history, "k": 50}).json()["items"]
@@ -143,10 +127,28 @@ def test_keys_and_scopes(env):
             assert anonymous.post("/v1/recommend", json=body).status_code == 401
             refused = wrong.post("/v1/recommend", json=body)
             assert refused.status_code == 401 and refused.json() == {"detail": "missing or invalid credentials"}
-            assert admin.post("/v1/recommend", json=body).status_code == 403
-            assert storefront.get("/v1/admin/model").status_code == 403
+            outside = [admin.post("/v1/recommend", json=body), storefront.get("/v1/admin/model")]
             assert admin.get("/v1/admin/model").status_code == 200
             assert anonymous.get("/healthz").status_code == 200  # operations routes stay open
+    # A known key outside its scope: 403, and the body tells nothing (not the scope wanted, nor whose key it is).
+    assert [r.status_code for r in outside] == [403, 403]
+    assert [r.json() for r in outside] == [{"detail": "not allowed"}] * 2
+    assert all("www-authenticate" not in r.headers for r in outside)
+
+
+def test_recast_keys_new_makes_a_key_the_service_accepts(env):
+    """`recast keys new` prints a key and its digest; a service configured with the digest takes the key."""
+    from serving.auth import KeyRing, Scope
+    from tests.support.cli import recast
+
+    printed = [dict(line.split(":", 1) for line in recast("keys", "new", *flag).stdout.splitlines()[:2])
+               for flag in ((), ("--admin",))]  # fmt: skip
+    (key, dig), (admin_key, admin_dig) = ((p["key"].strip(), p["digest"].strip()) for p in printed)
+    assert len(key) >= 43 and key != admin_key and dig == digest(key) and admin_dig == digest(admin_key)
+    ring = KeyRing(frozenset([dig]), admin_dig)
+    assert ring.scope_of(key) is Scope.STOREFRONT and ring.scope_of(admin_key) is Scope.ADMIN
+    assert "RECAST_ADMIN_TOKEN_SHA256" in recast("keys", "new", "--admin").stdout
+    assert "RECAST_API_KEYS" in recast("keys", "new").stdout
 
 
 # ---------------------------------------------------------------- streams
@@ -156,13 +158,15 @@ def test_every_served_list_is_an_impression_on_kafka(env, shipped_data):
     server, settings = env
     served = {}
     with server.client() as c:
-        for n, history in enumerate(histories(shipped_data, 12)):
+        for n, history in enumerate(histories(12)):
             body = c.post("/v1/recommend", json={"user_id": f"u-imp-{n}", "history": history, "k": 5,
                                                  "segment": "returning"}).json()  # fmt: skip
             served[body["request_id"]] = (f"u-imp-{n}", history, [i["item_id"] for i in body["items"]])
+    records = consume(settings.kafka_bootstrap, [settings.impressions_topic],
+                      lambda rs: set(served) <= {parse_impression(r.value).request_id for r in rs},
+                      f"the {len(served)} served lists as impressions")  # fmt: skip
     found = {}
-    for raw in consume(settings, settings.impressions_topic, want=100, timeout_s=15):
-        imp = parse_impression(raw)
+    for imp in (parse_impression(r.value) for r in records):
         found[imp.request_id] = (imp.user_id, list(imp.history), [i.item_id for i in imp.items], imp.segment)
     for rid, (user, history, items) in served.items():
         assert found[rid] == (user, history, items, "returning")
@@ -187,23 +191,51 @@ def test_events_single_and_batch_reach_kafka_invalid_ones_do_not(env):
     assert bad.status_code == 422 and "'click', 'add_to_cart' or 'purchase'" in bad.text
     assert naive.status_code == 422 and "timezone" in naive.text
     assert empty.status_code == 422
-    got = {o.event_id: o.type for o in map(parse_outcome, consume(settings, settings.outcomes_topic, want=3))}
+    accepted = {f"{tag}-0", f"{tag}-1", f"{tag}-2"}
+    records = consume(settings.kafka_bootstrap, [settings.outcomes_topic],
+                      lambda rs: accepted <= {parse_outcome(r.value).event_id for r in rs}, "the 3 accepted events")
+    got = {o.event_id: o.type for o in map(parse_outcome, (r.value for r in records))}
     mine = {k: v for k, v in got.items() if k.startswith(tag)}
-    assert mine == {f"{tag}-0": "click", f"{tag}-1": "purchase", f"{tag}-2": "add_to_cart"}
+    assert mine == {f"{tag}-0": "click", f"{tag}-1": "purchase", f"{tag}-2": "add_to_cart"}  # none refused got in
+
+
+def test_events_take_up_to_1000_per_call(env):
+    server, settings = env
+    tag = uuid.uuid4().hex[:6]
+    batch = [{"event_id": f"{tag}-{n}", "user_id": f"u-cap-{n % 7}", "item_id": "3112", "type": "click",
+              "ts": "2026-01-01T12:00:00+00:00"} for n in range(MAX_EVENTS_PER_CALL + 1)]  # fmt: skip
+    with server.client() as c:
+        over = c.post("/v1/events", json=batch)
+        full = c.post("/v1/events", json=batch[:MAX_EVENTS_PER_CALL])
+    assert MAX_EVENTS_PER_CALL == 1000
+    assert over.status_code == 422 and "1000" in over.text
+    assert (full.status_code, full.json()) == (202, {"accepted": 1000})
+    records = consume(settings.kafka_bootstrap, [settings.outcomes_topic],
+                      lambda rs: sum(parse_outcome(r.value).event_id.startswith(tag) for r in rs) >= 1000,
+                      "the 1000 accepted events")  # fmt: skip
+    ids = [o.event_id for o in map(parse_outcome, (r.value for r in records)) if o.event_id.startswith(tag)]
+    assert sorted(ids) == sorted(e["event_id"] for e in batch[:MAX_EVENTS_PER_CALL])  # the refused call sent none
 
 
 # ---------------------------------------------------------------- batching, health, metrics
 
 
-def test_micro_batched_lists_equal_one_by_one(env, shipped_data):
-    server, _ = env
-    bodies = [{"user_id": f"u-mb-{n}", "history": h, "k": 10} for n, h in enumerate(histories(shipped_data, 24))]
+def test_micro_batched_lists_equal_one_by_one(env):
+    server, settings = env
+    bodies = [{"user_id": f"u-mb-{n}", "history": h, "k": 10} for n, h in enumerate(histories(24))]
     with server.client() as c:
         alone = [c.post("/v1/recommend", json=b).json()["items"] for b in bodies]
-        before = _metric(c.get("/metrics").text, "recast_batch_size_count")
-        with ThreadPoolExecutor(12) as pool:
-            together = list(pool.map(lambda b: c.post("/v1/recommend", json=b).json()["items"], bodies))
-        batches = _metric(c.get("/metrics").text, "recast_batch_size_count") - before
+        before = metric(server.metrics(), "recast_batch_size_count")
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            # The decode thread is held until every request is queued behind it: they must share batches.
+            with server.decoder_held():
+                pending = [pool.submit(lambda b: c.post("/v1/recommend", json=b).json()["items"], b) for b in bodies]
+                queue = server.services.batcher._queue
+                wait_for(lambda: queue.qsize() >= len(bodies) - settings.batch_max_size,
+                         "all but one batch of the concurrent requests queued behind the decoder",
+                         state=queue.qsize)  # fmt: skip
+            together = [f.result() for f in pending]
+        batches = metric(server.metrics(), "recast_batch_size_count") - before
     assert together == alone  # same items, order and scores whoever shares the batch
     assert batches < len(bodies)  # concurrent requests did share decodes
 
@@ -220,47 +252,67 @@ def test_ready_and_metrics(env):
         assert name in text, name
 
 
-def _metric(text: str, name: str) -> float:
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
 # ---------------------------------------------------------------- hot-swap
 
 
 def test_three_swaps_under_load_fail_no_request(env, tmp_path, shipped_data, tiny_checkpoint):
+    """Four clients keep recommending while three checkpoints are swapped in one after another. Each swap
+    is posted while requests are in flight (seen, not assumed) and after more were answered since the last
+    one; the next starts only once the swapped-in version was served (the wait fails otherwise).
+    Not one request fails, those in flight at a swap included."""
     server, _ = env
     variants = [variant(tiny_checkpoint, tmp_path / f"v{s}", shipped_data, seed=s) for s in (1, 2, 3)]
-    bodies = [{"user_id": f"u-sw-{n}", "history": h, "k": 10} for n, h in enumerate(histories(shipped_data, 40))]
-    statuses, versions, stop = [], set(), False
+    bodies = [{"user_id": f"u-sw-{n}", "history": h, "k": 10} for n, h in enumerate(histories(40))]
+    answered: dict[int, tuple[int, str | None]] = {}  # request number -> (status, model version)
+    inflight: set[int] = set()
+    numbers, lock, stop = itertools.count(), threading.Lock(), False
 
     def hammer(client_id: int) -> None:
         with server.client() as c:
             n = client_id
             while not stop:
+                number = next(numbers)
+                with lock:
+                    inflight.add(number)
                 r = c.post("/v1/recommend", json=bodies[n % len(bodies)])
-                statuses.append(r.status_code)
-                if r.status_code == 200:
-                    versions.add(r.json()["model_version"])
+                with lock:
+                    inflight.discard(number)
+                    answered[number] = (r.status_code, r.json()["model_version"] if r.status_code == 200 else None)
                 n += 4
+
+    def snapshot() -> set[int]:
+        with lock:
+            return set(inflight)
+
+    def versions_since(n: int) -> list[str | None]:
+        with lock:
+            return [version for _, version in list(answered.values())[n:]]
 
     with ThreadPoolExecutor(4) as pool, server.client(ADMIN) as admin:
         load = [pool.submit(hammer, i) for i in range(4)]
-        swaps = []
+        swaps, caught = [], []
         try:
             for path in variants:
-                time.sleep(0.5)
+                done = len(answered)
+                wait_for(lambda n=done: len(answered) >= n + 8 or any(f.done() for f in load),
+                         "8 more requests answered under load before the swap")  # fmt: skip
+                caught.append(wait_for(snapshot, "a request in flight to swap under"))
                 swaps.append(admin.post("/v1/admin/model", json={"path": str(path)}))
-            time.sleep(0.5)
+                version = swaps[-1].json().get("version")
+                after = len(answered)
+                wait_for(lambda v=version, n=after: v in versions_since(n) or any(f.done() for f in load),
+                         f"the swapped-in {version} served under load")  # fmt: skip
         finally:
             stop = True
             for f in load:
                 f.result()
         status = admin.get("/v1/admin/model").json()
     assert [s.status_code for s in swaps] == [200, 200, 200], [s.text for s in swaps]
+    statuses = [code for code, _ in answered.values()]
     assert statuses and set(statuses) == {200}, f"{len(statuses)} requests, statuses {set(statuses)}"
+    assert all(answered[n][0] == 200 for numbers_at_swap in caught for n in numbers_at_swap)
     assert status["version"] == swaps[-1].json()["version"]
     assert status["last_swap"]["ok"] and status["last_swap"]["seconds"] < 30
-    assert {s.json()["version"] for s in swaps} <= versions | {status["version"]}
 
 
 def test_a_corrupt_or_unregistered_checkpoint_is_refused_and_the_old_keeps_serving(env, tmp_path, shipped_data,
@@ -289,17 +341,16 @@ def test_the_registry_watcher_swaps_to_the_active_model_and_back(env, tmp_path, 
     new = variant(tiny_checkpoint, tmp_path / "registered", shipped_data, seed=11)
     engine = create_engine(settings.database_url)
 
-    def activate_and_wait(checkpoint) -> tuple[str, str | None]:
+    def activate_and_wait(checkpoint) -> tuple[str, str]:
         with engine.begin() as conn:
             version = activate(conn, register(conn, checkpoint).version).version
-        deadline, served = time.monotonic() + 30, None
         with server.client() as c:
-            while time.monotonic() < deadline and served != version:
-                served = c.post("/v1/recommend", json={"user_id": "u-reg", "history": [], "k": 3}).json()[
-                    "model_version"
-                ]
-                time.sleep(0.2)
-        return version, served
+
+            def served() -> str | None:
+                r = c.post("/v1/recommend", json={"user_id": "u-reg", "history": [], "k": 3})
+                return r.json()["model_version"] if r.json()["model_version"] == version else None
+
+            return version, wait_for(served, f"the registry's active {version} served", timeout=30)
 
     try:
         version, served = activate_and_wait(new)

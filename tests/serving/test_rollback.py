@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,11 +17,12 @@ from ops.bench.variants import perturbed_copy as variant
 from ops.stack.servers import create_topics
 from schemas.settings import Settings
 from serving.auth import digest
-from tests.conftest import fresh_database
-from tests.serving.api_server import ADMIN, KEY, ApiServer
+from tests.support.api import ADMIN, KEY, ApiServer, metric
+from tests.support.databases import fresh_database
+from tests.support.paths import ROOT
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -56,27 +56,16 @@ def served_version(server) -> str | None:
         return c.get("/v1/admin/model").json()["version"]
 
 
-def wait_served(server, version: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (now := served_version(server)) != version:
-        assert time.monotonic() < deadline, f"the service never served {version} (it serves {now})"
-        time.sleep(0.1)
+def wait_served(server, version: str) -> None:
+    wait_for(lambda: served_version(server) == version, f"the service serving {version}", timeout=60,
+             state=lambda: f"it serves {served_version(server)}")  # fmt: skip
 
 
-def impressions(server) -> float:
-    """Lists the service has served so far (its impression counter on /metrics)."""
-    with server.client(None) as c:
-        text = c.get("/metrics").text
-    return next((float(line.split()[-1]) for line in text.splitlines()
-                 if line.startswith("recast_impressions_total ")), 0.0)  # fmt: skip
-
-
-def wait_impressions(server, more: int, timeout_s: float = 60.0) -> None:
-    """Until the service has served ``more`` lists beyond what it had served when called."""
-    start, deadline = impressions(server), time.monotonic() + timeout_s
-    while (now := impressions(server)) < start + more:
-        assert time.monotonic() < deadline, f"the service served {now - start:.0f} lists in {timeout_s:.0f} s"
-        time.sleep(0.1)
+def wait_impressions(server, more: int) -> None:
+    """Until the service has served ``more`` lists beyond what it had served when called (its /metrics)."""
+    start = metric(server.metrics(), "recast_impressions_total")
+    wait_for(lambda: metric(server.metrics(), "recast_impressions_total") >= start + more,
+             f"{more} lists served under the load generator", timeout=60)  # fmt: skip
 
 
 def loadgen(server, out: Path, seconds: float) -> subprocess.Popen:

@@ -5,7 +5,6 @@ that these tests fail, not skip, where it is missing: CI installs it.
 """
 
 import ast
-import csv
 import subprocess
 import sys
 
@@ -20,6 +19,7 @@ from recast.trie import ItemTrie
 from schemas.settings import Settings
 from serving.engines.torch_engine import TorchEngine
 from serving.engines.vllm_engine import VllmEngine
+from tests.support.data import first_rows
 
 NUM_HISTORIES = 200
 TOP = 10
@@ -46,8 +46,7 @@ def engines(tiny_checkpoint, checkpoint, trie):
 def prompts(shipped_data, checkpoint):
     """The first 200 histories of the shipped valid.csv, cut and encoded as the product does."""
     catalog = load_catalog(shipped_data)
-    with (shipped_data / "valid.csv").open(newline="") as f:
-        rows = list(csv.DictReader(f))[:NUM_HISTORIES]
+    rows = first_rows(NUM_HISTORIES, shipped_data / "valid.csv")
     histories = [[catalog.index[str(i)] for i in ast.literal_eval(row["history_item_id"])] for row in rows]
     recommender = Recommender(
         checkpoint.model, checkpoint.tokenizer, checkpoint.codes, checkpoint.transition, max_history=10

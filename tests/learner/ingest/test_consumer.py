@@ -1,68 +1,56 @@
 """The ingestion worker against the real stack: Tansu and Postgres, no mocks.
 
 Every test gets its own database, its own two topics and fresh consumer group ids, so the
-tests are independent of each other and of the order they run in.
+tests are independent of each other and of the order they run in. The two fault tests force
+their moment: the worker's write is held on locked tables, then the worker is killed or the
+database ends its session; they wait on row counts, lock waits and log lines, never on time.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 
 from learner.ingest.consumer import IngestConfig, run
-from ops.stack import migrate
-from ops.stack.servers import create_database, create_topics, drop_database
-from schemas.events import Impression, Outcome, ServedItem
+from ops.stack.servers import create_topics
+from schemas.events import Impression, Outcome
 from schemas.settings import Settings
-from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
-
-ROOT = Path(__file__).resolve().parents[3]
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # event time: fixed, so every run is the same
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def impression(rid: str, user: str, items: list[str], ts: float) -> Impression:
-    served = [ServedItem(item_id=i, score=-float(r), rank=r + 1) for r, i in enumerate(items)]
-    return Impression(request_id=rid, user_id=user, history=["h1", "h2"], items=served, model_version="v1", ts=at(ts))
-
-
-def outcome(eid: str, user: str, item: str, kind: str, ts: float, rid: str | None = None) -> Outcome:
-    return Outcome(event_id=eid, user_id=user, item_id=item, type=kind, ts=at(ts), request_id=rid)
+from schemas.tables import DeadLetter, OutcomeRow, RewardGroup
+from tests.support.cli import recast, recast_env, start_recast, stop
+from tests.support.databases import fresh_database, locked_tables, refuse_connections, row_counts, waiting_on_locks
+from tests.support.events import at, impression, outcome
+from tests.support.logs import LogWatcher
+from tests.support.wait import wait_for
 
 
 class Pipeline:
     """A fresh database and fresh topics on the session's stack, and helpers to drive them."""
 
     def __init__(self, stack, tmp_path: Path, **settings):
+        self._cleanup = ExitStack()
+        url = self._cleanup.enter_context(fresh_database(stack, "ingest"))
         tag = uuid.uuid4().hex[:8]
-        self.server, self.db = stack.services["postgres"].url, f"ingest_{tag}"
-        create_database(self.server, self.db)
-        url = make_url(self.server).set(database=self.db).render_as_string(hide_password=False)
-        migrate(url)
         self.settings = Settings(
             database_url=url, kafka_bootstrap=stack.services["kafka"].url,
             impressions_topic=f"imp-{tag}", outcomes_topic=f"out-{tag}", **settings,
         )  # fmt: skip
         create_topics(self.settings.kafka_bootstrap, [self.settings.impressions_topic, self.settings.outcomes_topic], 4)
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, pool_pre_ping=True)  # survives the outage test ending its sessions
+        self._cleanup.callback(self.engine.dispose)
         self.producer = KafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all")
+        self._cleanup.callback(self.producer.close)
         self.tmp = tmp_path
+
+    @property
+    def url(self) -> str:
+        return self.settings.database_url
 
     def send(self, *events: Impression | Outcome | tuple[str, bytes]) -> int:
         for e in events:
@@ -77,10 +65,17 @@ class Pipeline:
 
     def ingest(self, max_events: int, group: str | None = None, **config):
         config = IngestConfig(
-            group_id=group or f"g-{uuid.uuid4().hex[:8]}", max_events=max_events, max_seconds=40,
+            group_id=group or f"g-{uuid.uuid4().hex[:8]}", max_events=max_events, max_seconds=90,
             alive_path=self.tmp / "alive", **config,
         )  # fmt: skip
         return run(self.settings, config)
+
+    def env(self) -> dict[str, str]:
+        """The environment of a ``recast ingest`` subprocess on this pipeline."""
+        s = self.settings
+        return recast_env(database_url=s.database_url, kafka_bootstrap=s.kafka_bootstrap,
+                          impressions_topic=s.impressions_topic, outcomes_topic=s.outcomes_topic,
+                          attribution_window_s=s.attribution_window_s)  # fmt: skip
 
     def scalar(self, stmt):
         with self.engine.connect() as conn:
@@ -91,13 +86,10 @@ class Pipeline:
             return {r.request_id: r for r in conn.execute(select(RewardGroup.__table__))}
 
     def counts(self) -> dict[str, int]:
-        tables = {"impressions": ImpressionRow, "outcomes": OutcomeRow, "groups": RewardGroup, "dead": DeadLetter}
-        return {k: self.scalar(select(func.count()).select_from(t)) for k, t in tables.items()}
+        return row_counts(self.engine)
 
     def close(self):
-        self.producer.close()
-        self.engine.dispose()
-        drop_database(self.server, self.db)
+        self._cleanup.close()
 
 
 @pytest.fixture
@@ -283,11 +275,10 @@ def test_malformed_messages_are_dead_lettered_and_the_consumer_keeps_going(pipel
     assert p.counts()["dead"] == 7
 
 
-def test_sigkill_mid_stream_then_restart_counts_exactly(pipeline, tmp_path):
-    p = pipeline(attribution_window_s=1800)
-    users = 600
+def shoppers(users: range) -> list[Impression | Outcome]:
+    """Per user: one list, a click then a purchase of its 2nd item, one off-list click."""
     events = []
-    for u in range(users):  # per user: one list, a click then a purchase of its 2nd item, one off-list click
+    for u in users:
         t = u * 0.1
         events += [
             impression(f"r{u}", f"u{u}", ["a", "b", "c"], t),
@@ -295,74 +286,78 @@ def test_sigkill_mid_stream_then_restart_counts_exactly(pipeline, tmp_path):
             outcome(f"p{u}", f"u{u}", "b", "purchase", t + 2),
             outcome(f"o{u}", f"u{u}", "z", "click", t + 3),
         ]
-    n = p.send(*events)
-    group = f"g-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **{f"RECAST_{k.upper()}": str(v) for k, v in {
-        "database_url": p.settings.database_url, "kafka_bootstrap": p.settings.kafka_bootstrap,
-        "impressions_topic": p.settings.impressions_topic, "outcomes_topic": p.settings.outcomes_topic,
-        "attribution_window_s": 1800}.items()}}  # fmt: skip
-    alive = tmp_path / "worker.alive"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "ingest", "--group", group, "--batch-size", "40", "--max-seconds", "60",
-         "--alive", str(alive)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    return events
+
+
+def stored(p: Pipeline, users: int, outcomes_per_user: int):
+    """A check for wait_for: every impression and outcome of the first ``users`` users is in the tables."""
+    want = {"impressions": users, "outcomes": outcomes_per_user * users}
+    return lambda: {k: p.counts()[k] for k in want} == want
+
+
+def test_sigkill_with_a_write_in_flight_then_restart_counts_exactly(pipeline, tmp_path):
+    """`recast ingest` is SIGKILLed while a batch's transaction is open: the test holds the tables locked, so
+    the worker's write of the second half waits inside Postgres when the kill lands. Nothing of that batch
+    is stored or committed; the same group restarted resumes from the committed offsets (it reads exactly
+    the second half) and every event is counted once."""
+    p = pipeline(attribution_window_s=1800)
+    users, half = 600, 300
+    first, second = shoppers(range(half)), shoppers(range(half, users))
+    group, alive = f"g-{uuid.uuid4().hex[:8]}", tmp_path / "worker.alive"
+    proc = start_recast("ingest", "--group", group, "--batch-size", "40", "--max-seconds", "240",
+                        "--alive", str(alive), env=p.env())  # fmt: skip
     try:
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline and p.counts()["outcomes"] < 200:
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)  # somewhere inside the stream of 40-message batches
+        p.send(*first)
+        wait_for(stored(p, half, 3), "the worker stored the first half", timeout=90, state=p.counts)
+        with locked_tables(p.url):
+            p.send(*second)
+            wait_for(lambda: waiting_on_locks(p.url) > 0, "the worker's write of the second half waits on the locks",
+                     timeout=60, state=lambda: (proc.poll(), p.counts()))  # fmt: skip
+            proc.kill()  # SIGKILL, its transaction open
+            proc.wait(timeout=10)
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-    partial = p.counts()
-    assert 0 < partial["impressions"] + partial["outcomes"] < n, partial
+        stop(proc)
+    assert p.counts() == {"impressions": half, "outcomes": 3 * half, "groups": half, "dead": 0}
 
     alive.unlink(missing_ok=True)
-    # `recast ingest` again, the same group: it resumes from the committed offsets and stops once idle.
-    restarted = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "ingest", "--group", group, "--idle-exit-s", "3", "--max-seconds", "40",
-         "--alive", str(alive)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert restarted.returncode == 0, restarted.stderr
+    restarted = recast("ingest", "--group", group, "--idle-exit-s", "3", "--max-seconds", "120",
+                       "--alive", str(alive), env=p.env(), timeout=180)  # fmt: skip
     summary = json.loads(restarted.stdout.strip().splitlines()[-1])
-    assert 0 < summary["messages"] < n and summary["dead_letters"] == 0  # it did not start over
+    assert summary["messages"] == len(second) and summary["dead_letters"] == 0  # it resumed, it did not start over
     assert alive.exists()  # the compose health check's file
-    counts = p.counts()
-    assert counts == {"impressions": users, "outcomes": 3 * users, "groups": users, "dead": 0}
+    assert p.counts() == {"impressions": users, "outcomes": 3 * users, "groups": users, "dead": 0}
     groups = p.groups()
     assert all(g.rewards == [0.0, 1.0, 0.0] for g in groups.values())
     assert all([o["event_id"] for o in g.organic_positives] == [f"o{k[1:]}"] for k, g in groups.items())
     assert p.scalar(select(func.count()).where(OutcomeRow.attributed_request_id.is_not(None))) == 2 * users
 
 
-def test_database_outage_while_consuming_loses_nothing(pipeline, tmp_path):
-    """Postgres refuses the worker for a few seconds (every session killed, no new ones allowed), as during
-    a restart: the failed batches roll back, the consumer rewinds and retries, and the counts come out exact."""
+def test_database_outage_with_a_write_in_flight_loses_nothing(pipeline):
+    """The database ends the worker's session while its write waits on locked tables, and refuses new sessions
+    (as during a restart) until the worker has failed to write twice. The failed batches roll back, the
+    consumer rewinds and retries, and the counts come out exact."""
     p = pipeline()
-    users = 150
-    events = [e for u in range(users) for e in (impression(f"r{u}", f"u{u}", ["a", "b"], u),
-                                                  outcome(f"e{u}", f"u{u}", "a", "add_to_cart", u + 1))]  # fmt: skip
-    n = p.send(*events)
-    admin = create_engine(make_url(p.server).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    users, half = 150, 75
+    events = [[impression(f"r{u}", f"u{u}", ["a", "b"], u), outcome(f"e{u}", f"u{u}", "a", "add_to_cart", u + 1)]
+              for u in range(users)]  # fmt: skip
+    first, second = [e for pair in events[:half] for e in pair], [e for pair in events[half:] for e in pair]
     found: list = []
-    worker = threading.Thread(target=lambda: found.append(p.ingest(n, batch_size=20, retry_s=0.2)))
-    try:
-        worker.start()
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "alive").exists() and time.monotonic() < deadline:  # touched once the worker is up
-            time.sleep(0.01)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'ALTER DATABASE "{p.db}" ALLOW_CONNECTIONS false')
-            conn.exec_driver_sql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{p.db}'")
-        time.sleep(5)  # the group join takes ~3 s; then every write attempt fails for ~2 s
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'ALTER DATABASE "{p.db}" ALLOW_CONNECTIONS true')
-        admin.dispose()
-        worker.join(timeout=60)
+    worker = threading.Thread(target=lambda: found.append(p.ingest(2 * users, batch_size=20, retry_s=0.2)))
+    with LogWatcher("recast.ingest") as log:
+        try:
+            worker.start()
+            p.send(*first)
+            wait_for(stored(p, half, 1), "the worker stored the first half", timeout=60, state=p.counts)
+            with locked_tables(p.url):
+                p.send(*second)
+                wait_for(lambda: waiting_on_locks(p.url) > 0, "the worker's next write waits on the locks", timeout=60)
+                refuse_connections(p.url)  # ends every session of the database, the waiting write's included
+                log.wait_for("database unavailable", "the write failed, and a retry failed while refused", count=2)
+        finally:
+            refuse_connections(p.url, refuse=False)
+            worker.join(timeout=120)
+    assert not worker.is_alive(), "the worker did not finish after the database came back"
     (stats,) = found
-    assert stats.db_retries >= 1 and stats.messages == n
+    assert stats.db_retries >= 2 and stats.messages == 2 * users
     assert p.counts() == {"impressions": users, "outcomes": users, "groups": users, "dead": 0}
     assert all(g.rewards == [0.5, 0.0] for g in p.groups().values())

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, insert, select, text
 from learner import registry
 from learner.refresh.run import LOCK_KEY, refresh
 from schemas.tables import ModelActivation, TrainingRun
-from tests.learner.loop_data import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
+from tests.support.groups import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
 
 RUNS = TrainingRun.__table__
 

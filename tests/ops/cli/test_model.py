@@ -2,29 +2,11 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
-DATA = ROOT / "data" / "amazon18-industrial"
-
-
-def recast(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=None if env is None else {**os.environ, **env},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"recast {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc
+from tests.support.cli import recast
+from tests.support.paths import DATA
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +82,11 @@ def test_predictions_are_the_served_ranking_one_line_per_row(pipeline):
     assert hits / len(lines) == pytest.approx(report["served"]["HR@10"])
 
 
+def test_eval_writes_its_report_beside_the_checkpoint_by_default(pipeline):
+    run, _, report = pipeline
+    assert json.loads((run / "ckpt" / "eval-heldout.json").read_text()) == report  # what it printed
+
+
 def test_eval_records_metrics_in_the_manifest(pipeline):
     run, _, report = pipeline
     manifest = json.loads((run / "ckpt" / "manifest.json").read_text())
@@ -124,8 +111,10 @@ def test_fusion_overrides_are_validated_and_applied(pipeline):
     proc = recast(*args, check=False, env={"RECAST_FUSION_POLICY_WEIGHT": "0.9"})  # 0.9 + default text 0.3 > 1
     assert proc.returncode == 2 and "text_weight" in proc.stderr
     env = {"RECAST_FUSION_POLICY_WEIGHT": "0.9", "RECAST_FUSION_TEXT_WEIGHT": "0.1"}
+    assert not (run / "override.json").exists()  # the refused run wrote no report
     report = json.loads(recast(*args, env=env).stdout)
     assert report["fusion"]["policy_weight"] == 0.9 and report["fusion"]["text_weight"] == 0.1
+    assert json.loads((run / "override.json").read_text()) == report  # --report: the same report, where asked
 
 
 def test_help_explains_the_commands():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ops.bench.variants import perturbed_copy
 from ops.stack.servers import free_port
-from tests.ops.cli.test_model import recast
+from tests.support.cli import recast
 
 
 def test_add_activate_list_and_roll_back(database_url, tmp_path, shipped_data, tiny_checkpoint):

@@ -3,13 +3,34 @@
 import csv
 import json
 
-from tests.ops.cli.test_model import DATA, recast
+from recast.checkpoint import load_checkpoint
+from tests.support.cli import recast
+from tests.support.data import valid_rows
+from tests.support.paths import DATA
+
+
+def test_rl_runs_from_an_sft_checkpoint_and_writes_its_run(tmp_path, tiny_checkpoint):
+    """`recast rl` as a user runs it, at toy scale: exit 0, a JSON summary, the diagnostics, the repairs
+    audit and a child checkpoint of the SFT one."""
+    train, held = valid_rows(tmp_path / "rl.csv", 260, start=200), valid_rows(tmp_path / "eval.csv", 300, start=260)
+    out = tmp_path / "run"
+    proc = recast("rl", "--sft", str(tiny_checkpoint), "--train", str(train), "--eval", str(held),
+                  "--out", str(out), "--data", str(DATA), "--preset", "tiny", "--steps", "2", "--eval-every", "2",
+                  "--no-progress")  # fmt: skip
+    summary = json.loads(proc.stdout)
+    assert summary["checkpoint"] == str(out / "checkpoint")
+    diagnostics = [json.loads(line) for line in (out / "diagnostics.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in diagnostics] == [0, 1, 2]
+    assert summary["start"] == diagnostics[0]["eval"] and summary["final"] == diagnostics[-1]["eval"]
+    assert 0.0 <= summary["final"]["Pass@1"] <= summary["final"]["HR@10"] <= 1.0
+    assert (out / "repairs.jsonl").is_file() and (out / "diagnostics.png").stat().st_size > 10_000
+    child, parent = load_checkpoint(out / "checkpoint"), load_checkpoint(tiny_checkpoint)
+    assert child.manifest["kind"] == "rl" and child.manifest["parent"] == parent.version
+    assert child.manifest["rl_config"]["method"] == "recast" and child.manifest["rl_config"]["steps"] == 2
 
 
 def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
-    train = tmp_path / "train.csv"
-    with (DATA / "valid.csv").open() as f, train.open("w", newline="") as out:
-        csv.writer(out, lineterminator="\n").writerows(list(csv.reader(f))[:401])
+    train = valid_rows(tmp_path / "train.csv", 400)
     out = tmp_path / "exp"
     args = ["experiment", "--data", str(DATA), "--train", str(train), "--out", str(out), "--widths", "4,6",
             "--arms", "grpo,recast", "--preset", "tiny", "--sft-preset", "tiny", "--steps", "2",

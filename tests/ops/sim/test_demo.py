@@ -1,21 +1,12 @@
-"""The shoppers, and the closed loop end to end on its own embedded stack: serve, shop, ingest, refresh, swap."""
+"""The simulated shoppers (the whole online loop, `recast demo`, runs in tests/ops/cli/test_demo.py)."""
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from ops.sim.shoppers import ApiClient, Visit, outcomes_for
-from recast.dataset import write_interactions
-
-ROOT = Path(__file__).resolve().parents[3]
-
-pytestmark = pytest.mark.slow
 
 
 def test_shoppers_act_on_what_was_served():
@@ -35,34 +26,3 @@ def test_shoppers_act_on_what_was_served():
 def test_the_simulator_targets_loopback_only():
     with pytest.raises(ValueError, match="127.0.0.1 only"):
         ApiClient("http://10.0.0.1:8000", "k")
-
-
-def test_recast_demo_runs_the_closed_loop_day_by_day(tmp_path, shipped_data, tiny_checkpoint):
-    """`recast demo` as a user runs it: two days, a refresh each night through Celery beat, the table, the plot."""
-    shoppers, gate = tmp_path / "shoppers.csv", tmp_path / "gate.csv"
-    write_interactions(shipped_data / "valid.csv", shoppers, set(range(50)))
-    write_interactions(shipped_data / "valid.csv", gate, set(range(4000, 4060)))
-    run = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "demo", "--checkpoint", str(tiny_checkpoint), "--split", str(shoppers),
-         "--gate", str(gate), "--data", str(shipped_data), "--days", "2", "--period-s", "12",
-         "--run-dir", str(run), "--no-progress"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((run / "loop.json").read_text())
-    days = result["days"]
-    assert [d["visits"] for d in days] == [25, 25] and all(not d["errors"] for d in days)
-    assert all(d["refresh"]["status"] == "succeeded" for d in days), [d["refresh"] for d in days]
-    first = days[0]["refresh"]
-    assert list(days[0]["versions"]) == [result["initial_version"]]
-    expected = first["version"] if first["decision"] == "published" else result["initial_version"]
-    assert list(days[1]["versions"]) == [expected]  # day 2 is served by what the gate decided at night 1
-    assert (run / "loop.png").stat().st_size > 10_000
-    table = proc.stdout.splitlines()
-    assert any(line.split()[:2] == ["1", result["initial_version"]] for line in table), proc.stdout
-    assert "INFO" not in proc.stderr  # library logs go to the log file, not the terminal
-    assert (run / "logs" / "demo.log").exists()
-    from ops.stack import status
-
-    assert status(run / "stack") is None  # everything it started is stopped

@@ -3,8 +3,6 @@
 import json
 import os
 import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,16 +11,12 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from schemas.events import Impression, ServedItem, parse_impression
 from schemas.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[3]
-# Tansu joins a group in ~3 s with these (~23 s with the defaults); see the platform notes.
-GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+from tests.support.cli import recast as run_recast
+from tests.support.kafka import consume
 
 
 def recast(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
+    return run_recast(*args, check=False, timeout=120)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -86,28 +80,6 @@ def test_topics_exist_with_their_partitions(stack):
         consumer.close()
 
 
-def consume(bootstrap: str, topic: str, group: str, want: int, timeout_s: float = 30.0) -> list[bytes]:
-    """Poll until ``want`` messages arrived (or the deadline), commit them, close."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        **GROUP_TIMEOUTS,
-    )
-    got: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(got) < want and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                got.extend(r.value for r in records)
-        consumer.commit()
-    finally:
-        consumer.close()
-    return got
-
-
 def test_produce_consume_round_trip_resumes_from_committed_offsets(stack):
     bootstrap, topic = stack.services["kafka"].url, Settings().impressions_topic
     group = f"test-{uuid.uuid4().hex[:8]}"  # fresh: Tansu may leave a reused group without assignments
@@ -124,14 +96,16 @@ def test_produce_consume_round_trip_resumes_from_committed_offsets(stack):
         for i in range(10):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
         producer.flush(timeout=10)
-        first = [parse_impression(v) for v in consume(bootstrap, topic, group, want=10)]
+        first = [parse_impression(r.value)
+                 for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 10, "10 events", group=group, commit=True)]
         assert sorted(e.request_id for e in first) == sorted(f"{tag}-{i}" for i in range(10))
 
         for i in range(10, 15):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
         producer.flush(timeout=10)
         # The same group resumes after its commit: only the five new events, none of the first ten again.
-        second = [parse_impression(v) for v in consume(bootstrap, topic, group, want=5)]
+        second = [parse_impression(r.value)
+                  for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 5, "5 events", group=group, commit=True)]
         assert sorted(e.request_id for e in second) == sorted(f"{tag}-{i}" for i in range(10, 15))
     finally:
         producer.close()
@@ -176,10 +150,8 @@ def test_up_with_celery_runs_the_learner_beside_the_servers(tmp_path):
         assert {li.split()[0]: li.split()[1] for li in lines} == {n: "running" for n in
                                                                    ("kafka", "redis", "postgres", "worker", "beat")}
         # The stack's worker takes a task from the stack's Redis and records the attempt in the stack's Postgres.
-        env = {**os.environ, **state.env(), "RECAST_RUN_DIR": str(tmp_path / "runs")}
-        enqueued = subprocess.run([sys.executable, "-m", "ops.cli", "refresh", "--enqueue", "--wait-s", "120"],
-                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
-        assert enqueued.returncode == 0, enqueued.stderr
+        env = {**state.env(), "RECAST_RUN_DIR": str(tmp_path / "runs")}
+        enqueued = run_recast("refresh", "--enqueue", "--wait-s", "120", env=env, timeout=180)
         assert json.loads(enqueued.stdout)["reason"] == "no active model in the registry to start from"
     finally:
         recast("down", "--dir", str(root))
