@@ -8,14 +8,19 @@ Run 2 (v-b -> v-c, rejected) trained on r3-r6 and repaired r3 and r5 (no segment
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import create_engine, insert
 
 from learner.audit.figures import AuditConfig, GroupFacts, RepairFacts, SliceRow, audit_figures
 from schemas.tables import AuditSnapshot, ImpressionRow, ModelVersion, RepairLedgerRow, RewardGroup, TrainingRun
 
+ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
 CONFIG = AuditConfig(threshold=0.3, min_groups=2, resamples=200, seed=0)
 SEGMENTS = {  # request_id -> (request segment, history segment, category)
@@ -85,3 +90,9 @@ def seed_audit(url: str) -> Seeded:
                 created_at=times[n]))  # fmt: skip
     engine.dispose()
     return Seeded((run_ids[0], run_ids[1]), versions, times)
+
+
+def recast_audit(*args: str, url: str) -> subprocess.CompletedProcess:
+    """``recast audit ARGS`` as an operator runs it, against the database at ``url``."""
+    return subprocess.run([sys.executable, "-m", "ops.cli", "audit", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "RECAST_DATABASE_URL": url})  # fmt: skip

@@ -10,7 +10,8 @@ operator (or a test) sees the phase in progress. The holder of the lock first ma
 ``running`` refresh as ``failed``: only a lock holder ever writes a running row, so such a row
 belongs to a worker that died. Publishing (register, activate, the run's final row) and rejecting
 (register, reject, the run's final row) are each one transaction, which also writes the run's repair
-ledger and audit snapshot (``learner/audit``): the registry, the audit and the run record never disagree. A crash anywhere before that leaves the served model untouched.
+ledger and audit snapshot (``learner/audit``): the registry, the audit and the run record never
+disagree. A crash anywhere before that leaves the served model untouched.
 
 **Safe to retry.** Nothing is consumed until a refresh publishes: a retried or repeated attempt
 reads the same window again (or finds nothing new and is skipped).
