@@ -38,7 +38,8 @@ def test_the_simulator_targets_loopback_only():
 
 
 def test_recast_demo_runs_the_closed_loop_day_by_day(tmp_path, shipped_data, tiny_checkpoint):
-    """`recast demo` as a user runs it: two days, a refresh each night through Celery beat, the table, the plot."""
+    """`recast demo` as a user runs it: two days, a refresh each night through Celery beat, the table, the plot and
+    the audit report."""
     shoppers, gate = tmp_path / "shoppers.csv", tmp_path / "gate.csv"
     write_interactions(shipped_data / "valid.csv", shoppers, set(range(50)))
     write_interactions(shipped_data / "valid.csv", gate, set(range(4000, 4060)))
@@ -59,6 +60,11 @@ def test_recast_demo_runs_the_closed_loop_day_by_day(tmp_path, shipped_data, tin
     expected = first["version"] if first["decision"] == "published" else result["initial_version"]
     assert list(days[1]["versions"]) == [expected]  # day 2 is served by what the gate decided at night 1
     assert (run / "loop.png").stat().st_size > 10_000
+    # It ends with the audit of its refreshes: the report written, where it is printed.
+    assert result["audit"]["runs"] == [d["refresh"]["id"] for d in days]
+    report = (run / "audit.html").read_text()
+    assert len(report) > 10_000 and "Audit of repaired signals" in report
+    assert proc.stdout.splitlines()[-1].startswith(f"audit report: {run / 'audit.html'} (runs ")
     table = proc.stdout.splitlines()
     assert any(line.split()[:2] == ["1", result["initial_version"]] for line in table), proc.stdout
     assert "INFO" not in proc.stderr  # library logs go to the log file, not the terminal
