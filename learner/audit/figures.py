@@ -13,8 +13,10 @@ For each dimension of :mod:`recast.segments` (request, history, category) and ea
   impressions that go to the 1% most exposed items (the top 1% of the catalogue by impressions, over all
   segments, under that model), catalogue coverage, and the Gini coefficient of item exposure over the
   whole catalogue;
-- **disparity**: the segment's repaired share and its ΔHR@10 against the whole run's; a segment with at
-  least ``min_groups`` groups is *flagged* when either gap exceeds ``threshold``.
+- **disparity**: the segment's repaired share and its ΔHR@10 against the whole run's; a segment is *flagged*
+  when either gap exceeds ``threshold`` and rests on enough data: ``min_groups`` training groups for the
+  repaired share, ``min_rows`` slice rows for ΔHR@10 (the gate's own minimum: on a few rows one hit moves
+  it by more than any threshold). A gap past the threshold on too little data is reported, not flagged.
 
 Per-group figures, gaps and ratios come from Fairlearn's ``MetricFrame``: each metric is a function of
 row indices into plain columns, so one frame per dimension gives every figure at once. The intervals do
@@ -46,7 +48,8 @@ TOP_SHARE = 0.01  # "the most popular items": the top 1% of the catalogue
 @dataclass(frozen=True)
 class AuditConfig:
     threshold: float = 0.1  # a gap beyond this flags a segment
-    min_groups: int = 20  # fewer training groups: reported, never flagged
+    min_groups: int = 20  # fewer training groups: the repaired-share gap is reported, never flagged
+    min_rows: int = 30  # fewer slice rows: the ΔHR@10 gap is reported, never flagged
     resamples: int = 1000  # bootstrap resamples of the metric intervals
     seed: int = 0
 
@@ -232,17 +235,22 @@ def _entry(frame: MetricFrame | None, metric_frame: MetricFrame | None, segment:
 
 
 def _disparity(entry: dict, overall: dict, config: AuditConfig) -> dict:
-    """The segment's repaired share and ΔHR@10 against the run's; flagged past the threshold (enough groups)."""
+    """The segment's repaired share and ΔHR@10 against the run's; a gap past the threshold flags the segment when
+    it rests on enough groups (repaired share) or slice rows (ΔHR@10), and is only reported otherwise."""
     repaired_gap = None if entry["repaired"] is None else entry["repaired"] - overall["repaired"]
     hr = entry["metrics"].get("HR@10")
     hr_gap = None if hr is None else hr["delta"] - overall["metrics"]["HR@10"]["delta"]
-    gaps = {"repaired share": repaired_gap, "ΔHR@10": hr_gap}
-    value = max((abs(v) for v in gaps.values() if v is not None), default=0.0)
-    beyond = [f"{name} {v:+.3f} against the run" for name, v in gaps.items() if v is not None and
-              abs(v) > config.threshold]  # fmt: skip
-    flagged = bool(beyond) and entry["groups"] >= config.min_groups
-    if beyond and not flagged:
-        reason = f"not flagged: {entry['groups']} groups, fewer than {config.min_groups} ({'; '.join(beyond)})"
-    else:
-        reason = "; ".join(beyond)
-    return {"repaired_gap": repaired_gap, "hr10_gap": hr_gap, "value": value, "flagged": flagged, "reason": reason}
+    checks = [("repaired share", repaired_gap, entry["groups"], config.min_groups, "groups"),
+              ("ΔHR@10", hr_gap, entry["slice_rows"], config.min_rows, "slice rows")]  # fmt: skip
+    flags, held = [], []
+    for name, gap, have, need, unit in checks:
+        if gap is None or abs(gap) <= config.threshold:
+            continue
+        text = f"{name} {gap:+.3f} against the run"
+        if have >= need:
+            flags.append(text)
+        else:
+            held.append(f"{text} (not flagged: {have} {unit}, fewer than {need})")
+    value = max((abs(g) for _, g, *_ in checks if g is not None), default=0.0)
+    return {"repaired_gap": repaired_gap, "hr10_gap": hr_gap, "value": value, "flagged": bool(flags),
+            "reason": "; ".join(flags + held)}  # fmt: skip

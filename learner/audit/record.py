@@ -39,8 +39,9 @@ def rules(settings: Settings) -> SegmentRules:
     return SegmentRules(settings.audit_new_max_history, settings.audit_loyal_min_history)
 
 
-def config(settings: Settings, resamples: int, seed: int) -> AuditConfig:
-    return AuditConfig(settings.audit_disparity_threshold, settings.audit_min_groups, resamples, seed)
+def config(settings: Settings, min_rows: int, resamples: int, seed: int) -> AuditConfig:
+    """The figures' settings; ``min_rows``, ``resamples`` and ``seed`` are the gate's (RefreshConfig)."""
+    return AuditConfig(settings.audit_disparity_threshold, settings.audit_min_groups, min_rows, resamples, seed)
 
 
 def anchor_ranks(recommender: Recommender | None, contexts: list[tuple[tuple[int, ...], int]],

@@ -211,7 +211,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     audit = audit_record.build(
         train_groups, train_lists, rl.repairs, slice_groups, slice_lists, result.ranks.get("window"), parent.item_ids,
         load_categories(settings.data_dir), audit_record.rules(settings),
-        audit_record.config(settings, config.gate_resamples, seed), served, candidate,
+        audit_record.config(settings, config.gate_min_rows, config.gate_resamples, seed), served, candidate,
     )  # fmt: skip
     run.counts.update(repairs=len(audit.ledger), flagged_segments=len(audit.flagged))
     run.phase("publishing")

@@ -40,7 +40,7 @@ ROWS = [
     SliceRow(seg("unknown", "loyal", "unknown"), 3, 5, (3, 8), (1, 4)),
     SliceRow(seg("web", "returning", "Tools"), None, 1, (1, 9), (1, 5)),
 ]
-CONFIG = AuditConfig(threshold=0.5, min_groups=2, resamples=500, seed=3)
+CONFIG = AuditConfig(threshold=0.5, min_groups=2, min_rows=1, resamples=500, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -150,13 +150,16 @@ def test_disparity_flags_the_segments_past_the_threshold(figures):
     assert (app["repaired_gap"], app["hr10_gap"], app["flagged"], app["reason"]) == (1 / 5 - 3 / 8, -0.5, False, "")
 
 
-def test_a_small_segment_is_reported_but_never_flagged():
-    figures = audit_figures(GROUPS, REPAIRS, ROWS, 100, AuditConfig(threshold=0.5, min_groups=3, resamples=100))
-    assert figures["flagged"] == ["category:unknown"]
+def test_a_gap_on_too_few_groups_or_slice_rows_is_reported_but_never_flagged():
+    config = AuditConfig(threshold=0.5, min_groups=3, min_rows=4, resamples=100)
+    figures = audit_figures(GROUPS, REPAIRS, ROWS, 100, config)
+    assert figures["flagged"] == []
     web = entry(figures, "request:web")["disparity"]
-    assert web["flagged"] is False
-    assert web["reason"] == ("not flagged: 2 groups, fewer than 3 (repaired share +0.625 against the run; ΔHR@10 "
-                             "+0.667 against the run)")
+    assert (web["flagged"], web["value"]) == (False, 2 / 3)
+    assert web["reason"] == ("repaired share +0.625 against the run (not flagged: 2 groups, fewer than 3); "
+                             "ΔHR@10 +0.667 against the run (not flagged: 3 slice rows, fewer than 4)")
+    category = entry(figures, "category:unknown")["disparity"]  # 4 groups, but its ΔHR@10 rests on 3 rows
+    assert category["reason"] == "ΔHR@10 -0.667 against the run (not flagged: 3 slice rows, fewer than 4)"
 
 
 def test_without_slice_rows_the_group_figures_stand_alone_and_repairs_must_be_of_the_runs_groups():
