@@ -13,7 +13,7 @@ DAYS   ?= 4
 .PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest bench-serve clean
 
 help:
-	@echo "make demo          split by user -> SFT ($(PRESET)) -> $(DAYS) simulated days of serving, ingesting and nightly refreshes"
+	@echo "make demo          split by user -> SFT ($(PRESET)) -> $(DAYS) simulated days of serving, ingesting and nightly refreshes -> the audit report"
 	@echo "make test          install, check import contracts, run the test suite"
 	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # The closed loop: users split three ways (the initial model's, the gate's fixed offline split, and the
-# shoppers, whom no model was trained on), the initial SFT model, then 4 simulated days with a refresh each night.
+# shoppers, whom no model was trained on), the initial SFT model, then 4 simulated days with a refresh each night;
+# it ends by writing the audit of the refreshes' repaired signals ($(RUN)/audit.html) and printing where it is.
 demo: install
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split > /dev/null
 	$(BIN)/recast split --data $(DATA) --source $(RUN)/split/train.csv --seed 1 --out $(RUN)/split-gate > /dev/null

@@ -95,6 +95,19 @@ def load_catalog(data_dir: Path | str) -> Catalog:
     return catalog
 
 
+def load_categories(data_dir: Path | str) -> dict[str, str]:
+    """Item id -> top-level category, from ``items.json``'s ``categories`` (items without one are left out)."""
+    from recast.segments import top_category
+
+    raw, _ = _read_json_object(Path(data_dir) / "items.json")
+    out = {}
+    for item_id, entry in raw.items():
+        category = top_category(entry.get("categories")) if isinstance(entry, dict) else None
+        if category:
+            out[str(item_id)] = category
+    return out
+
+
 def _check_info(path: Path, catalog: Catalog) -> None:
     """``info.txt`` repeats SID and title per item; disagreement means mixed-up files."""
     with path.open(encoding="utf-8") as f:

@@ -8,7 +8,8 @@ one definition:
 - the *positive set* P(x): every served item with a reward, plus every organic item at its
   outcome's weight (an organic purchase is as strong as a purchase of a served item);
 - the *target*: the strongest positive, the item a next-item model learns to predict;
-- the *anchors* that ReCast's repair can inject: organic positives, strongest first.
+- the *anchors* that ReCast's repair can inject: organic positives, strongest first, each with its
+  source (the outcome type behind its weight), which the audit reports per segment.
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ class LoggedList:
     rewards: tuple[float, ...]  # one per served item
     organic: tuple[tuple[int, float], ...] = ()  # (item, weight of its strongest outcome), first seen first
     segment: str = "default"
+    organic_types: tuple[str, ...] = ()  # the outcome type behind each organic weight, aligned with ``organic``
+    request_id: str | None = None  # the reward group's, so what is learned from it can be traced back
 
     def __post_init__(self) -> None:
         if len(self.served) != len(self.rewards):
             raise ValueError(f"{len(self.served)} served items but {len(self.rewards)} rewards")
+        if self.organic_types and len(self.organic_types) != len(self.organic):
+            raise ValueError(f"{len(self.organic)} organic items but {len(self.organic_types)} outcome types")
 
 
 def positives(logged: LoggedList) -> dict[int, float]:
@@ -72,3 +77,13 @@ def anchors(logged: LoggedList) -> tuple[int, ...]:
     """
     order = sorted(range(len(logged.organic)), key=lambda i: (-logged.organic[i][1], i))
     return tuple(logged.organic[i][0] for i in order if logged.organic[i][1] > 0)
+
+
+def anchor_source(logged: LoggedList, item: int) -> str:
+    """Where an organic anchor came from: ``organic_<type of its strongest outcome>`` (a click when unknown).
+
+    >>> anchor_source(LoggedList("u", (1,), (5,), (0.0,), ((9, 1.0),), organic_types=("purchase",)), 9)
+    'organic_purchase'
+    """
+    types = dict(zip((i for i, _ in logged.organic), logged.organic_types))
+    return f"organic_{types.get(item, 'click')}"

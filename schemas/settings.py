@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -118,6 +118,30 @@ class Settings(BaseSettings):
         7200, ge=60, description="Seconds before Redis hands an unacknowledged task (its worker died) to another "
         "worker; longer than any refresh.",
     )
+
+
+    # The audit of repaired signals (issue 13).
+    audit_new_max_history: int = Field(
+        2, ge=0, description="A request whose history holds at most this many items is in the history segment 'new'."
+    )
+    audit_loyal_min_history: int = Field(
+        7, ge=1, description="At least this many history items: 'loyal' (in between: 'returning')."
+    )
+    audit_disparity_threshold: float = Field(
+        0.1, gt=0.0, description="A segment is flagged when its repaired share, or its change of served HR@10 under "
+        "the new model, differs from the whole run's by more than this.",
+    )
+    audit_min_groups: int = Field(
+        20, ge=1, description="A segment with fewer reward groups in a run is reported but never flagged "
+        "(a few groups make any share look extreme).",
+    )
+
+    @model_validator(mode="after")
+    def _history_thresholds(self) -> Settings:
+        if self.audit_loyal_min_history <= self.audit_new_max_history:
+            raise ValueError(f"RECAST_AUDIT_LOYAL_MIN_HISTORY ({self.audit_loyal_min_history}) must be above "
+                             f"RECAST_AUDIT_NEW_MAX_HISTORY ({self.audit_new_max_history})")  # fmt: skip
+        return self
 
     @field_validator("refresh_schedule")
     @classmethod

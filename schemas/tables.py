@@ -204,3 +204,51 @@ class TrainingRun(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(server_default="{}", comment="seconds per phase")
     decision: Mapped[str | None] = mapped_column(String(16), comment="published | rejected (status succeeded)")
     reason: Mapped[str | None] = mapped_column(Text, comment="the gate's reason, or why the run was skipped/refused")
+
+
+# Where a repair's anchor came from (recast.signals.groups.ANCHOR_SOURCES; schemas imports none of our packages).
+ANCHOR_SOURCES = ("offline_target", "organic_purchase", "organic_add_to_cart", "organic_click")
+
+
+class RepairLedgerRow(Base):
+    """One repair a refresh made: the anchor it injected into an all-zero rollout of a reward group's context.
+
+    Written in the same transaction as the run's final row, so a run's ledger exists exactly when the run does."""
+
+    __tablename__ = "repair_ledger"
+    __table_args__ = (
+        CheckConstraint(_one_of("anchor_source", ANCHOR_SOURCES), name="anchor_source"),
+        Index("ix_repair_ledger_run_id_segment", "run_id", "segment"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("training_runs.id"))
+    request_id: Mapped[str] = mapped_column(ID, ForeignKey("reward_groups.request_id"), index=True)
+    step: Mapped[int] = mapped_column(Integer, comment="the RL step that made it")
+    segment: Mapped[str] = mapped_column(String(64), comment="the request's segment ('unknown' when none was sent)")
+    history_segment: Mapped[str] = mapped_column(String(16), comment="new | returning | loyal")
+    category: Mapped[str] = mapped_column(String(128), comment="the history's top-level category, or 'unknown'")
+    anchor_item: Mapped[str] = mapped_column(ID)
+    anchor_source: Mapped[str] = mapped_column(String(32))
+    replaced_item: Mapped[str] = mapped_column(ID, comment="the rolled-out candidate the anchor displaced")
+    anchor_logprob: Mapped[float] = mapped_column(Float, comment="under the policy, before the update")
+    replaced_logprob: Mapped[float] = mapped_column(Float, comment="under the policy, before the update")
+    anchor_rank_before: Mapped[int | None] = mapped_column(
+        Integer, comment="1-based rank under the parent's policy; NULL: beyond its beam"
+    )
+    anchor_rank_after: Mapped[int | None] = mapped_column(Integer, comment="... under the child's policy")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AuditSnapshot(Base):
+    """A refresh's audit figures per segment, as computed when it ran: an old version's report is rebuilt from it."""
+
+    __tablename__ = "audit_snapshots"
+
+    run_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("training_runs.id"), primary_key=True)
+    version: Mapped[str | None] = mapped_column(ID, index=True, comment="the candidate the run trained")
+    parent_version: Mapped[str | None] = mapped_column(ID, comment="the model it started from")
+    decision: Mapped[str | None] = mapped_column(String(16), comment="published | rejected")
+    flagged: Mapped[list[Any]] = mapped_column(server_default="[]", comment="['dimension:segment', ...]")
+    figures: Mapped[dict[str, Any]] = mapped_column(comment="learner.audit.figures.audit_figures's result")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

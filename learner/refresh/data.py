@@ -121,11 +121,13 @@ def to_logged(group: LoggedGroup, catalog: Catalog, weights: dict[str, float], m
     """Catalog positions, the history cut as the prompt was; unknown items (another catalog) are dropped."""
     index = catalog.index
     served = [(index[i], r) for i, r in zip(group.items, group.rewards) if i in index]
-    organic: dict[int, float] = {}
+    organic: dict[int, tuple[float, str]] = {}  # position -> (weight, type) of its strongest outcome
     for item_id, kind in group.organic:
         if item_id in index:
-            position = index[item_id]
-            organic[position] = max(organic.get(position, 0.0), weights.get(kind, 0.0))
+            position, weight = index[item_id], weights.get(kind, 0.0)
+            if position not in organic or weight > organic[position][0]:
+                organic[position] = (weight, kind)
     history = tuple(index[i] for i in group.history if i in index)[-max_history:]
     return LoggedList(group.user_id, history, tuple(i for i, _ in served), tuple(r for _, r in served),
-                      tuple(organic.items()), group.segment)  # fmt: skip
+                      tuple((i, w) for i, (w, _) in organic.items()), group.segment,
+                      tuple(kind for _, kind in organic.values()), group.request_id)  # fmt: skip

@@ -44,6 +44,7 @@ class GateResult:
     publish: bool
     reason: str
     slices: dict = field(default_factory=dict)  # name -> {rows, gated, <ranking>: {metric: {...}}}
+    ranks: dict = field(default_factory=dict)  # name -> {"current": ranks(), "candidate": ranks()}
 
 
 def check_checkpoint(path: Path) -> Recommender:
@@ -56,9 +57,10 @@ def check_checkpoint(path: Path) -> Recommender:
     return recommender
 
 
-def ranks(recommender: Recommender, rows: Slice, batch_size: int = 64) -> dict[str, list[int | None]]:
-    """The target's rank per row under the policy alone and under the served ranking (top 10 is enough)."""
-    out: dict[str, list[int | None]] = {"policy": [], "served": []}
+def ranks(recommender: Recommender, rows: Slice, batch_size: int = 64) -> dict[str, list]:
+    """The target's rank per row under the policy alone and under the served ranking (top 10 is enough), and
+    the served top-10 lists themselves (``lists``: what the audit measures exposure on)."""
+    out: dict[str, list] = {"policy": [], "served": [], "lists": []}
     for start in range(0, len(rows.targets), batch_size):
         histories = rows.histories[start : start + batch_size]
         beams = recommender.policy(histories)
@@ -66,6 +68,7 @@ def ranks(recommender: Recommender, rows: Slice, batch_size: int = 64) -> dict[s
         for row, target in enumerate(rows.targets[start : start + batch_size]):
             out["policy"].append(rank_of(target, [i for i, _ in beams.top(row, 10)]))
             out["served"].append(rank_of(target, [i for i, _ in served[row]]))
+            out["lists"].append([i for i, _ in served[row]])
     return out
 
 

@@ -27,7 +27,7 @@ from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.checkpoint import Checkpoint, save_checkpoint
 from recast.dataset import Interaction
-from recast.feedback import LoggedList, anchors, positives, target
+from recast.feedback import LoggedList, anchor_source, anchors, positives, target
 from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.signals.groups import Anchor
 from recast.text import TextModel
@@ -109,16 +109,23 @@ def rl_contexts(lists: list[LoggedList]) -> list[RLContext]:
         rewarded = positives(logged)
         if rewarded:
             out.append(RLContext(logged.history, rewarded,
-                                 tuple(Anchor(i, "organic") for i in anchors(logged)), logged.segment))  # fmt: skip
+                                 tuple(Anchor(i, anchor_source(logged, i)) for i in anchors(logged)), logged.segment,
+                                 logged.request_id))  # fmt: skip
     return out
 
 
+@dataclass
+class RLOutcome:
+    model: torch.nn.Module
+    summary: dict  # the diagnostics' means (all-zero, repaired, unrepairable shares, mean reward, actor time)
+    repairs: list[dict]  # every repair decision: step, request_id, status, anchor, replaced item, log-probs
+
+
 def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts: list[RLContext],
-            config: RefreshConfig, out: Path, seed: int, progress: bool = False) -> tuple[torch.nn.Module, dict]:
-    """``config.rl_steps`` steps of the configured method from ``model``; returns the model and a summary of the
-    diagnostics (all-zero and repaired shares before/after repair, actor time). ``repairs.jsonl`` lands in ``out``."""
+            config: RefreshConfig, out: Path, seed: int, progress: bool = False) -> RLOutcome:  # fmt: skip
+    """``config.rl_steps`` steps of the configured method from ``model``. ``repairs.jsonl`` lands in ``out``."""
     if config.method == "none" or config.rl_steps == 0 or not contexts:
-        return model, {"steps": 0, "contexts": len(contexts)}
+        return RLOutcome(model, {"steps": 0, "contexts": len(contexts)}, [])
     start = replace(ckpt, model=model)
     rl = RLConfig(method=config.method, width=config.rl_width, contexts_per_step=min(config.rl_contexts, len(contexts)),
                   steps=config.rl_steps, lr=config.lr_rl, repair=config.method == "recast", seed=seed,
@@ -131,11 +138,11 @@ def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts
             records.append(trainer.step(index, repairs))
     (out / "diagnostics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     mean = lambda key: sum(r[key] for r in records) / len(records)  # noqa: E731
-    return trainer.policy.eval(), {
+    return RLOutcome(trainer.policy.eval(), {
         "steps": len(records), "contexts": len(contexts), "all_zero": mean("all_zero"), "repaired": mean("repaired"),
         "unrepairable": mean("unrepairable"), "mean_reward": mean("mean_reward"),
         "actor_s": sum(r["actor_s"] for r in records), "step_s": sum(r["step_s"] for r in records),
-    }  # fmt: skip
+    }, trainer.repair_log)  # fmt: skip
 
 
 def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> tuple[TransitionModel, TextModel]:

@@ -9,8 +9,9 @@ taken is recorded as ``refused`` and ends.
 operator (or a test) sees the phase in progress. The holder of the lock first marks any other
 ``running`` refresh as ``failed``: only a lock holder ever writes a running row, so such a row
 belongs to a worker that died. Publishing (register, activate, the run's final row) and rejecting
-(register, reject, the run's final row) are each one transaction: the registry and the run record
-never disagree. A crash anywhere before that leaves the served model untouched.
+(register, reject, the run's final row) are each one transaction, which also writes the run's repair
+ledger and audit snapshot (``learner/audit``): the registry, the audit and the run record never
+disagree. A crash anywhere before that leaves the served model untouched.
 
 **Safe to retry.** Nothing is consumed until a refresh publishes: a retried or repeated attempt
 reads the same window again (or finds nothing new and is skipped).
@@ -33,10 +34,11 @@ from sqlalchemy import Engine, create_engine, insert, text, update
 from sqlalchemy.pool import NullPool
 
 from learner import registry
+from learner.audit import record as audit_record
 from learner.refresh import data, gate, learn
 from learner.refresh.config import RefreshConfig
 from recast.checkpoint import CheckpointError, load_checkpoint
-from recast.dataset import load_catalog, load_interactions
+from recast.dataset import load_catalog, load_categories, load_interactions
 from recast.feedback import LoggedList, target
 from recast.recommender import Recommender
 from schemas.settings import Settings
@@ -189,13 +191,13 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
 
     run.phase("rl")
     contexts = learn.rl_contexts(train_lists)
-    model, rl = learn.rl_step(parent, sft.model, catalog, contexts, config, work / "rl", seed, progress)
-    run.counts.update({f"rl_{k}": v for k, v in rl.items()})
+    rl = learn.rl_step(parent, sft.model, catalog, contexts, config, work / "rl", seed, progress)
+    run.counts.update({f"rl_{k}": v for k, v in rl.summary.items()})
 
     run.phase("scorers")
     transition, text_model = learn.refresh_scorers(parent, catalog, new)
     run.phase("saving")
-    child = _save(settings, parent, model, catalog, transition, text_model, {
+    child = _save(settings, parent, rl.model, catalog, transition, text_model, {
         "run_id": run.id, "method": config.method,
         "window": {"start": _iso(window.start), "end": _iso(window.end), "first_group": _iso(groups[0].opened_at),
                    "heldout_from": _iso(heldout_from)},
@@ -203,10 +205,23 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     })  # fmt: skip
 
     run.phase("gate")
-    result = _gate(settings, config, current.version, parent, child, catalog, slice_lists, seed)
+    result, served, candidate = _gate(settings, config, current.version, parent, child, catalog, slice_lists, seed)
     run.counts.update({f"gate_rows_{k}": v["rows"] for k, v in result.slices.items()})
+    run.phase("audit")
+    audit = audit_record.build(
+        train_groups, train_lists, rl.repairs, slice_groups, slice_lists, result.ranks.get("window"), parent.item_ids,
+        load_categories(settings.data_dir), audit_record.rules(settings),
+        audit_record.config(settings, config.gate_min_rows, config.gate_resamples, seed), served, candidate,
+    )  # fmt: skip
+    run.counts.update(repairs=len(audit.ledger), flagged_segments=len(audit.flagged))
     run.phase("publishing")
-    metrics = {"gate": result.slices, "sft_loss": sft.losses[-5:], "rl": rl}
+    return _publish(run, child, current.version, result, audit,
+                    {"gate": result.slices, "sft_loss": sft.losses[-5:], "rl": rl.summary})  # fmt: skip
+
+
+def _publish(run: _Run, child: Path, current_version: str, result: gate.GateResult, audit: audit_record.AuditRecord,
+             metrics: dict) -> RefreshOutcome:  # fmt: skip
+    """One transaction: register the child, publish or reject it, the audit's ledger and snapshot, the run's row."""
     with run.engine.begin() as conn:
         candidate = registry.register(conn, child, metrics=metrics)
         if result.publish:
@@ -215,28 +230,30 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
         else:
             registry.reject(conn, candidate.version, result.reason)
         decision = "published" if result.publish else "rejected"
+        audit_record.write(conn, run.id, audit, candidate.version, current_version, decision)
         conn.execute(update(RUNS).where(RUNS.c.id == run.id).values(**run.final_values(
             status="succeeded", phase="done", decision=decision, reason=result.reason,
             result_version=candidate.version, metrics=metrics)))  # fmt: skip
-    log.info("refresh %d %s %s (parent %s): %s", run.id, decision, candidate.version, current.version, result.reason)
-    return RefreshOutcome(run.id, "succeeded", decision, result.reason, candidate.version, current.version)
+    log.info("refresh %d %s %s (parent %s): %s", run.id, decision, candidate.version, current_version, result.reason)
+    return RefreshOutcome(run.id, "succeeded", decision, result.reason, candidate.version, current_version)
 
 
 def _gate(settings: Settings, config: RefreshConfig, current_version: str, parent, child: Path, catalog,
-          slice_lists: list[LoggedList], seed: int) -> gate.GateResult:  # fmt: skip
+          slice_lists: list[LoggedList], seed: int) -> tuple[gate.GateResult, Recommender, Recommender | None]:
+    """The gate's result, and the served and candidate recommenders (None: the candidate failed its checks)."""
+    served = Recommender.from_checkpoint(parent, config.beam_width)
     try:
         candidate = gate.check_checkpoint(child)
     except CheckpointError as exc:
-        return gate.GateResult(False, f"checkpoint checks failed: {exc}")
+        return gate.GateResult(False, f"checkpoint checks failed: {exc}"), served, None
     child_ckpt = load_checkpoint(child)
     candidate = Recommender.from_checkpoint(child_ckpt, config.beam_width)
-    served = Recommender.from_checkpoint(parent, config.beam_width)
     slices = [_window_slice(slice_lists)]
     if config.gate_split is not None:
         rows = load_interactions(config.gate_split, catalog)[: config.gate_max_rows]
         slices.append(gate.Slice("offline", [[catalog.index[i] for i in r.history] for r in rows],
                                  [catalog.index[r.target] for r in rows]))  # fmt: skip
-    figures = {}
+    figures, ranks = {}, {}
     for rows in slices:
         current_ranks = _cached_ranks(settings, current_version, rows, config.beam_width,
                                       lambda r=rows: gate.ranks(served, r))  # fmt: skip
@@ -245,8 +262,9 @@ def _gate(settings: Settings, config: RefreshConfig, current_version: str, paren
                                         lambda r=rows: gate.ranks(candidate, r))  # fmt: skip
         figures[rows.name] = {"rows": len(rows.targets),
                               **gate.compare(current_ranks, candidate_ranks, config.gate_resamples, seed)}
+        ranks[rows.name] = {"current": current_ranks, "candidate": candidate_ranks}
     publish, reason = gate.decide(figures, config.gate_tolerance, config.gate_min_rows)
-    return gate.GateResult(publish, reason, figures)
+    return gate.GateResult(publish, reason, figures, ranks), served, candidate
 
 
 def _window_slice(lists: list[LoggedList]) -> gate.Slice:
@@ -256,7 +274,8 @@ def _window_slice(lists: list[LoggedList]) -> gate.Slice:
 
 def _cached_ranks(settings: Settings, version: str, rows: gate.Slice, beams: int, compute) -> dict:
     """The served model's ranks on a slice: the same model, rows and width give the same ranks every night."""
-    path = settings.run_dir / "gate-cache" / f"{version}-{rows.name}-{rows.fingerprint()}-w{beams}.json"
+    # v2: the entries hold the served lists too (the audit's exposure figures).
+    path = settings.run_dir / "gate-cache" / f"{version}-{rows.name}-{rows.fingerprint()}-w{beams}-v2.json"
     if path.is_file():
         return json.loads(path.read_text())
     result = compute()

@@ -3,7 +3,7 @@
 Offline, every window of an interaction row is a context (each prefix of
 ``history + [target]`` predicts the next item), de-duplicated per user exactly as
 SFT de-duplicates windows. P(x) is the next item (reward 1) and the same item is
-the repair anchor (source ``ground_truth``). Hits are decided on the
+the repair anchor (source ``offline_target``). Hits are decided on the
 disambiguated item (the catalog position), not on the 3-token SID, so the two
 listings of a colliding product are different items, as in evaluation.
 
@@ -26,6 +26,7 @@ class RLContext:
     positives: dict[int, float]
     anchors: tuple[Anchor, ...]
     segment: str
+    request_id: str | None = None  # the reward group it came from (online), so a repair is tied to its group
 
 
 def history_segment(length: int) -> str:
@@ -47,7 +48,6 @@ def offline_contexts(rows: Iterable[Interaction], position: dict[str, int], max_
             if key in seen:
                 continue
             seen.add(key)
-            contexts.append(
-                RLContext(history, {items[j]: 1.0}, (Anchor(items[j], "ground_truth"),), history_segment(len(history)))
-            )
+            anchor = (Anchor(items[j], "offline_target"),)
+            contexts.append(RLContext(history, {items[j]: 1.0}, anchor, history_segment(len(history))))
     return contexts

@@ -104,6 +104,9 @@ class RLTrainer:
         self.cursor = 0
         self.budget = 0  # rollout budget: contexts x W, summed over steps
         self.anchors_injected = 0  # counted apart from rolled-out hits
+        # Every repair decision (repaired or unrepairable) with its step and the context's reward group:
+        # the refresh writes the repaired ones to the ledger and counts the rest per segment.
+        self.repair_log: list[dict] = []
         self.last_ranks: list[int | None] = []
 
     # -- pieces of a step -------------------------------------------------------------
@@ -243,9 +246,11 @@ class RLTrainer:
         repaired_n = unrepairable_n = 0
         if c.repair:
             groups, records = self.repair_groups(prompts, groups)
-            for record in records:
+            for context, record in zip(contexts, records):
                 if record.status != "not_needed":
-                    repairs_file.write(json.dumps({"step": index, **record.to_dict()}) + "\n")
+                    entry = {"step": index, "request_id": context.request_id, **record.to_dict()}
+                    self.repair_log.append(entry)
+                    repairs_file.write(json.dumps(entry) + "\n")
             repaired_n = sum(r.status == REPAIRED for r in records)
             unrepairable_n = sum(r.status == UNREPAIRABLE for r in records)
             self.anchors_injected += repaired_n

@@ -11,6 +11,7 @@ The ingestion worker (Kafka -> reward groups): ``recast ingest``.
 The loop: ``recast worker`` and ``recast beat`` (Celery), ``recast refresh`` (one now), ``recast runs``,
 ``recast rollback``.
 RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
+The audit of repaired signals per segment: ``recast audit [--run ID] [--segment S] [--html FILE]``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
 Each command group lives in its own module of this package; :func:`main` is the console entry point.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import demo, ingest, loop, model, registry, rl, serve, stack
+from ops.cli import audit, demo, ingest, loop, model, registry, rl, serve, stack
 
 app = typer.Typer(
     help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
@@ -29,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for group in (model, stack, ingest, loop, rl, serve, demo, registry):
+for group in (model, stack, ingest, loop, rl, serve, demo, registry, audit):
     group.register(app)
 
 

@@ -38,8 +38,8 @@ def demo(
     """Run the closed loop: serve shoppers who were never trained on, ingest what they did into reward groups,
     refresh the policy each night (Celery beat -> refresh -> gate -> registry -> hot-swap), and print one
     row per day: the model that served, served HR@10 from the shoppers' actions, the all-zero and repaired
-    shares, and the night's decision with its reason. Writes loop.json and loop.png into --run-dir, and stops
-    everything it started."""
+    shares, and the night's decision with its reason. Writes loop.json, loop.png and the audit report of its
+    refreshes (audit.html) into --run-dir, prints where, and stops everything it started."""
     from tqdm.auto import tqdm
 
     from ops.sim.loop import LoopConfig, run_loop, split_days
@@ -62,13 +62,23 @@ def demo(
         result = run_loop(checkpoint.resolve(), plan, run_dir, data, config,
                           train_csv=train_file.resolve() if train_file else None,
                           gate_csv=gate_file.resolve() if gate_file else None,
-                          on_visit=bar.update, say=lambda m: bar.write(m))  # fmt: skip
+                          on_visit=bar.update, say=lambda m: bar.write(m),
+                          audit_html=run_dir / "audit.html")  # fmt: skip
     (run_dir / "loop.json").write_text(result.to_json() + "\n")
     png = plot(result, run_dir / "loop.png", f"the closed loop, refresh {method}")
     typer.echo(f"stack ready in {result.stack_ready_s:.1f} s, API ready in {result.api_ready_s:.1f} s, "
                f"{len(result.days)} days in {result.seconds / 60:.1f} min")  # fmt: skip
     typer.echo(day_table(result))
     typer.echo(f"results: {run_dir / 'loop.json'}  plot: {png}")
+    if result.audit is not None:
+        from ops.audit.table import run_table
+
+        last = result.audit["last"]
+        typer.echo(f"\naudit of the last refresh (run {last['run_id']}; `recast audit --run ID` for another):")
+        typer.echo(run_table(last, last["segments"]))
+        flagged = "; ".join(f"run {run}: {', '.join(f)}" for run, f in result.audit["flagged"].items() if f) or "none"
+        typer.echo(f"audit report: {result.audit['path']} (runs {result.audit['runs'][0]}-{result.audit['runs'][-1]};"
+                   f" flagged: {flagged})")  # fmt: skip
     errors = {k: v for d in result.days for k, v in d.errors.items()}
     if errors:
         fail(f"some visits failed: {json.dumps(errors)}")

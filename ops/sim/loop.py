@@ -81,6 +81,7 @@ class LoopResult:
     api_ready_s: float
     days: list[DayResult] = field(default_factory=list)
     seconds: float = 0.0
+    audit: dict | None = None  # the audit report of the loop's refreshes: path, runs, flagged per run
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
@@ -124,7 +125,9 @@ def loop_env(config: LoopConfig, run_dir: Path, data_dir: Path, train_csv: Path 
 def run_loop(checkpoint: Path, days: list[list[Visit]], run_dir: Path, data_dir: Path, config: LoopConfig,
              train_csv: Path | None = None, gate_csv: Path | None = None,
              on_visit: Callable[[], None] | None = None,
-             say: Callable[[str], None] = lambda _: None) -> LoopResult:  # fmt: skip
+             say: Callable[[str], None] = lambda _: None, audit_html: Path | None = None) -> LoopResult:  # fmt: skip
+    """The loop of the module docstring; with ``audit_html``, the audit report of its refreshes is written there
+    before the stack stops (``result.audit`` says where and what it flagged)."""
     from learner import registry
     from ops.stack import down, stop_learner, up
     from schemas.settings import Settings
@@ -156,6 +159,8 @@ def run_loop(checkpoint: Path, days: list[list[Visit]], run_dir: Path, data_dir:
         client = ApiClient(url, key)
         for d, visits in enumerate(days, start=1):
             result.days.append(_day(d, visits, client, url, admin, engine, config, on_visit, say))
+        if audit_html is not None and config.method is not None:
+            result.audit = _audit_report(engine, audit_html, say)
     finally:
         for proc in (api, ingest):
             if proc is not None:
@@ -190,6 +195,23 @@ def _day(d: int, visits: list[Visit], client: ApiClient, url: str, admin: str, e
               f"day {d}: the API never served {day.refresh['version']}")  # fmt: skip
     say(f"day {d}: refresh {day.refresh['status']} {day.refresh['decision'] or ''} {day.refresh['reason'] or ''}")
     return day
+
+
+def _audit_report(engine, path: Path, say) -> dict | None:
+    """Every refresh's audit snapshot of this loop in one HTML report (``recast audit --html``'s)."""
+    from ops.audit.read import snapshots_up_to
+    from ops.audit.report import write
+    from schemas.audit import AuditFilter
+
+    try:
+        with engine.connect() as conn:
+            runs = snapshots_up_to(conn, AuditFilter(), runs=500)
+    except LookupError as exc:
+        say(f"no audit report: {exc}")
+        return None
+    write(runs, path)
+    return {"path": str(path), "runs": [r["run_id"] for r in runs],
+            "flagged": {r["run_id"]: r["flagged"] for r in runs}, "last": runs[-1]}  # fmt: skip
 
 
 def _next_boundary(now: datetime, period_s: int) -> datetime:

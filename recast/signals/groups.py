@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ANCHOR_SOURCES = ("ground_truth", "organic")
+# Where a repair anchor came from: the held-out next item offline, or the strongest off-list outcome online.
+ANCHOR_SOURCES = ("offline_target", "organic_purchase", "organic_add_to_cart", "organic_click")
 
 
 @dataclass(frozen=True)
 class Anchor:
     """A known positive for a context that the rollout may have missed.
 
-    Offline it is the held-out next item (``ground_truth``); online an item the user
-    engaged with that was not on the served list (``organic``).
+    Offline it is the held-out next item (``offline_target``); online an item the user
+    engaged with that was not on the served list (``organic_<outcome type>``, its strongest outcome).
     """
 
     item: int
-    source: str = "ground_truth"
+    source: str = "offline_target"
 
     def __post_init__(self) -> None:
         if self.source not in ANCHOR_SOURCES:

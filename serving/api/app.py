@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from schemas.settings import Settings, get_settings
-from serving.api.routes import admin, events, health, recommend
+from serving.api.routes import admin, audit, events, health, recommend
 from serving.api.state import start_services
 
 DESCRIPTION = """Generative recommendations over semantic IDs.
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.services.stop()
 
     app = FastAPI(title="Recast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    for module in (recommend, events, admin, health):
+    for module in (recommend, events, admin, audit, health):
         app.include_router(module.router)
     app.add_middleware(LatencyMiddleware, fastapi=app)
     return app

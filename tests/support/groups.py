@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,13 +26,17 @@ def shipped_rows(data: Path, n: int, skip: int = 0) -> list[tuple[str, list[str]
 
 
 def seed_groups(url: str, rows, start: datetime, version: str = "seed", hit_every: int = 3,
-                organic_every: int = 2) -> list[str]:  # fmt: skip
+                organic_every: int = 2, segments: tuple[str, ...] = ("default",),
+                organic_types: tuple[str, ...] = ("purchase",)) -> list[str]:  # fmt: skip
     """One closed group per row: ten served items (the target among them on every ``hit_every``-th row, with a
-    purchase), otherwise the target found off the list on every ``organic_every``-th row. Returns request ids."""
+    purchase), otherwise the target found off the list on every ``organic_every``-th row. A user's groups have
+    the request segment ``segments[crc32(user) % len]``; the k-th organic outcome is ``organic_types[k % len]``.
+    Returns request ids."""
     engine = create_engine(url)
-    ids = []
+    ids, organic_rows = [], 0
     with engine.begin() as conn:
         for n, (user, history, target) in enumerate(rows):
+            segment = segments[zlib.crc32(user.encode()) % len(segments)]
             request_id = f"r{start:%H%M}-{n}"
             opened = start + timedelta(seconds=10 * n)
             served = [str((int(target) + k + 1) % 3686) for k in range(10)]
@@ -40,13 +45,15 @@ def seed_groups(url: str, rows, start: datetime, version: str = "seed", hit_ever
             if n % hit_every == 0:
                 served[3], rewards[3] = target, 1.0
             elif n % organic_every == 0:
-                organic = [{"item_id": target, "type": "purchase", "event_id": f"e{request_id}"}]
+                organic = [{"item_id": target, "type": organic_types[organic_rows % len(organic_types)],
+                            "event_id": f"e{request_id}"}]  # fmt: skip
+                organic_rows += 1
             items = [{"item_id": i, "score": -float(k), "rank": k + 1} for k, i in enumerate(served)]
             conn.execute(insert(ImpressionRow.__table__).values(
-                request_id=request_id, user_id=user, segment="default", history=history, items=items,
+                request_id=request_id, user_id=user, segment=segment, history=history, items=items,
                 model_version=version, schema_version=1, ts=opened))  # fmt: skip
             conn.execute(insert(RewardGroup.__table__).values(
-                request_id=request_id, user_id=user, segment="default", model_version=version, history=history,
+                request_id=request_id, user_id=user, segment=segment, model_version=version, history=history,
                 items=served, rewards=rewards, organic_positives=organic, all_zero=not any(rewards),
                 window_open=False, opened_at=opened, closes_at=opened + timedelta(minutes=30),
                 closed_at=opened + timedelta(minutes=35)))  # fmt: skip

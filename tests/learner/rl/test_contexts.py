@@ -20,7 +20,7 @@ def test_every_window_is_a_context_once_per_user_with_its_target_as_positive_and
         ((1,), {2: 1.0}, [2], "short"),  # another user: a context of its own
         ((1, 2), {3: 1.0}, [3], "short"),
     ]
-    assert all(a.source == "ground_truth" for c in contexts for a in c.anchors)
+    assert all(a.source == "offline_target" for c in contexts for a in c.anchors)
 
 
 def test_histories_are_cut_to_the_prompt_length():

@@ -47,7 +47,7 @@ def test_a_recast_run_logs_every_step_audits_repairs_and_saves_a_child_checkpoin
     repairs = [json.loads(line) for line in (tmp_path / "recast" / REPAIRS).read_text().splitlines()]
     repaired_groups = sum(round(r["repaired"] * config.contexts_per_step) for r in records[1:])
     assert len(repairs) == repaired_groups > 0
-    assert all(r["status"] == "repaired" and r["anchor_source"] == "ground_truth" for r in repairs)
+    assert all(r["status"] == "repaired" and r["anchor_source"] == "offline_target" for r in repairs)
     assert all(r["segment"] in ("short", "medium", "long") and r["replaced_item"] is not None for r in repairs)
     child = load_checkpoint(result.checkpoint)
     parent = load_checkpoint(files[0])

@@ -1,5 +1,6 @@
 """`recast demo` as a user runs it: the closed loop on its own embedded stack, two simulated days with a
-refresh each night through Celery beat, the day table, the plot, and nothing left running afterwards."""
+refresh each night through Celery beat, the day table, the plot, the audit report of its refreshes, and nothing
+left running afterwards."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ def test_recast_demo_runs_the_closed_loop_day_by_day(tmp_path, shipped_data, tin
     expected = first["version"] if first["decision"] == "published" else result["initial_version"]
     assert list(days[1]["versions"]) == [expected]  # day 2 is served by what the gate decided at night 1
     assert (run / "loop.png").stat().st_size > 10_000
+    # It ends with the audit of its refreshes: the report written, where it is printed.
+    assert result["audit"]["runs"] == [d["refresh"]["id"] for d in days]
+    report = (run / "audit.html").read_text()
+    assert len(report) > 10_000 and "Audit of repaired signals" in report
+    assert proc.stdout.splitlines()[-1].startswith(f"audit report: {run / 'audit.html'} (runs ")
     rows = [line.split() for line in proc.stdout.splitlines()]
     assert ["1", result["initial_version"], "25"] in [r[:3] for r in rows], proc.stdout
     assert "INFO" not in proc.stderr  # library logs go to the log file, not the terminal

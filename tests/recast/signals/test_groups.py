@@ -6,8 +6,8 @@ from recast.signals.groups import Anchor, GroupStats, RolloutGroup, build_groups
 
 
 def test_anchor_sources_are_validated():
-    assert Anchor(3).source == "ground_truth"
-    assert Anchor(3, "organic").source == "organic"
+    assert Anchor(3).source == "offline_target"
+    assert Anchor(3, "organic_click").source == "organic_click"
     with pytest.raises(ValueError):
         Anchor(3, "served")
 
@@ -46,7 +46,7 @@ def test_build_groups_drops_beams_that_ran_out_and_assigns_rewards():
     items = [[5, 3, -1, -1], [0, 1, 2, 4]]
     logps = [[-0.5, -1.5, float("-inf"), float("-inf")], [-1.0, -2.0, -3.0, -4.0]]
     positives = [{3: 1.0}, {2: 0.5, 4: 0.25, 99: 1.0}]
-    anchors = [(Anchor(8),), (Anchor(11, "organic"), Anchor(12))]
+    anchors = [(Anchor(8),), (Anchor(11, "organic_click"), Anchor(12))]
     groups = build_groups(items, logps, positives, anchors=anchors, segments=["new", "old"], first_id=10)
     a, b = groups
     # row 0: the two -1 slots are dropped, item 3 is the held-out positive
@@ -54,7 +54,7 @@ def test_build_groups_drops_beams_that_ran_out_and_assigns_rewards():
     assert (a.segment, a.anchors, a.injected) == ("new", (Anchor(8),), None)
     # row 1: graded rewards 0.5 and 0.25; item 99 is positive but was not rolled out
     assert (b.group_id, b.items, b.rewards) == (11, [0, 1, 2, 4], [0.0, 0.0, 0.5, 0.25])
-    assert (b.segment, b.anchors) == ("old", (Anchor(11, "organic"), Anchor(12)))
+    assert (b.segment, b.anchors) == ("old", (Anchor(11, "organic_click"), Anchor(12)))
     assert b.hits == 2
 
 

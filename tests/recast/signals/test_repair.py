@@ -19,20 +19,20 @@ def zero_group(items, logps, anchors=(), segment="seg", gid=7):
 
 def test_all_zero_group_is_repaired_in_place_of_the_lowest_scoring_member():
     # lowest log-prob is -4.0 at member 1 (not the last member)
-    g = zero_group([10, 11, 12], [-1.0, -4.0, -2.5], [Anchor(42, "organic")], segment="new")
+    g = zero_group([10, 11, 12], [-1.0, -4.0, -2.5], [Anchor(42, "organic_click")], segment="new")
     fixed, record = repair(g, -6.25)
     assert fixed.items == [10, 42, 12]
     assert fixed.logprobs == [-1.0, -6.25, -2.5]
     assert fixed.rewards == [0.0, 1.0, 0.0]
     assert fixed.injected == 1
     assert (fixed.group_id, fixed.segment, fixed.hits) == (7, "new", 1)
-    assert record == RepairRecord(7, "new", REPAIRED, 42, "organic", 11, -4.0, -6.25)
+    assert record == RepairRecord(7, "new", REPAIRED, 42, "organic_click", 11, -4.0, -6.25)
     assert record.to_dict() == {
         "group_id": 7,
         "segment": "new",
         "status": "repaired",
         "anchor_item": 42,
-        "anchor_source": "organic",
+        "anchor_source": "organic_click",
         "replaced_item": 11,
         "replaced_logprob": -4.0,
         "anchor_logprob": -6.25,
@@ -83,11 +83,11 @@ def test_anchor_already_a_member_is_not_usable():
 
 
 def test_first_anchor_not_among_the_members_is_used():
-    g = zero_group([1, 2, 3], [-1.0, -2.0, -3.0], [Anchor(2), Anchor(8, "organic"), Anchor(9)])
-    assert usable_anchor(g) == Anchor(8, "organic")
-    assert needs_anchor_score(g) == Anchor(8, "organic")
+    g = zero_group([1, 2, 3], [-1.0, -2.0, -3.0], [Anchor(2), Anchor(8, "organic_click"), Anchor(9)])
+    assert usable_anchor(g) == Anchor(8, "organic_click")
+    assert needs_anchor_score(g) == Anchor(8, "organic_click")
     fixed, record = repair(g, -4.0)
-    assert fixed.items == [1, 2, 8] and record.anchor_item == 8 and record.anchor_source == "organic"
+    assert fixed.items == [1, 2, 8] and record.anchor_item == 8 and record.anchor_source == "organic_click"
 
 
 def test_missing_anchor_logprob_is_unrepairable():
