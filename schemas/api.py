@@ -52,3 +52,18 @@ class EventsAccepted(BaseModel):
     accepted: int = Field(
         description="Outcomes handed to the event stream (published, or spooled until Kafka is back)."
     )
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: 'body', then the field path.")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: what is wrong, never the input echoed back (a body of megabytes, or bytes
+    that cannot even be encoded, would make the error itself fail)."""
+
+    detail: str | list[FieldError] | dict = Field(description="The problem: a sentence, the invalid fields, or "
+                                                  "a structured reason.")  # fmt: skip
+    request_id: str | None = Field(None, description="The request's id (also in the X-Request-ID header).")
