@@ -41,8 +41,8 @@ class IngestConfig:
     max_events: int | None = None  # stop after this many messages (tests, benchmarks)
     max_seconds: float | None = None  # stop after this long
     idle_exit_s: float | None = None  # stop after this long with partitions assigned and nothing to read
-    # A partition read to its end and quiet this long: its event time has reached the wall clock, so its
-    # watermark moves to now, and once every partition is there groups whose windows ended close. Without it a
+    # Caught up and idle this long: event time has reached the wall clock, so this worker's partitions move
+    # to now, and once every partition of the group is there groups whose windows ended close. Without it a
     # quiet night would leave the evening's groups open until the morning's first event, and the refresh would
     # wait for them. None: the watermark follows events only.
     idle_advance_s: float | None = 30.0
@@ -78,7 +78,7 @@ class IngestStats:
     dead_letters: int = 0
     credited: int = 0
     closed: int = 0
-    idle_advances: int = 0  # idle transactions that moved quiet partitions to the wall clock (see IngestConfig)
+    idle_advances: int = 0  # idle transactions that moved this worker's partitions to the wall clock
     db_retries: int = 0
     seconds: float = 0.0
     last_commit_unix: float | None = None  # wall time of the last committed batch (benchmarks end there)
@@ -160,7 +160,7 @@ class _Worker:
                                     connect_args={"options": "-c plan_cache_mode=force_custom_plan"})  # fmt: skip
         self.consumer = make_consumer(settings, config)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self.partitions = PartitionTracker((settings.impressions_topic, settings.outcomes_topic), config.idle_advance_s)
+        self.partitions = PartitionTracker((settings.impressions_topic, settings.outcomes_topic))
         self.stats, self.t0 = IngestStats(), time.monotonic()
         self.inflight: Batch | None = None
         self.cutoff: datetime | None = None  # this worker's last closing cutoff: it never moves back
@@ -188,7 +188,6 @@ class _Worker:
             if config.max_events is not None and read >= config.max_events:
                 break
             polled = self.consumer.poll(timeout_ms=config.poll_timeout_ms, max_records=config.batch_size)
-            self.partitions.saw(polled)
             self.partitions.look(self.consumer, force=self.partitions.holding_data is None)
             if not any(polled.values()):
                 if self.inflight is not None:  # nothing new: finish the batch being written before idling
@@ -201,8 +200,8 @@ class _Worker:
                     last_data = time.monotonic()  # still joining: not idle yet
                 elif config.idle_exit_s is not None and idle >= config.idle_exit_s:
                     break
-                elif config.idle_advance_s is not None and time.monotonic() - last_advance >= config.idle_advance_s:
-                    if self._advance_idle():
+                elif config.idle_advance_s is not None and idle >= config.idle_advance_s:
+                    if time.monotonic() - last_advance >= config.idle_advance_s and self._advance_idle():
                         last_advance = time.monotonic()
                 continue
             last_data = time.monotonic()
@@ -225,7 +224,7 @@ class _Worker:
         self.clean = True
 
     def _submit(self, batch: Batch) -> None:
-        batch.quiet, batch.previous = self.partitions.quiet(self.consumer), self.cutoff
+        batch.caught_up, batch.previous = self.partitions.caught_up(self.consumer), self.cutoff
         batch.future = self.writer.submit(pipeline.write, self.engine, batch, self.settings, self.config.group_id,
                                           self.config.lateness_s, self.partitions.holding_data)  # fmt: skip
         self.inflight = batch
@@ -250,14 +249,14 @@ class _Worker:
         self.stats.add(written.result)
 
     def _advance_idle(self) -> bool:
-        """Caught up and idle: move the quiet partitions to the wall clock and close what that closes (one
+        """Caught up and idle: move this worker's partitions to the wall clock and close what that closes (one
         transaction, nothing read, no offsets to commit). A database error is left for the next idle turn."""
         from sqlalchemy.exc import InterfaceError, OperationalError
 
-        quiet = self.partitions.quiet(self.consumer)
-        if not quiet:
+        caught_up = self.partitions.caught_up(self.consumer)
+        if not caught_up:
             return False
-        batch = Batch({}, [], [], [], {}, quiet=quiet, previous=self.cutoff)
+        batch = Batch({}, [], [], [], {}, caught_up=caught_up, idle=True, previous=self.cutoff)
         try:
             written = pipeline.write(self.engine, batch, self.settings, self.config.group_id, self.config.lateness_s,
                                      self.partitions.holding_data)  # fmt: skip

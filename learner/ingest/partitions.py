@@ -1,11 +1,11 @@
-"""What one worker knows about its partitions: which hold data, which are quiet, and how far behind it is.
+"""What one worker knows about its partitions: which hold data, which it has read to the end, and its lag.
 
 - *Holding data* (end offset past the beginning): such a partition must have a watermark row before any
   group closes (:mod:`learner.ingest.watermarks`). Looked up every ``refresh_s``, with the lag.
-- *Quiet*: assigned to this worker and no record from it for ``idle_advance_s`` while the worker polled.
-  The fetcher asks every assigned partition in each fetch, so one with unread records would have
-  yielded some by then: the worker has read it to its end, and its event time may move to the wall
-  clock. With every partition quiet this is the idle advance of a caught-up worker.
+- *Caught up*: assigned to this worker, and its position is the high watermark of the last fetch
+  response: nothing in it is unread right now. Such a partition does not hold event time back; it is
+  recorded at the latest time this worker has stored on its topic (what one worker's watermark always
+  was). A partition with unread records keeps its own, older time, and holds every worker back.
 """
 
 from __future__ import annotations
@@ -22,29 +22,30 @@ Partition = tuple[str, int]
 @dataclass
 class PartitionTracker:
     topics: tuple[str, ...]
-    idle_advance_s: float | None
     refresh_s: float = 5.0
     holding_data: set[Partition] | None = None  # None until the first successful look-up
     lag: dict[Partition, int] = field(default_factory=dict)  # end offset - position, of the assigned partitions
-    _last_record: dict[Partition, float] = field(default_factory=dict)
-    _assigned_at: dict[Partition, float] = field(default_factory=dict)
     _looked_at: float = float("-inf")
 
-    def saw(self, polled: dict) -> None:
-        now = time.monotonic()
-        for tp, records in polled.items():
-            if records:
-                self._last_record[(tp.topic, tp.partition)] = now
-
-    def quiet(self, consumer) -> set[Partition]:
-        """The assigned partitions with no record for ``idle_advance_s`` (none when the advance is off)."""
-        if self.idle_advance_s is None:
-            return set()
-        now = time.monotonic()
-        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        self._assigned_at = {p: self._assigned_at.get(p, now) for p in assigned}  # a new owner waits a full period
-        return {p for p in assigned
-                if now - max(self._last_record.get(p, float("-inf")), self._assigned_at[p]) >= self.idle_advance_s}
+    def caught_up(self, consumer) -> set[Partition]:
+        """The assigned partitions with nothing unread: the position has reached the high watermark of the last
+        fetch response, or, for a partition no fetch has answered yet (just assigned), its end offset asked now."""
+        assigned = list(consumer.assignment())
+        highs = {tp: consumer.highwater(tp) for tp in assigned}
+        unknown = [tp for tp, high in highs.items() if high is None]
+        if unknown:
+            try:
+                highs.update(consumer.end_offsets(unknown))
+            except Exception as exc:  # the broker away: those partitions are not known to be caught up
+                log.warning("end offsets unavailable: %s", exc)
+        done = set()
+        for tp, high in highs.items():
+            try:
+                if high is not None and consumer.position(tp) >= high:
+                    done.add((tp.topic, tp.partition))
+            except Exception:  # no position yet (being reassigned): not caught up
+                continue
+        return done
 
     def look(self, consumer, force: bool = False) -> None:
         """Refresh which partitions hold data and the assigned ones' lag (every ``refresh_s``; a failed

@@ -37,7 +37,8 @@ class Batch:
     outcomes: list[Outcome]
     bad: list[BadMessage]
     times: dict[Partition, datetime]  # the latest usable event time of each partition in the batch
-    quiet: set[Partition] = field(default_factory=set)  # partitions read to their end: move them to the wall clock
+    caught_up: set[Partition] = field(default_factory=set)  # nothing unread: recorded at their topic's latest time
+    idle: bool = False  # an idle advance: every caught-up partition moves to the wall clock
     previous: datetime | None = None  # this worker's cutoff before the batch (held outcomes released above it)
     future: Future | None = None
     analyze: bool = False  # refresh the planner's statistics after this batch
@@ -106,9 +107,10 @@ def write(engine, batch: Batch, settings: Settings, group_id: str, lateness_s: i
           holding_data: set[Partition] | None) -> Written:  # fmt: skip
     """The batch's one transaction (in the writer thread), then ``ANALYZE`` when the batch asks for it."""
     with engine.begin() as conn:
-        now = datetime.now(UTC)
-        marks = {**batch.times, **{p: max(batch.times.get(p, now), now) for p in batch.quiet}}
-        watermarks.record(conn, group_id, marks)
+        watermarks.record(conn, group_id, batch.times)
+        if batch.caught_up:
+            latest = watermarks.topic_latest(conn, group_id)
+            watermarks.record(conn, group_id, caught_up_marks(batch, latest, datetime.now(UTC)))
         mark = watermarks.shared(conn, group_id, holding_data)
         cutoff = close_before(mark, lateness_s)
         if batch.previous is not None and (cutoff is None or cutoff < batch.previous):
@@ -120,6 +122,17 @@ def write(engine, batch: Batch, settings: Settings, group_id: str, lateness_s: i
             refresh_statistics(conn)
             conn.commit()
     return Written(result, cutoff, mark)
+
+
+def caught_up_marks(batch: Batch, latest: dict[str, datetime], now: datetime) -> dict[Partition, datetime]:
+    """Where the caught-up partitions move: to the latest time recorded on their topic (nothing unread in them,
+    so they are as far as their topic has got anywhere); after an idle spell, to the wall clock."""
+    out = {}
+    for topic, partition in batch.caught_up:
+        mark = now if batch.idle else latest.get(topic)
+        if mark is not None:
+            out[(topic, partition)] = mark
+    return out
 
 
 def rewind(consumer, batch: Batch, ahead: Batch | None) -> None:

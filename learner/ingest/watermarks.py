@@ -1,8 +1,9 @@
 """The watermark shared by every worker of a consumer group: one row per partition (``ingest_watermarks``).
 
 A worker records, in the transaction that stores a batch, the latest event time it stored from each
-partition of the batch (never moving a row back), and a partition it has read to the end and that stayed
-quiet moves to the wall clock (see ``IngestConfig.idle_advance_s``). Groups then close by the *least*
+partition of the batch (never moving a row back). A partition it has read to the end (nothing unread)
+holds nothing back: it moves to the latest time recorded on its topic by any worker; after an idle spell
+(``IngestConfig.idle_advance_s``) to the wall clock. Groups then close by the *least*
 of those times over every partition that holds data, lateness behind it
 (:func:`learner.ingest.attribution.close_before`), whichever worker closes them. So a worker far ahead
 of another can no longer close a group whose outcomes still wait unread in the other's partitions, and a
@@ -36,6 +37,13 @@ def record(conn: Connection, group_id: str, times: dict[Partition, datetime]) ->
         index_elements=[W.c.group_id, W.c.topic, W.c.partition],
         set_={"event_time": func.greatest(W.c.event_time, stmt.excluded.event_time), "updated_at": func.now()},
     ))  # fmt: skip
+
+
+def topic_latest(conn: Connection, group_id: str) -> dict[str, datetime]:
+    """The latest event time recorded on each topic, over all of the group's partitions."""
+    result = conn.execute(select(W.c.topic, func.max(W.c.event_time)).where(W.c.group_id == group_id)
+                          .group_by(W.c.topic))  # fmt: skip
+    return {topic: ts for topic, ts in result}
 
 
 def shared(conn: Connection, group_id: str, required: set[Partition] | None) -> datetime | None:

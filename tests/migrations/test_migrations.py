@@ -25,7 +25,7 @@ from schemas.tables import Base, DeadLetter, ImpressionRow, ModelVersion, Outcom
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs",
-          "model_activations"}
+          "model_activations", "ingest_watermarks"}
 
 
 @pytest.fixture
