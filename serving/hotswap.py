@@ -123,6 +123,7 @@ class RegistryWatcher(threading.Thread):
         self.holder, self.database_url, self.poll_s = holder, database_url, poll_s
         self._stop = threading.Event()
         self._refused: tuple | None = None  # (version, sha256, files) of the last refused swap: not tried again
+        self.note: str | None = None  # what became of the last swap to the active row (for /readyz)
         self.view = RegistryView()
         self.errors = 0
 
@@ -151,7 +152,8 @@ class RegistryWatcher(threading.Thread):
         with self.holder.registry_lock:
             with engine.connect() as conn:
                 row = conn.execute(active_row()).first()
-            self.view = RegistryView(*(row if row is not None else (None, None, None)), read_at=time.time())
+            self.view = RegistryView(version=row.version, sha256=row.sha256, path=row.path, read_at=time.time()) \
+                if row is not None else RegistryView(read_at=time.time())
             if row is None:
                 return None
             if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
@@ -160,8 +162,10 @@ class RegistryWatcher(threading.Thread):
             key = (row.version, row.sha256, files_fingerprint(row.path))
             if key == self._refused:
                 return None  # refused before and nothing changed since: /readyz says so
+            self.note = "loading it now"
             result = self.holder.swap(row.path, expected_sha256=row.sha256)
             self._refused = None if result.ok else key
+            self.note = None if result.ok else f"refused: {result.error}; tried again when its files change"
             return result
 
     def disagreement(self) -> str | None:
@@ -172,6 +176,5 @@ class RegistryWatcher(threading.Thread):
         if model is not None and model.manifest_sha256 == view.sha256.lower():
             return None
         served = model.version if model is not None else "nothing"
-        last = self.holder.last
-        why = f" ({last.error})" if last is not None and not last.ok and last.error else ""
+        why = f" ({self.note})" if self.note else ""
         return f"serving {served} but the registry's active model is {view.version}{why}"
