@@ -60,7 +60,8 @@ def served_models_verified(engine, books: Books) -> dict:
     from learner.registry import RegistryError, get, verify_registered
 
     with books.lock:
-        versions = set(books.served.values()) | set(books.reported)
+        versions = set(books.served.values()) | {v for v in books.reported if v is not None}
+        starting = books.reported.get(None, 0)  # the API restarting: nothing served yet, every request a 503
     bad = {}
     with engine.connect() as conn:
         for version in sorted(versions):
@@ -68,7 +69,7 @@ def served_models_verified(engine, books: Books) -> dict:
                 verify_registered(get(conn, version))
             except RegistryError as exc:
                 bad[version] = str(exc)
-    return {"versions": sorted(versions), "unverified": bad}
+    return {"versions": sorted(versions), "unverified": bad, "samples_with_no_model": starting}
 
 
 def refresh_runs(engine) -> list[dict]:

@@ -21,10 +21,10 @@ _ONE = Outcome.model_json_schema()  # flat: no nested models, so no $defs to car
 _SCHEMA = {"oneOf": [_ONE, {"type": "array", "items": _ONE, "minItems": 1, "maxItems": MAX_EVENTS_PER_CALL}]}
 
 
-def check_outcomes(outcomes: list[Outcome], known_items, settings) -> None:
+def check_outcomes(outcomes: list[Outcome], known_items, settings, now: datetime | None = None) -> None:
     """The rule the ingest worker applies too (:func:`schemas.events.event_problem`): a 202 is only given to
     outcomes it will learn from. One bad outcome refuses the whole call (nothing is published)."""
-    now, problems = datetime.now(UTC), []
+    now, problems = now or datetime.now(UTC), []
     for n, outcome in enumerate(outcomes):
         problem = event_problem(outcome, now, known_items, settings.event_max_age_s, settings.event_max_skew_s)
         if problem is not None:
