@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,12 +90,18 @@ class MicroBatcher:
     def depth(self) -> int:
         return self._waiting
 
+    def full(self) -> bool:
+        return self.max_queue is not None and self._waiting >= self.max_queue
+
+    def retry_after(self) -> int:
+        """Whole seconds until the queue has likely drained (at least 1)."""
+        return max(1, math.ceil((self._waiting / self.max_size + 1) * self._batch_s))
+
     async def rank(self, request: RankRequest) -> Ranked:
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
-        if self.max_queue is not None and self._waiting >= self.max_queue:
-            batches = self._waiting / self.max_size + 1
-            raise Overloaded(self._waiting, batches * self._batch_s)
+        if self.full():
+            raise Overloaded(self._waiting, self.retry_after())
         future = asyncio.get_running_loop().create_future()
         self._waiting += 1
         try:

@@ -59,6 +59,7 @@ class Run:
     warm_end: float  # requests sent before this are not measured
     max_requests: int | None
     max_errors: int
+    honour_retry_after: bool = False  # a client told to come back later waits that long (at most 5 s)
     rate: float | None = None  # open loop: request n is due at start + n / rate (None: closed loop)
     start: float = 0.0
     sent: int = 0
@@ -134,6 +135,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     else:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
     keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+    read_response.retry_after = headers.get("retry-after")  # the last answer's, for clients that honour it
     return status, body, keep
 
 
@@ -168,6 +170,9 @@ async def client(target: Target, requests: list[bytes], run: Run, timeout: float
             run.records.append((t0, time.perf_counter(), status))
             if status != 200:
                 run.errors[f"status {status}"] += 1
+                retry = read_response.retry_after
+                if run.honour_retry_after and status in (429, 503) and retry and retry.isdigit():
+                    await asyncio.sleep(min(float(retry), 5.0))  # as a well-behaved client would
             elif run.sample is None:
                 run.sample = body
             if not keep:
@@ -256,6 +261,7 @@ async def drive(target: Target, requests: list[bytes], args: argparse.Namespace)
         max_errors=args.max_errors,
         rate=args.rate,
         start=start,
+        honour_retry_after=args.honour_retry_after,
     )
     await asyncio.gather(*(client(target, requests, run, args.timeout) for _ in range(args.concurrency)))
     return summarise(run, start, time.perf_counter(), time.process_time() - cpu0, args)
@@ -294,6 +300,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=None,
                         help="open loop: send this many requests per second whatever the answers take (needs "
                         "--concurrency >= rate x latency); default: closed loop")  # fmt: skip
+    parser.add_argument("--honour-retry-after", action="store_true",
+                        help="after a 429 or 503 with Retry-After, a client waits that long (at most 5 s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     for name in ("k", "concurrency"):

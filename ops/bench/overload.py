@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
             row("within capacity", load(api, api.keys["load"], args.data, args.duration, concurrency=8)),
             row(f"overload ({args.overload} connections)", load(api, api.keys["load"], args.data, args.duration,
                                                                 concurrency=args.overload)),  # fmt: skip
+            row(f"overload ({args.overload} connections), clients honour Retry-After",
+                load(api, api.keys["load"], args.data, args.duration, concurrency=args.overload,
+                     honour_retry_after=True)),  # fmt: skip
             row(f"key limited to {args.key_rate:g}/s, sent {3 * args.key_rate:g}/s",
                 load(api, api.keys["limited"], args.data, args.duration, concurrency=16, rate=3 * args.key_rate)),
         ]

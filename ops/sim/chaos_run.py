@@ -124,15 +124,15 @@ def run_chaos(checkpoint: Path, visits: list[Visit], run_dir: Path, data_dir: Pa
         api = holder["api"]
         phase("an ingest worker")
         found.append(timed("ingest worker", "SIGKILL, restart", lambda: holder.update(
-            ingest=faults.restart_ingest(ingest, ingest_args, env, logs / "ingest.log"))))  # fmt: skip
+            ingest=faults.restart_ingest(ingest, ingest_args, env, logs / "ingest.log", run_dir / "ingest.alive"))))
         ingest = holder["ingest"]
-        say("waiting for a refresh to be running, to kill its Celery worker")
+        phase("the Celery worker, once a refresh runs")
         running = wait(lambda: [r for r in refresh_runs(engine) if r["status"] == "running"], "a running refresh",
                        timeout=600, every=0.2)  # fmt: skip
         killed_run = running[0]["id"]
         found.append(timed("Celery worker", f"SIGKILL during refresh run {killed_run}, restart",
                            lambda: faults.kill_celery_worker(state, env)))  # fmt: skip
-        say("waiting until the worker has stored what was acknowledged, then killing the broker")
+        phase("the broker, once the worker has stored what was acknowledged")
         wait(lambda: _drained(engine, books), "the worker caught up before the broker fault", timeout=300)
         found.append(timed("broker", f"SIGKILL, {outage_s:g} s down, restart",
                            lambda: faults.restart_broker(state, topics, settings.topic_partitions, outage_s)))

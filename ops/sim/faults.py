@@ -27,10 +27,17 @@ def restart_api(api: subprocess.Popen, env: dict, log: Path, url: str) -> subpro
     return proc
 
 
-def restart_ingest(worker: subprocess.Popen, args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    worker.kill()  # SIGKILL: the batch in flight was not committed; it comes again
+def restart_ingest(worker: subprocess.Popen, args: list[str], env: dict, log: Path, alive: Path) -> subprocess.Popen:
+    """SIGKILL (the batch in flight was not committed; it comes again), restart, and wait until the new worker
+    has joined its group and touched its health file."""
+    worker.kill()
     worker.wait(timeout=30)
-    return processes.recast_process(args, env, log)
+    alive.unlink(missing_ok=True)
+    proc = processes.recast_process(args, env, log)
+    wait_until(lambda: alive.exists() or proc.poll() is not None, "the ingest worker back", timeout=120)
+    if proc.poll() is not None:
+        raise RuntimeError(f"the restarted ingest worker exited ({proc.returncode}); see {log}")
+    return proc
 
 
 def kill_celery_worker(state: StackState, env: dict) -> None:
