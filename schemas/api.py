@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from schemas.events import Id
+from schemas.events import Id, clean_text
 
 MAX_K = 50
 MAX_EVENTS_PER_CALL = 1000
@@ -28,7 +28,7 @@ class RecommendRequest(_Strict):
         "`max_request_history` setting (200 by default); only the most recent items reach the model.",
     )
     k: int = Field(10, ge=1, le=MAX_K, description=f"How many items to return (1-{MAX_K}).")
-    segment: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+    segment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(clean_text)] = Field(
         "default", description="Customer segment, carried into the impression for per-segment audits."
     )
     exclude_history: bool = Field(False, description="Leave out items already in the history.")
@@ -52,3 +52,18 @@ class EventsAccepted(BaseModel):
     accepted: int = Field(
         description="Outcomes handed to the event stream (published, or spooled until Kafka is back)."
     )
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="Where: 'body', then the field path.")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers: what is wrong, never the input echoed back (a body of megabytes, or bytes
+    that cannot even be encoded, would make the error itself fail)."""
+
+    detail: str | list[FieldError] | dict = Field(description="The problem: a sentence, the invalid fields, or "
+                                                  "a structured reason.")  # fmt: skip
+    request_id: str | None = Field(None, description="The request's id (also in the X-Request-ID header).")

@@ -20,16 +20,45 @@ schemas.events.EventError: item_id: Input should be a valid string; type: Field 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Container
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 OutcomeType = Literal["click", "add_to_cart", "purchase"]
 OUTCOME_TYPES: tuple[str, ...] = get_args(OutcomeType)
 
+
+
+_UNSTORABLE = re.compile("[\x00-\x1f\ud800-\udfff]")
+
+
+def clean_text(value: str) -> str:
+    r"""Refuse what no store downstream can hold: U+0000 (Postgres text and JSONB refuse it, so such an event
+    would be accepted and then dead-lettered), other C0 control characters, and lone surrogates (they cannot
+    be encoded as UTF-8 at all, so even the error that names them would fail).
+
+    >>> clean_text("shop-42")
+    'shop-42'
+    >>> clean_text("a\x00b")
+    Traceback (most recent call last):
+    ...
+    ValueError: contains the control character U+0000
+    """
+    bad = _UNSTORABLE.search(value)  # one regex scan: this runs on every id of every event ingested
+    if bad is not None:
+        ch = bad.group()
+        raise ValueError(f"contains {'a lone surrogate' if ch >= ' ' else 'the control character'} U+{ord(ch):04X}")
+    return value
+
+
+# Free text that travels to Kafka and Postgres: printable, encodable.
+Text = Annotated[str, AfterValidator(clean_text)]
 # Ids are opaque strings from other systems; the bounds only stop garbage (empty ids, megabyte keys).
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+Id = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(clean_text)]
 
 
 class _Event(BaseModel):
@@ -48,7 +77,7 @@ class Impression(_Event):
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: Id = Field(description="Unique per served list; the impression's dedup key.")
     user_id: Id
-    segment: Annotated[str, Field(min_length=1, max_length=64)] = "default"
+    segment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(clean_text)] = "default"
     history: list[Id] = Field(max_length=1000, description="The user's recent items, oldest first.")
     items: list[ServedItem] = Field(min_length=1, max_length=1000)
     model_version: Id
@@ -77,6 +106,44 @@ class Outcome(_Event):
     item_id: Id
     type: OutcomeType
     ts: AwareDatetime
+
+
+# Nothing any storefront stamps is older than this; a timestamp before it is a bug (a zero, seconds read as ms).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def event_problem(event: Impression | Outcome, received: datetime, known_items: Container[str] | None = None,
+                  max_age_s: int | None = None, max_skew_s: int = 300) -> str | None:  # fmt: skip
+    """Why a well-formed event would not be learned from, or None: the one rule the API (before it answers
+    2xx) and the ingest worker (before it stores) both apply, so an accepted event is never dead-lettered.
+
+    ``received``: when it was received (the API's clock; the Kafka record's timestamp in the worker, so a
+    replay judges the same). ``known_items``: the catalog's item ids (an outcome on an unknown item can
+    credit no list and teach nothing). ``max_age_s``: how old it may be (the API's bound; the worker cannot
+    judge age, since a record replayed from the API's spool is received late).
+
+    >>> o = Outcome(event_id="e", user_id="u", item_id="7", type="click", ts=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> event_problem(o, datetime(2026, 1, 1, tzinfo=UTC), {"7"}) is None
+    True
+    >>> event_problem(o, datetime(2026, 1, 1, tzinfo=UTC), {"8"})
+    "item_id: '7' is not in the catalog"
+    >>> event_problem(o, datetime(2025, 12, 31, tzinfo=UTC))
+    'ts: 2026-01-01T00:00:00+00:00 is more than 300 s ahead of the time it was received'
+    """
+    ts = event.ts
+    if ts < EARLIEST:
+        return f"ts: {ts.isoformat()} is before {EARLIEST.year}"
+    if ts > received + timedelta(seconds=max_skew_s):
+        return f"ts: {ts.isoformat()} is more than {max_skew_s} s ahead of the time it was received"
+    if max_age_s is not None and ts < received - timedelta(seconds=max_age_s):
+        return f"ts: {ts.isoformat()} is more than {max_age_s} s old"
+    if known_items is not None:
+        items = [event.item_id] if isinstance(event, Outcome) else [i.item_id for i in event.items]
+        unknown = [i for i in items if i not in known_items]
+        if unknown:
+            shown = ", ".join(repr(i[:32]) for i in unknown[:3])
+            return f"item_id: {shown} {'is' if len(unknown) == 1 else 'are'} not in the catalog"
+    return None
 
 
 class EventError(ValueError):

@@ -77,6 +77,48 @@ class Settings(BaseSettings):
     )
     vllm_kv_cache_gib: int = Field(1, ge=1, description="KV cache the vllm engine reserves on the CPU, GiB.")
 
+    # Hardening (issue 14): the API's edges, admission control and operations.
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (bytes); a larger one is refused with 413 "
+        "before it is read. 1 MiB holds a batch of 1000 outcomes with room to spare.",
+    )
+    queue_max: int = Field(
+        256, ge=1, description="Recommend requests that may wait for the decoder at once; one more is shed with 503 "
+        "and Retry-After instead of queueing without end.",
+    )
+    rate_limit: str = Field(
+        "", description="Per storefront key, e.g. '200/second' or '10000/minute' (the `limits` notation); empty: "
+        "no limit. A key over its limit gets 429 with Retry-After.",
+    )
+    rate_limits: str = Field(
+        "", description="Per-key exceptions to rate_limit: 'name=rate' pairs, comma-separated "
+        "('shop-a=50/second,batch=5/second'); names are those of RECAST_API_KEYS.",
+    )
+    cors_origins: str = Field(
+        "*", description="Origins allowed to call the API from a browser (comma-separated; '*': any; empty: none).",
+    )
+    access_log: bool = Field(True, description="One log line per request (method, path, status, ms, key name).")
+    log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON objects or plain text.")
+    log_level: str = Field("INFO", description="Level of our own loggers (DEBUG, INFO, WARNING, ...).")
+    log_third_party_level: str = Field(
+        "WARNING", description="Level of other libraries' loggers (kafka, sqlalchemy, urllib3, ...): quiet by default.",
+    )
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, description="On SIGTERM the API stops accepting and answers requests in flight for this long.",
+    )
+    event_max_age_s: int = Field(
+        86_400, ge=1, description="The API refuses outcomes stamped longer ago than this (they could no longer be "
+        "credited to a list).",
+    )
+    event_max_skew_s: int = Field(
+        300, ge=0, description="Events stamped further ahead of the time they were received are refused (API) or "
+        "dead-lettered (ingest); such a time would also be kept out of the watermark.",
+    )
+    ingest_metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the ingest worker's Prometheus endpoint (0: none).",
+    )
+    ingest_metrics_host: str = Field("127.0.0.1", description="Interface of the ingest worker's metrics endpoint.")
+
     # The closed loop (issue 11): Celery beat runs the refresh; it learns from the reward groups.
     refresh_schedule: str = Field(
         "0 3 * * *",
@@ -156,7 +198,28 @@ class Settings(BaseSettings):
 
     @property
     def api_key_digests(self) -> frozenset[str]:
-        return frozenset(d.strip().lower() for d in self.api_keys.split(",") if d.strip())
+        return frozenset(self.api_key_names)
+
+    @property
+    def api_key_names(self) -> dict[str, str]:
+        """digest -> the key's name, from ``name:digest`` entries (a bare digest is named ``key-<first 8 hex>``).
+        Logs and metrics carry the name, never the key.
+
+        >>> Settings(api_keys="shop-a:ABC1, def2").api_key_names
+        {'abc1': 'shop-a', 'def2': 'key-def2'}
+        """
+        names = {}
+        for entry in filter(None, (e.strip() for e in self.api_keys.split(","))):
+            name, _, digest = entry.rpartition(":")
+            digest = digest.strip().lower()
+            names[digest] = name.strip() or f"key-{digest[:8]}"
+        return names
+
+    @property
+    def rate_limit_overrides(self) -> dict[str, str]:
+        """key name -> rate, from :attr:`rate_limits`."""
+        pairs = (e.partition("=") for e in self.rate_limits.split(",") if e.strip())
+        return {name.strip(): rate.strip() for name, _, rate in pairs}
 
     @property
     def reward_weights(self) -> dict[str, float]:

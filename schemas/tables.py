@@ -140,6 +140,23 @@ class DeadLetter(Base):
     ts: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class IngestWatermark(Base):
+    """How far event time has got on one partition, for one consumer group: the latest event time its
+    workers have *stored* from it (or the wall clock, once the partition was read to its end and stayed quiet).
+
+    Shared through the database so that several ingest workers close groups by one watermark: the least over
+    every partition that holds data. A worker far ahead therefore never closes a group whose outcomes still
+    wait unread in a partition that another worker reads."""
+
+    __tablename__ = "ingest_watermarks"
+
+    group_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class ModelVersion(Base):
     """A checkpoint the service may load; ``sha256`` is the manifest's hash, checked before serving."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -29,14 +31,29 @@ def new_key() -> tuple[str, str]:
     return key, digest(key)
 
 
+@dataclass(frozen=True)
+class Caller:
+    scope: Scope
+    name: str  # the key's configured name: what logs and rate limits use, never the key
+
+
 class KeyRing:
-    def __init__(self, storefront: frozenset[str], admin: str = ""):
-        self.digests = {Scope.STOREFRONT: frozenset(d.lower() for d in storefront),
-                        Scope.ADMIN: frozenset([admin.lower()] if admin else [])}  # fmt: skip
+    """``storefront``: digest -> name (or bare digests, named ``key-<first 8 hex>``); ``admin``: the admin
+    token's digest (named ``admin``)."""
+
+    def __init__(self, storefront: Mapping[str, str] | Iterable[str], admin: str = ""):
+        named = storefront if isinstance(storefront, Mapping) else {d: f"key-{d.lower()[:8]}" for d in storefront}
+        self.callers = [(d.lower(), Caller(Scope.STOREFRONT, n)) for d, n in named.items()]
+        if admin:
+            self.callers.append((admin.lower(), Caller(Scope.ADMIN, "admin")))
+
+    def identify(self, key: str) -> Caller | None:
+        d, found = digest(key), None
+        for known, caller in self.callers:  # every digest compared, in constant time: no early exit to time
+            if hmac.compare_digest(d, known):
+                found = caller
+        return found
 
     def scope_of(self, key: str) -> Scope | None:
-        d = digest(key)
-        for scope, known in self.digests.items():
-            if any(hmac.compare_digest(d, k) for k in known):
-                return scope
-        return None
+        caller = self.identify(key)
+        return caller.scope if caller is not None else None

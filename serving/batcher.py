@@ -8,17 +8,24 @@ decode at a time is deliberate: on a CPU box two concurrent decodes only split t
 
 The model is read once per batch: a swap between batches changes the model of the next
 batch, never of a batch in flight (see :mod:`serving.hotswap`).
+
+The queue is bounded (``max_queue``): past it a request is refused at once with
+:class:`~serving.admission.Overloaded`, carrying an estimate of how long the queue needs to drain, so
+an overloaded service answers the requests it admits in bounded time and tells the rest when to
+come back, instead of letting every request's latency grow without end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from serving.admission import Overloaded
 from serving.served_model import ServedModel
 
 log = logging.getLogger("recast.batcher")
@@ -51,10 +58,15 @@ class MicroBatcher:
         max_size: int,
         max_wait_ms: float,
         on_batch: Callable[[int, float], None] | None = None,
+        max_queue: int | None = None,
     ):
-        if max_size < 1 or max_wait_ms < 0:
-            raise ValueError(f"max_size must be >= 1 and max_wait_ms >= 0, got {max_size}, {max_wait_ms}")
+        if max_size < 1 or max_wait_ms < 0 or (max_queue is not None and max_queue < 1):
+            raise ValueError(f"max_size and max_queue must be >= 1 and max_wait_ms >= 0, got {max_size}, "
+                             f"{max_queue}, {max_wait_ms}")  # fmt: skip
         self.current, self.max_size, self.max_wait = current, max_size, max_wait_ms / 1000
+        self.max_queue = max_queue
+        self._waiting = 0  # admitted and not yet answered (queued or in the batch being decoded)
+        self._batch_s = 0.05  # moving average of one batch's decode, for Retry-After
         self.on_batch = on_batch  # (batch size, engine seconds), for metrics
         self._queue: asyncio.Queue[_Waiting] | None = None
         self._task: asyncio.Task | None = None
@@ -75,12 +87,28 @@ class MicroBatcher:
                 pass
         self._decoder.shutdown(wait=True)
 
+    def depth(self) -> int:
+        return self._waiting
+
+    def full(self) -> bool:
+        return self.max_queue is not None and self._waiting >= self.max_queue
+
+    def retry_after(self) -> int:
+        """Whole seconds until the queue has likely drained (at least 1)."""
+        return max(1, math.ceil((self._waiting / self.max_size + 1) * self._batch_s))
+
     async def rank(self, request: RankRequest) -> Ranked:
         if self._queue is None:
             raise RuntimeError("the batcher is not started")
+        if self.full():
+            raise Overloaded(self._waiting, self.retry_after())
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Waiting(request, future))
-        return await future
+        self._waiting += 1
+        try:
+            await self._queue.put(_Waiting(request, future))
+            return await future
+        finally:
+            self._waiting -= 1
 
     def retire(self, model: ServedModel) -> None:
         """Close a swapped-out model once the decode thread is done with any batch still on it (from any thread).
@@ -132,8 +160,10 @@ class MicroBatcher:
                 if not w.future.done():
                     w.future.set_exception(exc)
             return
+        seconds = time.perf_counter() - t0
+        self._batch_s = 0.8 * self._batch_s + 0.2 * seconds
         if self.on_batch is not None:
-            self.on_batch(len(batch), time.perf_counter() - t0)
+            self.on_batch(len(batch), seconds)
         for w, items in zip(batch, ranked, strict=True):
             if not w.future.done():
                 w.future.set_result(Ranked(items, model, len(batch)))

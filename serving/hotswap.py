@@ -7,9 +7,10 @@ Batches read ``current`` once, so a batch in flight finishes on the model it sta
 and the old model is closed only after such batches (``retire``).
 
 :class:`RegistryWatcher` polls the ``model_registry`` table for the newest ``active``
-row and swaps when that row *changes*: a swap an operator made through the admin route
-stands until the registry names another model, and a checkpoint that failed to load is
-not reloaded every poll (register it again to retry).
+row: the registry is the truth, so whenever the served model is not the active row's
+checkpoint it swaps to it (an admin swap lasts until the next look). A checkpoint that
+failed to load is tried again as soon as the row (version, hash) *or its files* change,
+never every poll; until then ``/readyz`` says the service disagrees with the registry and why.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from recast.catalog import Catalog
@@ -94,14 +95,36 @@ class ModelHolder:
             return self.last
 
 
+def files_fingerprint(path: Path | str) -> tuple:
+    """(name, size, mtime) of every file of a checkpoint directory: changes when any file is written again."""
+    try:
+        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in Path(path).iterdir()
+                            if (st := p.stat()) is not None))  # fmt: skip
+    except OSError as exc:
+        return (("unreadable", str(exc)),)
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """What the watcher last read: the active row (None: no model is active), when, or why it could not."""
+
+    version: str | None = None
+    sha256: str | None = None
+    path: str | None = None
+    read_at: float | None = None  # time.time() of the last successful read
+    error: str | None = None  # the last read's failure (the database away); cleared by a good read
+
+
 class RegistryWatcher(threading.Thread):
-    """Every ``poll_s``: the newest ``active`` registry row; a new one is swapped in unless already served."""
+    """Every ``poll_s``: the newest ``active`` registry row, swapped in unless it is what is served."""
 
     def __init__(self, holder: ModelHolder, database_url: str, poll_s: float):
         super().__init__(name="recast-registry-watcher", daemon=True)
         self.holder, self.database_url, self.poll_s = holder, database_url, poll_s
         self._stop = threading.Event()
-        self._seen: tuple[str, str] | None = None  # the (version, sha256) acted on last
+        self._refused: tuple | None = None  # (version, sha256, files) of the last refused swap: not tried again
+        self.note: str | None = None  # what became of the last swap to the active row (for /readyz)
+        self.view = RegistryView()
         self.errors = 0
 
     def stop(self) -> None:
@@ -112,12 +135,14 @@ class RegistryWatcher(threading.Thread):
 
         engine = create_engine(self.database_url, pool_pre_ping=True)
         try:
-            while not self._stop.wait(self.poll_s):
+            while not self._stop.is_set():  # look at once: a service started without --checkpoint has nothing
                 try:
                     self.check(engine)
                 except Exception as exc:  # the database away: keep serving, look again next time
                     self.errors += 1
-                    log.warning("model registry unreadable: %s", exc)
+                    self.view = replace(self.view, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                    log.warning("model registry unreadable: %s", self.view.error)
+                self._stop.wait(self.poll_s)
         finally:
             engine.dispose()
 
@@ -127,9 +152,29 @@ class RegistryWatcher(threading.Thread):
         with self.holder.registry_lock:
             with engine.connect() as conn:
                 row = conn.execute(active_row()).first()
-            if row is None or (row.version, row.sha256) == self._seen:
+            self.view = RegistryView(version=row.version, sha256=row.sha256, path=row.path, read_at=time.time()) \
+                if row is not None else RegistryView(read_at=time.time())
+            if row is None:
                 return None
-            self._seen = (row.version, row.sha256)
             if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
+                self._refused = None
                 return None
-            return self.holder.swap(row.path, expected_sha256=row.sha256)
+            key = (row.version, row.sha256, files_fingerprint(row.path))
+            if key == self._refused:
+                return None  # refused before and nothing changed since: /readyz says so
+            self.note = "loading it now"
+            result = self.holder.swap(row.path, expected_sha256=row.sha256)
+            self._refused = None if result.ok else key
+            self.note = None if result.ok else f"refused: {result.error}; tried again when its files change"
+            return result
+
+    def disagreement(self) -> str | None:
+        """Why the served model is not the registry's active one, or None when they agree (or nothing is active)."""
+        view, model = self.view, self.holder.get()
+        if view.read_at is None or view.sha256 is None:
+            return None
+        if model is not None and model.manifest_sha256 == view.sha256.lower():
+            return None
+        served = model.version if model is not None else "nothing"
+        why = f" ({self.note})" if self.note else ""
+        return f"serving {served} but the registry's active model is {view.version}{why}"

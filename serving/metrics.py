@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 # Latency buckets from 1 ms to 10 s: a decode on the CPU is a few ms, a swap-time stall or a cold vLLM seconds.
@@ -36,7 +44,16 @@ class Metrics:
             "recast_impressions", "Served lists handed to the publisher.", registry=self.registry
         )
         self.events = Counter("recast_events", "Storefront outcomes handed to the publisher.", registry=self.registry)
-        self.registry.register(_StateCollector(publisher_stats, model_state))
+        self.shed = Counter("recast_shed", "Recommend requests refused with 503 because the decoder's queue was full.",
+                            registry=self.registry)  # fmt: skip
+        self.limited = Counter("recast_rate_limited", "Requests refused with 429: their key was over its rate "
+                               "limit.", ["key"], registry=self.registry)  # fmt: skip
+        self.queue_depth: Callable[[], int] = lambda: 0  # set once the batcher exists
+        self.registry.register(_StateCollector(publisher_stats, model_state, lambda: self.queue_depth()))
+        # The process itself: RSS, CPU seconds, open file descriptors, start time, GC (what a soak watches).
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
@@ -47,8 +64,9 @@ class Metrics:
 
 
 class _StateCollector:
-    def __init__(self, publisher_stats: Callable[[], dict], model_state: Callable[[], dict]):
-        self.publisher_stats, self.model_state = publisher_stats, model_state
+    def __init__(self, publisher_stats: Callable[[], dict], model_state: Callable[[], dict],
+                 queue_depth: Callable[[], int]):  # fmt: skip
+        self.publisher_stats, self.model_state, self.queue_depth = publisher_stats, model_state, queue_depth
 
     def describe(self):
         return []  # collected on every scrape; nothing to check at registration
@@ -65,6 +83,8 @@ class _StateCollector:
         yield records
         yield GaugeMetricFamily("recast_spool_pending", "Records in the spool waiting for Kafka.",
                                 value=stats.get("pending_in_spool", 0))  # fmt: skip
+        yield GaugeMetricFamily("recast_queue_depth", "Recommend requests admitted and not yet answered.",
+                                value=self.queue_depth())  # fmt: skip
         yield GaugeMetricFamily("recast_broker_up", "1 when the publisher reaches Kafka.",
                                 value=float(bool(stats.get("broker_up"))))  # fmt: skip
         state = self.model_state()

@@ -23,9 +23,10 @@ clock of the worker, so replaying a topic into an empty database rebuilds the sa
   (``ts + window <= close_before(...)``, event time), to the groups open then. Until then it
   keeps the groups it could fall back to from closing. So the named group gets the credit in
   every reading order, and replaying the topics rebuilds the same groups.
-- The worker closes a group once its ``closes_at`` lies ``lateness`` behind the *watermark*,
-  the lesser of the latest impression time and the latest outcome time seen; see
-  :func:`watermark` and :func:`close_before`. Closing is the one rule that depends on
+- The worker closes a group once its ``closes_at`` lies ``lateness`` behind the *watermark*:
+  how far event time has surely got on every partition of both topics, shared by the group's
+  workers (``learner/ingest/watermarks.py``); see :func:`watermark` and :func:`close_before`
+  for the rule with one partition per topic. Closing is the one rule that depends on
   reading order: an outcome that arrives after its group closed (later than ``lateness``
   behind the other topic) stays unattributed, and so does a named impression that arrives
   after its held outcomes were released to the fallback groups.

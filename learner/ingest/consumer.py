@@ -5,7 +5,8 @@ were not committed, the batch comes again); a crash between the two commits rede
 batch the database already holds, and the unique keys make that a no-op. A database error
 (Postgres restarting) rolls back, rewinds the consumer to the batch's first offsets and
 retries, so nothing is skipped either. Malformed messages become dead letters in the same
-transaction; they never stop the loop.
+transaction; they never stop the loop. Groups close by the watermark the group's workers
+share through the database (:mod:`learner.ingest.watermarks`), so several workers close exactly.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from learner.ingest.attribution import advance, close_before, watermark
-from learner.ingest.store import BadMessage, BatchResult, latest_event_times, refresh_statistics, write_batch
-from schemas.events import EventError, Impression, Outcome, parse_impression, parse_outcome
+from learner.ingest import pipeline
+from learner.ingest.partitions import PartitionTracker
+from learner.ingest.pipeline import Batch, Written
 from schemas.settings import Settings
 
 log = logging.getLogger("recast.ingest")
 
 # Tansu joins a group in ~3 s with these, ~23 s with kafka-python's defaults (platform notes).
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
-MAX_SKEW_S = 300  # event times further ahead of the wall clock do not move the watermark
+parse = pipeline.parse  # the message rule, where the tests and benchmarks have always found it
 
 
 @dataclass(frozen=True)
@@ -41,15 +41,21 @@ class IngestConfig:
     max_events: int | None = None  # stop after this many messages (tests, benchmarks)
     max_seconds: float | None = None  # stop after this long
     idle_exit_s: float | None = None  # stop after this long with partitions assigned and nothing to read
-    # Caught up and idle this long: event time has reached the wall clock, so the watermark moves to now and
-    # groups whose windows ended close. Without it a quiet night would leave the evening's groups open until
-    # the morning's first event, and the refresh would wait for them. None: the watermark follows events only.
+    # Caught up and idle this long: event time has reached the wall clock, so this worker's partitions move
+    # to now, and once every partition of the group is there groups whose windows ended close. Without it a
+    # quiet night would leave the evening's groups open until the morning's first event, and the refresh would
+    # wait for them. None: the watermark follows events only.
     idle_advance_s: float | None = 30.0
     alive_path: Path | None = Path("/tmp/recast-ingest.alive")  # touched after every committed batch
     retry_s: float = 1.0  # wait after a database error before trying the batch again
     log_every_s: float = 10.0
     # ANALYZE after this many messages, then at every doubling (tables that doubled need fresh statistics).
     analyze_first_at: int = 10_000
+    # The catalog's item ids: an outcome on another item is a dead letter, as the API refuses it (`recast ingest`
+    # passes the data set's; None: item ids are not checked).
+    known_items: frozenset[str] | None = None
+    metrics_port: int = 0  # the worker's Prometheus endpoint (0: none)
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self):
         if self.batch_size < 1:
@@ -72,63 +78,32 @@ class IngestStats:
     dead_letters: int = 0
     credited: int = 0
     closed: int = 0
-    idle_advances: int = 0  # times the watermark moved to the wall clock while caught up (see IngestConfig)
+    idle_advances: int = 0  # idle transactions that moved this worker's partitions to the wall clock
     db_retries: int = 0
     seconds: float = 0.0
     last_commit_unix: float | None = None  # wall time of the last committed batch (benchmarks end there)
-    # The latest event time seen on each topic (impressions, outcomes).
-    seen: tuple[datetime | None, datetime | None] = field(default=(None, None), repr=False)
+    watermark: datetime | None = None  # the group's shared watermark after this worker's last transaction
 
-    @property
-    def watermark(self) -> datetime | None:
-        return watermark(*self.seen)  # the module's function: the lesser of the two topics' times
+    def add(self, result) -> None:
+        for name in ("impressions", "outcomes", "duplicates", "dead_letters", "credited", "closed"):
+            setattr(self, name, getattr(self, name) + getattr(result, name))
 
     def summary(self) -> dict:
-        d = {k: v for k, v in vars(self).items() if k != "seen"}
+        d = dict(vars(self))
         d["events_per_s"] = round(self.messages / self.seconds, 1) if self.seconds else 0.0
         d["watermark"] = self.watermark.isoformat() if self.watermark else None
         return d
 
 
-def parse(topic: str, raw: bytes | None, settings: Settings) -> Impression | Outcome:
-    """A message's event, or :class:`EventError` with the reason a dead letter stores."""
-    if raw is None:
-        raise EventError("empty message (no value)")
+def known_items(settings: Settings) -> frozenset[str] | None:
+    """The catalog's item ids; None, with a warning, when no data set is there."""
+    from recast.dataset import load_catalog
+
     try:
-        if topic == settings.impressions_topic:
-            event = parse_impression(raw)
-        elif topic == settings.outcomes_topic:
-            event = parse_outcome(raw)
-        else:
-            raise EventError(f"unexpected topic {topic!r}")
-    except (UnicodeDecodeError, ValueError) as exc:  # EventError is a ValueError
-        raise EventError(getattr(exc, "reason", None) or f"unreadable payload: {exc}") from None
-    # Valid JSON, but Postgres text and JSONB cannot hold U+0000: refused here, or the batch would fail forever.
-    if b"\\u0000" in raw and _has_nul(event.model_dump()):
-        raise EventError("a string contains U+0000, which Postgres cannot store")
-    return event
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def split(records, settings: Settings) -> tuple[list[Impression], list[Outcome], list[BadMessage]]:
-    impressions, outcomes, bad = [], [], []
-    for r in records:
-        try:
-            event = parse(r.topic, r.value, settings)
-        except EventError as exc:
-            bad.append(BadMessage(r.topic, r.partition, r.offset, r.value or b"", exc.reason))
-            continue
-        (impressions if isinstance(event, Impression) else outcomes).append(event)
-    return impressions, outcomes, bad
+        return frozenset(item.item_id for item in load_catalog(settings.data_dir).items)
+    except Exception as exc:  # no data set mounted: every item id is taken as it comes
+        log.warning("no catalog at %s (%s): item ids are not checked", settings.data_dir, exc)
+        return None
 
 
 def _touch(path: Path | None) -> None:
@@ -161,98 +136,149 @@ def run(settings: Settings, config: IngestConfig) -> IngestStats:
     batch's transaction starts only after the previous one's offsets were committed, and a
     failed write rewinds to the failed batch and drops the one read ahead of it.
     """
-    from sqlalchemy import create_engine
-
-    # Custom plans: psycopg prepares a statement after five runs, and Postgres's generic plan for the
-    # pending-outcomes lookup (user = ANY(array), a time range) scanned the table: 21 ms a batch at 100k
-    # events instead of 4.
-    engine = create_engine(settings.database_url, pool_pre_ping=True,
-                           connect_args={"options": "-c plan_cache_mode=force_custom_plan"})  # fmt: skip
-    consumer = make_consumer(settings, config)
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-    stats, t0 = IngestStats(), time.monotonic()
-    with engine.connect() as conn:
-        stats.seen = latest_event_times(conn, datetime.now(UTC) + timedelta(seconds=MAX_SKEW_S))
-    _tune_gc()
-    last_data = last_log = time.monotonic()
-    last_advance = 0.0
-    _touch(config.alive_path)
-    inflight: _Batch | None = None
-    clean, analyze_at = False, config.analyze_first_at
+    worker = _Worker(settings, config)
     try:
+        worker.loop()
+    finally:
+        worker.close()
+    return worker.stats
+
+
+class _Worker:
+    """The loop's state: the consumer, the writer thread, the batch in flight and this worker's cutoff."""
+
+    def __init__(self, settings: Settings, config: IngestConfig):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from sqlalchemy import create_engine
+
+        self.settings, self.config = settings, config
+        # Custom plans: psycopg prepares a statement after five runs, and Postgres's generic plan for the
+        # pending-outcomes lookup (user = ANY(array), a time range) scanned the table: 21 ms a batch at 100k
+        # events instead of 4.
+        self.engine = create_engine(settings.database_url, pool_pre_ping=True,
+                                    connect_args={"options": "-c plan_cache_mode=force_custom_plan"})  # fmt: skip
+        self.consumer = make_consumer(settings, config)
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self.partitions = PartitionTracker((settings.impressions_topic, settings.outcomes_topic))
+        self.stats, self.t0 = IngestStats(), time.monotonic()
+        self.inflight: Batch | None = None
+        self.cutoff: datetime | None = None  # this worker's last closing cutoff: it never moves back
+        self.clean = False
+        self.metrics = None
+        if config.metrics_port:
+            from learner.ingest.metrics import serve_metrics
+
+            self.metrics = serve_metrics(config.metrics_host, config.metrics_port, self.snapshot)
+
+    def snapshot(self) -> dict:
+        return {"stats": self.stats, "lag": dict(self.partitions.lag), "watermark": self.stats.watermark}
+
+    def loop(self) -> None:
+        config, stats = self.config, self.stats
+        _tune_gc()
+        last_data = last_log = time.monotonic()
+        last_advance = float("-inf")
+        analyze_at = config.analyze_first_at
+        _touch(config.alive_path)
         while True:
-            if config.max_seconds is not None and time.monotonic() - t0 >= config.max_seconds:
+            if config.max_seconds is not None and time.monotonic() - self.t0 >= config.max_seconds:
                 break
-            read = stats.messages + (inflight.size if inflight else 0)
+            read = stats.messages + (self.inflight.size if self.inflight else 0)
             if config.max_events is not None and read >= config.max_events:
                 break
-            polled = consumer.poll(timeout_ms=config.poll_timeout_ms, max_records=config.batch_size)
+            polled = self.consumer.poll(timeout_ms=config.poll_timeout_ms, max_records=config.batch_size)
+            self.partitions.look(self.consumer, force=self.partitions.holding_data is None)
             if not any(polled.values()):
-                if inflight is not None:  # nothing new: finish the batch being written before idling
-                    _finish(consumer, inflight, stats, config)
-                    inflight = None
+                if self.inflight is not None:  # nothing new: finish the batch being written before idling
+                    self._finish(self.inflight)
+                    self.inflight = None
                     continue
                 _touch(config.alive_path)  # idle but alive
                 idle = time.monotonic() - last_data
-                if not consumer.assignment():
+                if not self.consumer.assignment():
                     last_data = time.monotonic()  # still joining: not idle yet
                 elif config.idle_exit_s is not None and idle >= config.idle_exit_s:
                     break
                 elif config.idle_advance_s is not None and idle >= config.idle_advance_s:
-                    if time.monotonic() - last_advance >= config.idle_advance_s:
-                        _advance_idle(engine, stats, settings, config)
+                    if time.monotonic() - last_advance >= config.idle_advance_s and self._advance_idle():
                         last_advance = time.monotonic()
                 continue
             last_data = time.monotonic()
-            # The watermark runs ahead with the batch being written; a failed write resets it to the committed one.
-            batch = _prepare(polled, inflight.seen if inflight else stats.seen, settings, config)
+            batch = pipeline.prepare(polled, self.settings, config.known_items)
             if read + batch.size >= analyze_at:  # statistics at 10k, 20k, 40k, ... events read by this worker
                 batch.analyze, analyze_at = True, 2 * analyze_at
-            if inflight is not None:
-                ok = _finish(consumer, inflight, stats, config, ahead=batch)
-                inflight = None
+            if self.inflight is not None:
+                ok = self._finish(self.inflight, ahead=batch)
+                self.inflight = None
                 if not ok:
                     continue
-            batch.future = writer.submit(_write, engine, batch, settings)
-            inflight = batch
+            self._submit(batch)
             if time.monotonic() - last_log >= config.log_every_s:
                 last_log = time.monotonic()
-                stats.seconds = last_log - t0
+                stats.seconds = last_log - self.t0
                 log.info("progress %s", stats.summary())
-        if inflight is not None:
-            _finish(consumer, inflight, stats, config)
-            inflight = None
-        clean = True
-    finally:
+        if self.inflight is not None:
+            self._finish(self.inflight)
+            self.inflight = None
+        self.clean = True
+
+    def _submit(self, batch: Batch) -> None:
+        batch.caught_up, batch.previous = self.partitions.caught_up(self.consumer), self.cutoff
+        batch.future = self.writer.submit(pipeline.write, self.engine, batch, self.settings, self.config.group_id,
+                                          self.config.lateness_s, self.partitions.holding_data)  # fmt: skip
+        self.inflight = batch
+
+    def _finish(self, batch: Batch, ahead: Batch | None = None) -> bool:
+        """Wait for the batch's transaction, then commit its offsets; False when it must be read again."""
+        written = pipeline.wait(batch, self.config.retry_s)
+        if written is None:
+            self.stats.db_retries += 1
+            pipeline.rewind(self.consumer, batch, ahead)
+            return False
+        pipeline.commit(self.consumer, batch)
+        self._count(written, batch.size)
+        self.stats.last_commit_unix = time.time()
+        _touch(self.config.alive_path)
+        return True
+
+    def _count(self, written: Written, messages: int) -> None:
+        self.cutoff, self.stats.watermark = written.cutoff, written.watermark
+        self.stats.messages += messages
+        self.stats.batches += 1 if messages else 0
+        self.stats.add(written.result)
+
+    def _advance_idle(self) -> bool:
+        """Caught up and idle: move this worker's partitions to the wall clock and close what that closes (one
+        transaction, nothing read, no offsets to commit). A database error is left for the next idle turn."""
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        caught_up = self.partitions.caught_up(self.consumer)
+        if not caught_up:
+            return False
+        batch = Batch({}, [], [], [], {}, caught_up=caught_up, idle=True, previous=self.cutoff)
+        try:
+            written = pipeline.write(self.engine, batch, self.settings, self.config.group_id, self.config.lateness_s,
+                                     self.partitions.holding_data)  # fmt: skip
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("idle watermark advance failed, trying again later: %s", exc.orig or exc)
+            return False
+        self._count(written, 0)
+        self.stats.idle_advances += 1
+        return True
+
+    def close(self) -> None:
         # On an error the batch in flight is left uncommitted: it comes again, and the unique keys dedupe it.
-        writer.shutdown(wait=True)
-        consumer.close(autocommit=False)
-        engine.dispose()
-        if not clean:
-            log.error("stopped on an error after %s", stats.summary())
-    stats.seconds = time.monotonic() - t0
-    log.info("stopped %s", stats.summary())
-    return stats
-
-
-def _advance_idle(engine, stats: IngestStats, settings: Settings, config: IngestConfig) -> None:
-    """Caught up and idle: move both topics' event time to the wall clock and close what that closes (one
-    transaction, nothing read, no offsets to commit). A database error is left for the next idle turn."""
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    now = datetime.now(UTC)
-    seen = (max(stats.seen[0] or now, now), max(stats.seen[1] or now, now))
-    cutoff = close_before(watermark(*seen), config.lateness_s)
-    previous = close_before(stats.watermark, config.lateness_s)
-    try:
-        with engine.begin() as conn:
-            result = write_batch(conn, [], [], [], settings.reward_weights, settings.attribution_window_s, cutoff,
-                                 previous)  # fmt: skip
-    except (OperationalError, InterfaceError) as exc:
-        log.warning("idle watermark advance failed, trying again later: %s", exc.orig or exc)
-        return
-    stats.seen, stats.closed, stats.credited = seen, stats.closed + result.closed, stats.credited + result.credited
-    stats.idle_advances += 1
+        self.writer.shutdown(wait=True)
+        self.consumer.close(autocommit=False)
+        self.engine.dispose()
+        if self.metrics is not None:
+            server, thread = self.metrics
+            server.shutdown()
+        if not self.clean:
+            log.error("stopped on an error after %s", self.stats.summary())
+        self.stats.seconds = time.monotonic() - self.t0
+        log.info("stopped %s", self.stats.summary())
 
 
 def _tune_gc() -> None:
@@ -263,82 +289,3 @@ def _tune_gc() -> None:
     about a third of the worker's CPU. None of these objects form cycles, so little is lost."""
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-
-
-@dataclass
-class _Batch:
-    """One polled batch on its way through the pipeline."""
-
-    polled: dict
-    impressions: list[Impression]
-    outcomes: list[Outcome]
-    bad: list[BadMessage]
-    seen: tuple[datetime | None, datetime | None]  # the watermark inputs once this batch is stored
-    cutoff: datetime | None  # close groups with closes_at <= cutoff
-    previous: datetime | None  # the cutoff before this batch (release held outcomes in between)
-    future: Future | None = None
-    analyze: bool = False  # refresh the planner's statistics after this batch
-
-    @property
-    def size(self) -> int:
-        return sum(len(rs) for rs in self.polled.values())
-
-    def first_offsets(self) -> dict:
-        return {tp: min(r.offset for r in rs) for tp, rs in self.polled.items() if rs}
-
-
-def _prepare(polled, seen_before, settings: Settings, config: IngestConfig) -> _Batch:
-    records = [r for batch in polled.values() for r in batch]
-    impressions, outcomes, bad = split(records, settings)
-    now = datetime.now(UTC)
-    seen = (advance(seen_before[0], [e.ts for e in impressions], now, MAX_SKEW_S),
-            advance(seen_before[1], [e.ts for e in outcomes], now, MAX_SKEW_S))  # fmt: skip
-    return _Batch(polled, impressions, outcomes, bad, seen, close_before(watermark(*seen), config.lateness_s),
-                  close_before(watermark(*seen_before), config.lateness_s))  # fmt: skip
-
-
-def _write(engine, batch: _Batch, settings: Settings) -> BatchResult:
-    """The batch's one transaction (in the writer thread), then ``ANALYZE`` when the batch asks for it."""
-    with engine.begin() as conn:
-        result = write_batch(conn, batch.impressions, batch.outcomes, batch.bad, settings.reward_weights,
-                             settings.attribution_window_s, batch.cutoff, batch.previous)  # fmt: skip
-    if batch.analyze:
-        with engine.connect() as conn:
-            refresh_statistics(conn)
-            conn.commit()
-    return result
-
-
-def _finish(consumer, batch: _Batch, stats: IngestStats, config: IngestConfig, ahead: _Batch | None = None) -> bool:
-    """Wait for the batch's transaction, then commit its offsets; False when it must be read again.
-
-    ``ahead``: the batch read while this one was written. On a failed write it is dropped too, and the
-    consumer rewinds to the first offset of each partition of either batch."""
-    from kafka.errors import CommitFailedError
-    from kafka.structs import OffsetAndMetadata
-    from sqlalchemy.exc import InterfaceError, OperationalError
-
-    try:
-        result = batch.future.result()
-    except (OperationalError, InterfaceError) as exc:
-        # The database went away (a restart, a network cut) and nothing of the batch is stored: rewind and try
-        # again. Any other database error is a bug: it propagates, uncommitted.
-        stats.db_retries += 1
-        log.warning("database unavailable, retrying the batch in %.1f s: %s", config.retry_s, exc.orig or exc)
-        rewind = {**(ahead.first_offsets() if ahead else {}), **batch.first_offsets()}
-        for tp, offset in rewind.items():
-            consumer.seek(tp, offset)
-        time.sleep(config.retry_s)
-        return False
-    offsets = {tp: OffsetAndMetadata(max(r.offset for r in rs) + 1, "", -1) for tp, rs in batch.polled.items() if rs}
-    try:
-        consumer.commit(offsets)
-    except CommitFailedError as exc:  # a rebalance took the partitions: their new owner re-reads, dedup holds
-        log.warning("offset commit failed (%s); the batch is stored and will be deduplicated", exc)
-    stats.seen, stats.last_commit_unix = batch.seen, time.time()
-    stats.messages += batch.size
-    stats.batches += 1
-    for name in ("impressions", "outcomes", "duplicates", "dead_letters", "credited", "closed"):
-        setattr(stats, name, getattr(stats, name) + getattr(result, name))
-    _touch(config.alive_path)
-    return True

@@ -295,13 +295,6 @@ def _write_back(conn: Connection, groups, new_groups, credited) -> set[str]:
     return fresh | {g.request_id for g in dirty}
 
 
-def latest_event_times(conn: Connection, limit: datetime) -> tuple[datetime | None, datetime | None]:
-    """The latest impression and outcome times already stored (not past ``limit``): where a restarted
-    worker's watermark resumes."""
-    imp, out = (conn.scalar(select(func.max(t.c.ts)).where(t.c.ts <= limit)) for t in (IMPRESSIONS, OUTCOMES))
-    return imp, out
-
-
 def refresh_statistics(conn: Connection) -> None:
     """``ANALYZE`` the tables the worker looks up. While they grow fast from empty (a first backfill, a
     replay), autovacuum's statistics lag behind, and the planner then scans all of ``reward_groups`` for a

@@ -59,6 +59,9 @@ class Run:
     warm_end: float  # requests sent before this are not measured
     max_requests: int | None
     max_errors: int
+    honour_retry_after: bool = False  # a client told to come back later waits that long (at most 5 s)
+    rate: float | None = None  # open loop: request n is due at start + n / rate (None: closed loop)
+    start: float = 0.0
     sent: int = 0
     failures: int = 0  # requests with no HTTP answer (connection errors, timeouts)
     stopped_by: str = "duration"
@@ -132,6 +135,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     else:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
     keep = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+    read_response.retry_after = headers.get("retry-after")  # the last answer's, for clients that honour it
     return status, body, keep
 
 
@@ -150,20 +154,31 @@ async def client(target: Target, requests: list[bytes], run: Run, timeout: float
     """Send requests one after another on one keep-alive connection; reconnect after a failure."""
     reader = writer = None
     while (n := run.next_request()) is not None:
+        due = None
+        if run.rate is not None:  # open loop: wait for the request's slot, and time it from the slot
+            due = run.start + n / run.rate
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
         try:
             if writer is None:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port), timeout)
-            t0 = time.perf_counter()
+            # From the slot, not from when a free client got to it: a late send counts as latency
+            # (no coordinated omission).
+            t0 = min(due, time.perf_counter()) if due is not None else time.perf_counter()
             writer.write(requests[n % len(requests)])
             status, body, keep = await asyncio.wait_for(read_response(reader), timeout)
             run.records.append((t0, time.perf_counter(), status))
             if status != 200:
                 run.errors[f"status {status}"] += 1
+                retry = read_response.retry_after
+                if run.honour_retry_after and status in (429, 503) and retry and retry.isdigit():
+                    await asyncio.sleep(min(float(retry), 5.0))  # as a well-behaved client would
             elif run.sample is None:
                 run.sample = body
             if not keep:
                 writer = await close(writer)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            run.records.append((time.perf_counter(), time.perf_counter(), 0))  # status 0: no HTTP answer
             run.errors[type(exc).__name__] += 1
             run.failures += 1
             writer = await close(writer)
@@ -199,7 +214,8 @@ def summarise(run: Run, start: float, finished: float, cpu_s: float, args: argpa
     measured = [(t0, t1, s) for t0, t1, s in run.records if t0 >= run.warm_end and t1 <= end]
     ok = sorted(1000 * (t1 - t0) for t0, t1, s in measured if s == 200)
     window = max(end - run.warm_end, 1e-9)
-    answered = len(run.records)
+    answered = sum(1 for r in run.records if r[2] != 0)
+    statuses = Counter(s for _, _, s in measured)
     sample_items = None
     if run.sample is not None:
         try:
@@ -211,6 +227,7 @@ def summarise(run: Run, start: float, finished: float, cpu_s: float, args: argpa
         "k": args.k,
         "concurrency": args.concurrency,
         "duration_s": args.duration,
+        "rate": args.rate,
         "warmup_s": args.warmup,
         "stopped_by": run.stopped_by,
         "requests": answered + run.failures,
@@ -219,6 +236,8 @@ def summarise(run: Run, start: float, finished: float, cpu_s: float, args: argpa
         "errors": dict(run.errors),
         "window_s": round(window, 3),
         "requests_per_s": round(len(ok) / window, 2),
+        "offered_per_s": round(len(measured) / window, 2),  # everything sent in the window, whatever came back
+        "status_shares": {str(k): round(v / max(len(measured), 1), 4) for k, v in sorted(statuses.items())},
         "latency_ms": {
             "p50": round(percentile(ok, 50), 2),
             "p95": round(percentile(ok, 95), 2),
@@ -240,6 +259,9 @@ async def drive(target: Target, requests: list[bytes], args: argparse.Namespace)
         warm_end=start + args.warmup,
         max_requests=args.max_requests,
         max_errors=args.max_errors,
+        rate=args.rate,
+        start=start,
+        honour_retry_after=args.honour_retry_after,
     )
     await asyncio.gather(*(client(target, requests, run, args.timeout) for _ in range(args.concurrency)))
     return summarise(run, start, time.perf_counter(), time.process_time() - cpu0, args)
@@ -275,6 +297,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=None, help="stop after sending this many requests")
     parser.add_argument("--max-errors", type=int, default=50, help="stop after this many failed connections/timeouts")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds one request may take (default 30)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: send this many requests per second whatever the answers take (needs "
+                        "--concurrency >= rate x latency); default: closed loop")  # fmt: skip
+    parser.add_argument("--honour-retry-after", action="store_true",
+                        help="after a 429 or 503 with Retry-After, a client waits that long (at most 5 s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON here")
     args = parser.parse_args(argv)
     for name in ("k", "concurrency"):
@@ -282,6 +309,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"--{name} must be >= 1")
     if args.duration <= 0 or args.warmup < 0 or args.timeout <= 0:
         parser.error("--duration and --timeout must be > 0, --warmup >= 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be > 0")
     if args.max_requests is not None and args.max_requests < 1:
         parser.error("--max-requests must be >= 1")
     return args

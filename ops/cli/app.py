@@ -10,6 +10,7 @@ The embedded stack (Postgres, Kafka, Redis on 127.0.0.1): ``recast up``, ``recas
 The ingestion worker (Kafka -> reward groups): ``recast ingest``.
 The loop: ``recast worker`` and ``recast beat`` (Celery), ``recast refresh`` (one now), ``recast runs``,
 ``recast rollback``.
+Reliability: ``recast chaos`` (faults under traffic; ``make soak`` and ``make bench-overload`` for the rest).
 RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
 The audit of repaired signals per segment: ``recast audit [--run ID] [--segment S] [--html FILE]``.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import audit, demo, ingest, loop, model, registry, rl, serve, stack
+from ops.cli import audit, demo, ingest, loop, model, registry, reliability, rl, serve, stack
 
 app = typer.Typer(
     help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for group in (model, stack, ingest, loop, rl, serve, demo, registry, audit):
+for group in (model, stack, ingest, loop, rl, serve, demo, registry, audit, reliability):
     group.register(app)
 
 

@@ -36,3 +36,29 @@ def setup(threads: int | None = None, log_file: Path | None = None) -> None:
 def fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+# Libraries whose INFO lines drown a service's own (kafka-python logs every connection and rebalance step).
+THIRD_PARTY = ("kafka", "sqlalchemy", "urllib3", "httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access",
+               "asyncio", "alembic", "filelock", "transformers", "torch", "celery", "kombu", "redis", "multipart")
+
+
+def setup_service(settings, filters: tuple[logging.Filter, ...] = ()) -> None:
+    """A long-running service's logging: one line per record on stderr, a JSON object by default
+    (``RECAST_LOG_FORMAT``), our loggers at ``RECAST_LOG_LEVEL`` and other libraries' at
+    ``RECAST_LOG_THIRD_PARTY_LEVEL``. ``filters`` add fields to every record (the API's request id and key name)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level"}))  # fmt: skip
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for f in filters:
+        handler.addFilter(f)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(settings.log_third_party_level.upper())

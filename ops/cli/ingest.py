@@ -6,13 +6,12 @@ One command group of ``ops/cli``; :func:`register` adds it to the app.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ops.cli.console import fail, setup
+from ops.cli.console import fail, setup_service
 from schemas.settings import get_settings
 
 
@@ -30,23 +29,30 @@ def ingest(
     alive: Annotated[Path, typer.Option(help="File touched after every committed batch (the health check).")] = Path(
         "/tmp/recast-ingest.alive"
     ),
+    check_items: Annotated[bool, typer.Option(help="Dead-letter outcomes on items outside the catalog of "
+                                              "$RECAST_DATA_DIR, as the API refuses them.")] = True,  # fmt: skip
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (default: "
+                                                     "$RECAST_INGEST_METRICS_PORT; 0: none).")] = None,  # fmt: skip
 ) -> None:
     """Consume impressions and outcomes into reward groups; prints a JSON summary when it stops.
 
     Offsets are committed only after the database transaction of their batch, so a crash
     at any point neither loses nor double-counts an event. Without --max-* it runs forever.
     """
-    from learner.ingest.consumer import IngestConfig, run
+    from learner.ingest.consumer import IngestConfig, known_items, run
 
-    setup()
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = get_settings()
+    setup_service(settings)
+    port = settings.ingest_metrics_port if metrics_port is None else metrics_port
     try:
         config = IngestConfig(group_id=group, batch_size=batch_size, lateness_s=lateness_s, max_events=max_events,
                               max_seconds=max_seconds, idle_exit_s=idle_exit_s, alive_path=alive,
-                              idle_advance_s=idle_advance_s or None)  # fmt: skip
+                              idle_advance_s=idle_advance_s or None,
+                              known_items=known_items(settings) if check_items else None,
+                              metrics_port=port, metrics_host=settings.ingest_metrics_host)  # fmt: skip
     except ValueError as exc:
         fail(str(exc))
-    stats = run(get_settings(), config)
+    stats = run(settings, config)
     typer.echo(json.dumps(stats.summary()))
 
 

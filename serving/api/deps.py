@@ -25,15 +25,19 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def _require(scope: Scope):
-    async def check(services: ServicesDep, creds: Credentials) -> Scope:
+    async def check(request: Request, services: ServicesDep, creds: Credentials) -> Scope:
+        # The guard (serving/api/guard.py) already decided, before the body was read; this repeats the check
+        # from what it found, so a route mounted outside the guard's paths still cannot run unauthenticated.
+        caller = request.scope.get("state", {}).get("caller")
+        if caller is None and creds is not None:
+            caller = services.keys.identify(creds.credentials)
         # One message for a missing and an unknown key: the answer must not help guessing.
-        found = services.keys.scope_of(creds.credentials) if creds is not None else None
-        if found is None:
+        if caller is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid credentials",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-        if found is not scope:
+        if caller.scope is not scope:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed")
-        return found
+        return caller.scope
 
     return check
 

@@ -12,6 +12,7 @@ from recast.dataset import load_catalog
 from schemas.api import RecommendedItem
 from schemas.events import Impression, ServedItem
 from schemas.settings import Settings
+from serving.admission import RateLimiter
 from serving.auth import KeyRing
 from serving.batcher import MicroBatcher
 from serving.hotswap import ModelHolder, RegistryWatcher
@@ -30,6 +31,7 @@ class Services:
     publisher: Publisher
     metrics: Metrics
     keys: KeyRing
+    limiter: RateLimiter
     watcher: RegistryWatcher | None = None
     _engine: object | None = None  # the registry's database, made on first use by an admin route
 
@@ -68,7 +70,8 @@ async def start_services(settings: Settings) -> Services:
     A configured checkpoint that cannot be served stops the start: better no process than a wrong model."""
     catalog = await asyncio.to_thread(load_catalog, settings.data_dir)
     holder = ModelHolder(catalog, settings)
-    keys = KeyRing(settings.api_key_digests, settings.admin_token_sha256)
+    keys = KeyRing(settings.api_key_names, settings.admin_token_sha256)
+    limiter = RateLimiter(settings.rate_limit, settings.rate_limit_overrides)
     if not settings.api_key_digests:
         log.warning("no storefront API keys configured (RECAST_API_KEYS): every recommend call will get 401")
     if settings.checkpoint is not None:
@@ -78,10 +81,11 @@ async def start_services(settings: Settings) -> Services:
     publisher = Publisher.from_settings(settings)
     metrics = Metrics(publisher.stats, holder.state)
     batcher = MicroBatcher(lambda: holder.current, settings.batch_max_size, settings.batch_max_wait_ms,
-                           on_batch=metrics.observe_batch)  # fmt: skip
+                           on_batch=metrics.observe_batch, max_queue=settings.queue_max)  # fmt: skip
+    metrics.queue_depth = batcher.depth
     await batcher.start()
     holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
-    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys)
+    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys, limiter)
     if settings.registry_poll_s > 0:
         services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
         services.watcher.start()

@@ -22,7 +22,7 @@ from tests.support.databases import fresh_database
 from tests.support.paths import ROOT
 
 TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs",
-          "model_activations", "repair_ledger", "audit_snapshots"}
+          "model_activations", "repair_ledger", "audit_snapshots", "ingest_watermarks"}
 
 
 @pytest.fixture

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from serving.api.deps import ServicesDep
+from serving.api.routes.admin import RegistryStatus, registry_status
 
 router = APIRouter(tags=["operations"])
+
+
+class Readiness(BaseModel):
+    model_version: str | None
+    broker_up: bool
+    registry: RegistryStatus | None = Field(None, description="The registry's view (None: no registry watcher).")
+    reasons: list[str] = Field(default_factory=list, description="Why it is not ready (empty when it is).")
 
 
 @router.get("/healthz", summary="The process is up")
@@ -16,20 +25,26 @@ async def healthz() -> dict:
 
 
 @router.get(
-    "/readyz", summary="A model is loaded and Kafka is reachable", responses={503: {"description": "Not ready"}}
+    "/readyz",
+    response_model=Readiness,
+    summary="A model is loaded, it is the registry's active one, and Kafka is reachable",
+    responses={503: {"model": Readiness, "description": "Not ready; `reasons` says why"}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
     model = services.holder.get()
     broker = bool(services.publisher.stats()["broker_up"])
-    body = {"model_version": model.version if model else None, "broker_up": broker}
-    ready = model is not None and broker
-    if not ready:
-        body["reasons"] = [
-            r for r, bad in (("no model loaded", model is None), ("Kafka unreachable", not broker)) if bad
-        ]
-    return JSONResponse(body, status_code=200 if ready else 503)
+    registry = registry_status(services)
+    reasons = [r for r, bad in (("no model loaded", model is None), ("Kafka unreachable", not broker)) if bad]
+    if registry is not None and not registry.agrees:
+        reasons.append(registry.reason)  # serving something the registry no longer names (or failed to swap to)
+    # An unreadable registry is reported, not failed on: every replica would leave the pool at once while the
+    # database restarts, though each still serves the model the registry named when it last answered.
+    body = Readiness(model_version=model.version if model else None, broker_up=broker, registry=registry,
+                     reasons=reasons)  # fmt: skip
+    return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})  # fmt: skip
 async def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -8,15 +8,14 @@ from fastapi import APIRouter, HTTPException, status
 
 from schemas.api import RecommendedItem, RecommendRequest, RecommendResponse
 from serving.api.deps import ServicesDep, Storefront
+from serving.api.responses import GUARDED, errors
 from serving.batcher import RankRequest
 
 router = APIRouter(prefix="/v1", tags=["recommend"], dependencies=[Storefront])
 
-ERRORS = {
-    401: {"description": "Missing or invalid API key"},
-    422: {"description": "Invalid body: a wrong type, k outside 1-50, too long a history, or unknown item ids"},
-    503: {"description": "No model loaded yet"},
-}
+ERRORS = errors(*GUARDED, 400, 422, 503,
+                s422="Invalid body: a wrong type, k outside 1-50, too long a history, or unknown item ids")
+SHOWN_UNKNOWN = 10  # unknown ids named in a 422: enough to find the mistake, never the whole history back
 
 
 @router.post("/recommend", response_model=RecommendResponse, responses=ERRORS, summary="Recommend k items")
@@ -28,10 +27,11 @@ async def recommend(body: RecommendRequest, services: ServicesDep) -> RecommendR
     unknown = services.catalog.unknown(body.history)
     if unknown:
         shown = list(dict.fromkeys(unknown))  # each once, in order
-        detail = {"message": f"{len(shown)} unknown item id(s) in history", "unknown_item_ids": shown[:100]}
+        detail = {"message": f"{len(shown)} unknown item id(s) in history",
+                  "unknown_item_ids": [i[:64] for i in shown[:SHOWN_UNKNOWN]]}  # fmt: skip
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
     if not services.holder.loaded:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no model loaded yet", {"Retry-After": "5"})
     index = services.catalog.index
     positions = [index[i] for i in body.history]
     ranked = await services.batcher.rank(
@@ -42,6 +42,8 @@ async def recommend(body: RecommendRequest, services: ServicesDep) -> RecommendR
         RecommendedItem(item_id=model.item_ids[p], title=model.titles[p], sid=model.sids[p], score=s, rank=r)
         for r, (p, s) in enumerate(ranked.items, 1)
     ]
+    # The list's own id (the impression's dedup key), never the client's X-Request-ID: a client that reuses its
+    # header on a retry would otherwise make the second list's impression a duplicate of the first.
     request_id = uuid.uuid4().hex
     services.publish_impression(request_id, body.user_id, body.segment, body.history, items, model.version)
     return RecommendResponse(request_id=request_id, model_version=model.version, items=items)

@@ -103,7 +103,8 @@ def test_a_worker_of_a_group_dies_and_the_other_takes_over_its_partitions(stack,
 
         def worker(name: str, *extra: str):
             return start_recast("ingest", "--group", group, "--batch-size", "25", "--alive",
-                                str(tmp_path / f"{name}.alive"), *extra, env=env, stdout=subprocess.PIPE)  # fmt: skip
+                                str(tmp_path / f"{name}.alive"), "--no-check-items", *extra, env=env,
+                                stdout=subprocess.PIPE)  # fmt: skip
 
         engine = create_engine(url)
         doomed = worker("doomed", "--max-seconds", "240")

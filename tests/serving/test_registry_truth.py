@@ -1,0 +1,89 @@
+"""The registry is the truth: /readyz, /v1/admin/model and the registry's active row agree, or the service says
+it is not ready and why; a refused swap is retried as soon as the checkpoint's files change (real Postgres,
+real HTTP, real checkpoints)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+
+import pytest
+from sqlalchemy import create_engine
+
+from learner.registry import RegistryError, activate, register
+from ops.bench.variants import perturbed_copy
+from ops.stack.servers import create_topics
+from schemas import registry as statements
+from schemas.settings import Settings
+from serving.auth import digest
+from tests.support.api import ADMIN, KEY, ApiServer
+from tests.support.databases import fresh_database
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def registry_env(stack, tmp_path, shipped_data, tiny_checkpoint):
+    tag = uuid.uuid4().hex[:8]
+    topics = [f"imp-{tag}", f"out-{tag}"]
+    create_topics(stack.services["kafka"].url, topics, 1)
+    first = tmp_path / "first"
+    shutil.copytree(tiny_checkpoint, first)
+    with fresh_database(stack, "truth") as db:
+        engine = create_engine(db)
+        with engine.begin() as conn:
+            activate(conn, register(conn, first).version, actor="test", reason="start")
+        settings = Settings(data_dir=shipped_data, engine="torch", beam_width=10, api_keys=digest(KEY),
+                            admin_token_sha256=digest(ADMIN), kafka_bootstrap=stack.services["kafka"].url,
+                            impressions_topic=topics[0], outcomes_topic=topics[1], spool_dir=tmp_path / "spool",
+                            database_url=db, registry_poll_s=0.3)  # fmt: skip
+        with ApiServer(settings) as server:  # no --checkpoint: it serves what the registry names
+            yield server, engine
+        engine.dispose()
+
+
+def test_activating_a_version_whose_files_changed_is_refused(registry_env, tmp_path, shipped_data):
+    _, engine = registry_env
+    second = perturbed_copy(tmp_path / "first", tmp_path / "second", shipped_data, seed=1)
+    with engine.begin() as conn:
+        version = register(conn, second).version
+    (second / "tokenizer_config.json").write_text("{}")  # changed after registration
+    with engine.begin() as conn, pytest.raises(RegistryError, match="sha256 does not match"):
+        activate(conn, version, actor="test", reason="should fail")
+
+
+def test_the_service_says_it_disagrees_with_the_registry_and_retries_once_the_files_are_mended(
+    registry_env, tmp_path, shipped_data
+):
+    server, engine = registry_env
+    with server.client(ADMIN) as admin, server.client(None) as anyone:
+        first = wait_for(
+            lambda: admin.get("/v1/admin/model").json()["version"], "serving the registry's model", timeout=60
+        )
+        wait_for(lambda: anyone.get("/readyz").status_code == 200, f"ready: {anyone.get('/readyz').text}", timeout=60)
+        second = perturbed_copy(tmp_path / "first", tmp_path / "second", shipped_data, seed=2)
+        with engine.begin() as conn:
+            version = register(conn, second).version
+        good = (second / "item_codes.json").read_bytes()
+        (second / "item_codes.json").write_bytes(good + b" ")  # damaged after registration
+        with engine.begin() as conn:  # a writer that does not check (or files damaged after the check)
+            for statement in statements.activation(version, first, "activate", "test", "damaged"):
+                conn.execute(statement)
+
+        def not_ready():  # once the swap was tried: its refusal is the reason
+            r = anyone.get("/readyz")
+            return r if r.status_code == 503 and "refused" in r.text else None
+
+        refused = wait_for(not_ready, "/readyz reporting the disagreement", timeout=60)
+        reason = " ".join(refused.json()["reasons"])
+        assert f"serving {first}" in reason and version in reason and "sha256" in reason, reason
+        status = admin.get("/v1/admin/model").json()
+        assert status["version"] == first and status["registry"] == {**status["registry"], "version": version,
+                                                                      "agrees": False}  # fmt: skip
+        (second / "item_codes.json").write_bytes(good)  # mended: no new registration needed
+        wait_for(
+            lambda: admin.get("/v1/admin/model").json()["version"] == version, "the retry after the mend", timeout=60
+        )
+        ready = wait_for(lambda: (r := anyone.get("/readyz")).status_code == 200 and r, "ready again", timeout=60)
+        assert ready.json()["model_version"] == version and ready.json()["registry"]["agrees"]
