@@ -121,7 +121,7 @@ def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts
         return model, {"steps": 0, "contexts": len(contexts)}
     start = replace(ckpt, model=model)
     rl = RLConfig(method=config.method, width=config.rl_width, contexts_per_step=min(config.rl_contexts, len(contexts)),
-                  steps=config.rl_steps, lr=config.lr_rl, repair=config.method == "recast", seed=seed,
+                  steps=config.rl_steps, lr=config.lr_rl, seed=seed,
                   max_history=ckpt.manifest.get("sft_config", {}).get("max_history", 10))  # fmt: skip
     trainer = RLTrainer(start, catalog, contexts, EvalSet([], []), rl, out, progress=False)
     out.mkdir(parents=True, exist_ok=True)
