@@ -152,9 +152,8 @@ def actor_update(policy, reference, optimizer, plan: ActorPlan, prompts: list[li
     capped = diagnostics["anchor_share"]
     if capped is not None and scale < 1.0:
         a = scale**2 * diagnostics[f"grad_sq_{ANCHOR}"]
-        capped = a / (
-            a + sum(v for k, v in diagnostics.items() if k.startswith("grad_sq_") and k != f"grad_sq_{ANCHOR}")
-        )
+        others = sum(v for k, v in diagnostics.items() if k.startswith("grad_sq_") and k != f"grad_sq_{ANCHOR}")
+        capped = a / (a + others) if a + others > 0 else 0.0
     return {
         **figures, **diagnostics, "grad_norm": grad_norm.item(), "actor_s": actor_s, "reference_s": reference_s,
         "saved_bytes": memory.saved_bytes, "rss_rise": memory.rss_rise, "cuda_peak": memory.cuda_peak,

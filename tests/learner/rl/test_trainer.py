@@ -1,8 +1,6 @@
 """The RL loop on the real catalog with a tiny SFT policy: what each step writes and does."""
 
-import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,28 +9,9 @@ import torch
 from learner.rl.config import preset
 from learner.rl.plots import plot_run, read_diagnostics
 from learner.rl.trainer import DIAGNOSTICS, EVAL_RANKS, REPAIRS, train_rl
-from learner.sft_trainer import train_sft
 from recast.checkpoint import load_checkpoint
-from recast.sft import preset as sft_preset
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "amazon18-industrial"
-
-
-def slice_rows(src: Path, dst: Path, start: int, stop: int) -> Path:
-    with src.open() as f, dst.open("w", newline="") as out:
-        rows = list(csv.reader(f))
-        csv.writer(out, lineterminator="\n").writerows([rows[0], *rows[1 + start : 1 + stop]])
-    return dst
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    base = tmp_path_factory.mktemp("rl")
-    sft_csv = slice_rows(DATA / "valid.csv", base / "sft.csv", 0, 200)
-    rl_csv = slice_rows(DATA / "valid.csv", base / "rl.csv", 200, 260)
-    eval_csv = slice_rows(DATA / "valid.csv", base / "eval.csv", 260, 300)
-    sft = train_sft(DATA, sft_csv, replace(sft_preset("tiny"), epochs=2), base / "sft", progress=False).checkpoint
-    return sft, rl_csv, eval_csv
 
 
 def run(files, tmp_path, name, **overrides):
