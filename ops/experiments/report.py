@@ -138,7 +138,8 @@ def build_report(plan, runs: dict[int, dict[str, dict[int, dict]]], counts: dict
         "widths": {},
     }
     for width, arms in runs.items():
-        block = width_block(arms, None if tuning else BASELINE)
+        # Without the baseline among the arms (a screening batch) there are no ratios against it.
+        block = width_block(arms, None if tuning or BASELINE not in arms else BASELINE)
         if tuning:
             block["chosen_lr"] = choose_lrs(block)
         report["widths"][str(width)] = block

@@ -46,9 +46,9 @@ def test_experiment_writes_a_report_for_every_width_and_arm(tmp_path):
 
 
 def test_bad_arguments_fail_with_the_reason(tmp_path):
-    proc = recast("experiment", "--train", str(DATA / "valid.csv"), "--out", str(tmp_path), "--arms", "recast",
+    proc = recast("experiment", "--train", str(DATA / "valid.csv"), "--out", str(tmp_path), "--arms", "recast,ppo",
                   check=False)  # fmt: skip
-    assert proc.returncode == 2 and "baseline" in proc.stderr
+    assert proc.returncode == 2 and "unknown arm" in proc.stderr and "above+sup" in proc.stderr
     proc = recast("rl", "--sft", str(tmp_path / "missing"), "--train", str(DATA / "valid.csv"), "--eval",
                   str(DATA / "valid.csv"), "--out", str(tmp_path / "o"), "--method", "ppo", check=False)  # fmt: skip
     assert proc.returncode == 2 and "method" in proc.stderr and "recast-literal" in proc.stderr
