@@ -190,8 +190,12 @@ class RLTrainer:
             result = self.recommender.policy(self.eval_set.histories[start : start + batch_size])
             for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
                 ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
-        metrics = summarize(ranks)
         self.last_ranks = ranks
+        return self.metrics(ranks)
+
+    @staticmethod
+    def metrics(ranks: list[int | None]) -> dict:
+        metrics = summarize(ranks)
         return {k: metrics[k] for k in ("Pass@1", "HR@3", "HR@10", "NDCG@10", "rows")}
 
     # -- the loop -----------------------------------------------------------------------
@@ -252,12 +256,17 @@ class RLTrainer:
         figures = probe_after_update(self.policy, self.trie, prompts, groups, self.codes, self.tokenizer.pad_id)
         return {**figures, "probe_s": time.perf_counter() - t0}
 
-    def run(self) -> RLResult:
+    def run(self, start_ranks: list[int | None] | None = None) -> RLResult:
+        """The whole run. ``start_ranks``: the SFT start's eval ranks when already known (every run of an
+        experiment starts from the same SFT on the same eval split, so it is scored once)."""
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         history: list[dict] = []
-        start_eval = self.evaluate()
-        start_ranks = self.last_ranks
+        if start_ranks is None or len(start_ranks) != len(self.eval_set.targets):
+            start_eval = self.evaluate()
+            start_ranks = self.last_ranks
+        else:
+            start_eval = self.metrics(start_ranks)
         history.append({"step": 0, "budget": 0, "eval": start_eval})
         last_eval = start_eval
         with (self.out / DIAGNOSTICS).open("w") as diag, (self.out / REPAIRS).open("w") as repairs:
@@ -311,6 +320,7 @@ def train_rl(
     out: Path,
     progress: bool = True,
     replay_csv: Path | None = None,
+    start_ranks: list[int | None] | None = None,
 ) -> RLResult:
     """RL from the SFT checkpoint ``sft_dir`` on the windows of ``train_csv`` (users the
     SFT never saw, see BENCHMARKS.md), evaluated on ``eval_csv``, written to ``out``.
@@ -337,4 +347,4 @@ def train_rl(
         train_csv.name,
         len(eval_set.targets),
     )
-    return RLTrainer(sft, catalog, contexts, eval_set, config, out, progress, replay=replay).run()
+    return RLTrainer(sft, catalog, contexts, eval_set, config, out, progress, replay=replay).run(start_ranks)

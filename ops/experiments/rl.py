@@ -54,6 +54,12 @@ ARMS: dict[str, tuple[str, dict]] = {
         {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16},
     ),  # fmt: skip
     "above+sup-noreplay": ("recast-literal", {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25}),
+    "above+sup-cap": (
+        "recast-literal",
+        {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16, "anchor_cap": 0.5},
+    ),  # fmt: skip
+    # the contrast half removed: supervised anchors and replay alone (continued SFT inside the RL loop)
+    "sup+replay": ("recast-literal", {"hits": "none", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16}),
     "above-struct": ("recast-literal", {"repair": False, "hits": "above", "reward": "structural"}),
     "above-struct+sup": (
         "recast-literal",
@@ -142,17 +148,35 @@ def ensure_sft(plan: ExperimentPlan, sft_csv: Path) -> Path:
     return out
 
 
+def _start_key(sft: Path, eval_csv: Path, config: RLConfig) -> str:
+    """What decides the SFT start's eval ranks: the checkpoint, the eval file and how it is scored."""
+    from recast.checkpoint import read_manifest
+    from recast.dataset import fingerprint
+
+    parts = [read_manifest(sft)["sha256"]["model.safetensors"], fingerprint([eval_csv]), config.eval_unit,
+             config.eval_rows, config.eval_beams, config.max_history]  # fmt: skip
+    return json.dumps(parts)
+
+
 def _run_arm(args: tuple) -> None:
-    """Child process: one RL run, then its result and its own peak RSS to result.json."""
+    """Child process: one RL run, then its result and its own peak RSS to result.json. The SFT start's
+    eval ranks are shared through ``start_ranks.json`` beside the SFT checkpoint (scored once, not per run)."""
     import torch
 
     from learner.rl.plots import plot_run
-    from learner.rl.trainer import train_rl
+    from learner.rl.trainer import EVAL_RANKS, train_rl
 
     data, sft, rl_csv, eval_csv, replay_csv, config, out, threads, progress = args
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    result = train_rl(data, sft, rl_csv, eval_csv, config, out, progress=progress, replay_csv=replay_csv)
+    cache, key = Path(sft).parent / "start_ranks.json", _start_key(Path(sft), eval_csv, config)
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    result = train_rl(data, sft, rl_csv, eval_csv, config, out, progress=progress, replay_csv=replay_csv,
+                      start_ranks=known.get(key))  # fmt: skip
+    if key not in known:  # a race between two runs writes the same ranks twice: harmless
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[key] = json.loads((out / EVAL_RANKS).read_text())["start"]
+        cache.write_text(json.dumps(known) + "\n")
     plot_run(result.history, out / "diagnostics.png", title=f"{config.method} W={config.width} ({out.name})")
     summary = {
         "config": config.to_dict(),
