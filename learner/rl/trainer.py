@@ -191,7 +191,18 @@ class RLTrainer:
             for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
                 ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
         self.last_ranks = ranks
-        return self.metrics(ranks)
+        return {**self.metrics(ranks), "target_logprob": self.target_logprob(batch_size)}
+
+    @torch.no_grad()
+    def target_logprob(self, batch_size: int = 256) -> float | None:
+        """Mean teacher-forced log-probability of the eval targets: a low-variance companion to the hit
+        rates (a few windows decide those), cheap since it needs no beam search."""
+        total, n = 0.0, len(self.eval_set.targets)
+        for start in range(0, n, batch_size):
+            prompts = self.recommender.prompts(self.eval_set.histories[start : start + batch_size])
+            codes = self.codes[self.eval_set.targets[start : start + batch_size]][:, None, :]  # (B, 1, L)
+            total += score_codes(self.policy, self.trie, prompts, codes, self.tokenizer.pad_id).sum().item()
+        return total / n if n else None
 
     @staticmethod
     def metrics(ranks: list[int | None]) -> dict:
@@ -266,7 +277,7 @@ class RLTrainer:
             start_eval = self.evaluate()
             start_ranks = self.last_ranks
         else:
-            start_eval = self.metrics(start_ranks)
+            start_eval = {**self.metrics(start_ranks), "target_logprob": self.target_logprob()}
         history.append({"step": 0, "budget": 0, "eval": start_eval})
         last_eval = start_eval
         with (self.out / DIAGNOSTICS).open("w") as diag, (self.out / REPAIRS).open("w") as repairs:
