@@ -59,6 +59,7 @@ def arm_figures(seeds: dict[int, dict]) -> dict:
         "seeds": sorted(seeds),
         "final": {m: statistics.fmean(res["final_eval"][m] for res in results) for m in METRICS},
         "final_by_seed": {str(s): {m: res["final_eval"][m] for m in METRICS} for s, res in seeds.items()},
+        "target_logprob": _mean(res["final_eval"].get("target_logprob") for res in results),
         "budget": _steps(results[0])[-1]["budget"],
         "anchors_injected": statistics.fmean(_steps(res)[-1]["anchors_injected"] for res in results),
         "actor_s_median": statistics.median(r["actor_s"] for r in steps),
@@ -112,7 +113,7 @@ def width_block(arms: dict[str, dict[int, dict]], baseline: str | None) -> dict:
             figs["saved_memory_ratio"] = _ratio(figs["saved_bytes_mean"], base["saved_bytes_mean"])
             figs["peak_rss_ratio"] = _ratio(figs["peak_rss_bytes"], base["peak_rss_bytes"])
         per_arm[name] = figs
-    return {"sft": {m: sft[m] for m in (*METRICS, "rows")}, "arms": per_arm}
+    return {"sft": {m: sft.get(m) for m in (*METRICS, "rows", "target_logprob")}, "arms": per_arm}
 
 
 def choose_lrs(block: dict) -> dict:
@@ -190,15 +191,15 @@ def markdown(report: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines += ["", "Diagnostics (means over steps and seeds):", "",
                   "| arm | all-zero | flat | repaired | anchor share | capped | cos(anchor, hit) | anchors entering "
-                  "top-W | top-1 change | anchor gap before / after | k3 at end |",
-                  "|" + " --- |" * 11]  # fmt: skip
+                  "top-W | top-1 change | anchor gap before / after | k3 at end | target log-prob |",
+                  "|" + " --- |" * 12]  # fmt: skip
         for name, f in block["arms"].items():
             lines.append(
                 f"| {name} | {_f(f['all_zero_mean'])} | {_f(f['flat_mean'])} | {_f(f['repaired_mean'])} | "
                 f"{_f(f['anchor_share_mean'])} | {_f(f['anchor_share_capped_mean'])} | "
                 f"{_f(f['anchor_hit_cos_mean'])} | {_f(f['anchors_entering_mean'])} | {_f(f['top1_change_mean'])} | "
                 f"{_f(f['anchor_gap_before_mean'], '.2f')} / {_f(f['anchor_gap_after_mean'], '.2f')} | "
-                f"{_f(f['kl_last'])} |"
+                f"{_f(f['kl_last'])} | {_f(f['target_logprob'])} |"
             )
         if "chosen_lr" in block:
             lines += ["", "Chosen learning rates (largest ΔPass@1 + ΔHR@10 vs SFT): "
