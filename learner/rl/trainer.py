@@ -51,7 +51,7 @@ from recast.sft import item_paths
 from recast.signals.groups import build_groups, group_stats
 from recast.signals.repair import REPAIRED, UNREPAIRABLE, needs_anchor_score, repair
 from recast.signals.reward import get_reward
-from recast.signals.strategy import ActorPlan, add_replay, build_plan
+from recast.signals.strategy import ANCHOR, REPLAY, ActorPlan, add_replay, build_plan
 from recast.teacher_forcing import token_logprobs
 
 log = logging.getLogger(__name__)
@@ -179,8 +179,9 @@ class RLTrainer:
         L = self.codes.shape[1]
         # groups_tokens: the same divisor for every method; token_mean: the literal mean over the batch
         normaliser = len(groups) * L if c.normaliser == "groups_tokens" else max(len(plan.rows), 1) * L
+        dropout = (ANCHOR, REPLAY) if self.spec.supervised_dropout else ()
         return actor_update(self.policy, self.reference, self.optimizer, plan, prompts, self.score, normaliser,
-                            c.objective, c.ppo_epochs, c.grad_clip, self.spec.anchor_cap)  # fmt: skip
+                            c.objective, c.ppo_epochs, c.grad_clip, self.spec.anchor_cap, dropout)  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 128) -> dict:

@@ -99,14 +99,18 @@ def apply_cap(params: list[torch.nn.Parameter], grads: dict[str, torch.Tensor], 
     return scale
 
 
-def run_parts(policy, parts, refs, olds, score: Scorer, normaliser: float, objective: ObjectiveConfig):
-    """Forward and backward of every part into the accumulated gradient; returns each part's gradient."""
+def run_parts(policy, parts, refs, olds, score: Scorer, normaliser: float, objective: ObjectiveConfig,
+              dropout_parts: tuple[str, ...] = ()):  # fmt: skip
+    """Forward and backward of every part into the accumulated gradient; returns each part's gradient.
+    Parts named in ``dropout_parts`` run in train mode (dropout on), the rest in eval mode."""
     params = [p for p in policy.parameters() if p.requires_grad]
     grads: dict[str, torch.Tensor] = {}
     before = torch.zeros(sum(p.numel() for p in params))
     loss_sum, surrogate, kl_tokens, kl_sum = 0.0, 0.0, 0, 0.0
     for part, ref, old in zip(parts, refs, olds):
+        policy.train(part.name in dropout_parts)
         logp = score(policy, part.prompts, part.items)  # (M, L)
+        policy.eval()
         old_logp = logp.detach() if old is None else old  # one epoch: the ratio is 1
         loss, figures = actor_loss(logp, old_logp, ref, part.advantages, part.pairs, normaliser, objective)
         loss.backward()
@@ -128,7 +132,7 @@ EMPTY_UPDATE = {
 
 def actor_update(policy, reference, optimizer, plan: ActorPlan, prompts: list[list[int]], score: Scorer,
                  normaliser: float, objective: ObjectiveConfig, epochs: int, grad_clip: float,
-                 anchor_cap: float) -> dict:  # fmt: skip
+                 anchor_cap: float, dropout_parts: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """Forward, backward and step over the plan's rows only. Returns timings and figures."""
     if not plan.rows:
         return dict(EMPTY_UPDATE)
@@ -143,7 +147,7 @@ def actor_update(policy, reference, optimizer, plan: ActorPlan, prompts: list[li
     with measure_peak() as memory:
         for _ in range(epochs):
             optimizer.zero_grad(set_to_none=True)
-            grads, figures = run_parts(policy, parts, refs, olds, score, normaliser, objective)
+            grads, figures = run_parts(policy, parts, refs, olds, score, normaliser, objective, dropout_parts)
             diagnostics = gradient_figures(grads)
             scale = apply_cap(params, grads, anchor_cap)
             grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)

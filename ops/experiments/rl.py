@@ -196,7 +196,19 @@ def _finished(out: Path, config: RLConfig, eval_csv: Path) -> bool:
     if not path.is_file():
         return False
     done = json.loads(path.read_text())
-    return done.get("config") == config.to_dict() and done.get("eval_csv") == str(eval_csv)
+    return _comparable(done.get("config", {})) == _comparable(config.to_dict()) and done.get("eval_csv") == str(eval_csv)
+
+
+def _comparable(config: dict) -> dict:
+    """A config dict with fields added since it was written filled with their defaults (they cannot have
+    changed what that run did), so adding an option does not invalidate finished runs."""
+    from dataclasses import fields
+
+    from recast.signals.spec import SignalSpec
+
+    base = {f.name: f.default for f in fields(RLConfig) if f.name != "signal"}
+    spec = {f.name: f.default for f in fields(SignalSpec)}
+    return {**base, **config, "spec": {**spec, **config.get("spec", {})}}
 
 
 def arm_config(plan: ExperimentPlan, arm: str, width: int, seed: int, lr: float) -> RLConfig:

@@ -39,6 +39,11 @@ class SignalSpec:
     hinge_margin: float = _help("boundary: the anchor's hinge stops once it leads the W-th candidate by this.", 0.0)
     replay: int = _help("Older windows (the SFT users') replayed per step as supervised rows; 0: none.", 0)
     replay_weight: float = _help("Advantage (cross-entropy weight) of each replayed window.", 1.0)
+    supervised_dropout: bool = _help(
+        "Run the supervised parts (anchors, replay) with the policy's dropout on, as SFT trains; the contrast "
+        "parts always run without it, so their log-probabilities are the rollout's.",
+        False,
+    )
 
     def __post_init__(self) -> None:
         for name, registry in (("reward", REWARDS), ("hits", HIT_SIGNALS), ("anchors", ANCHOR_SIGNALS)):
