@@ -196,7 +196,8 @@ def _finished(out: Path, config: RLConfig, eval_csv: Path) -> bool:
     if not path.is_file():
         return False
     done = json.loads(path.read_text())
-    return _comparable(done.get("config", {})) == _comparable(config.to_dict()) and done.get("eval_csv") == str(eval_csv)
+    same = _comparable(done.get("config", {})) == _comparable(config.to_dict())
+    return same and done.get("eval_csv") == str(eval_csv)
 
 
 def _comparable(config: dict) -> dict:
