@@ -32,6 +32,8 @@ from ops.experiments.report import build_report, write_report
 # Arm name -> (method, signal overrides). "grpo" is the baseline the ratios are taken against (when it runs).
 ARMS: dict[str, tuple[str, dict]] = {
     "grpo": ("grpo", {}),
+    # the same updates without computing the flat groups' KL-only rows (the quality runs; timing uses grpo)
+    "grpo-lean": ("grpo", {"skip_flat": True}),
     "grpo+repair": ("grpo", {"repair": True}),
     "grpo-struct": ("grpo", {"reward": "structural"}),
     "grpo-struct+repair": ("grpo", {"reward": "structural", "repair": True}),

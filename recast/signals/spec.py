@@ -31,6 +31,12 @@ class SignalSpec:
     negative_weight: float = _help("pair: n*'s advantage is -negative_weight (0: the positive alone).", 1.0)
     logistic_tau: float = _help("Temperature of every reference-anchored pairwise logistic term.", 1.0)
     ranking_reward: bool = _help("group_normalised: ReRe's rank penalty on the negatives of a group with a hit.", False)
+    skip_flat: bool = _help(
+        "group_normalised: leave out groups whose advantages are all 0. Their rows carry only the k3 term, "
+        "1e-6 to 1e-4 of the step's squared gradient norm (BENCHMARKS.md), so the update is the same for a tenth of "
+        "the rows; off, the actor pays for them as the literal baseline does.",
+        False,
+    )
     anchor_weight: float = _help("Scale of every term a repaired anchor enters (pair, boundary, supervised).", 1.0)
     reach_temperature: float = _help(
         "Reachability: an anchor's weight is exp(-gap / T), gap = its log-prob below the W-th candidate; 0: off.", 0.0

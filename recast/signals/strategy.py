@@ -87,7 +87,9 @@ def normalised_signal(plan: ActorPlan, gi: int, group: RolloutGroup, spec: Signa
     rewards = with_ranking_reward(group.rewards) if spec.ranking_reward else group.rewards
     if group.flat:
         part = ZERO
-        plan.skipped["zero_advantage"] += 1  # still computed: the literal baseline's cost
+        plan.skipped["zero_advantage"] += 1  # still computed unless skip_flat: the literal baseline's cost
+        if spec.skip_flat:
+            return
     for member, adv in enumerate(group_normalised(rewards)):
         plan.add(gi, group.items[member], adv, part)
 

@@ -67,6 +67,12 @@ def test_group_normalised_includes_every_member_of_every_group():
     assert plan.groups_used == 3
 
 
+def test_skip_flat_leaves_out_only_the_zero_advantage_groups():
+    full = plan_of([HIT_G, ZERO_G, SINGLE], **GRPO)
+    lean = plan_of([HIT_G, ZERO_G, SINGLE], **GRPO, skip_flat=True)
+    assert rows(lean) == rows(full)[:3] and lean.skipped == full.skipped == {"zero_advantage": 2}
+
+
 def test_ranking_reward_changes_only_groups_with_a_hit():
     plain = plan_of([HIT_G, ZERO_G], **GRPO)
     ranked = plan_of([HIT_G, ZERO_G], **GRPO, ranking_reward=True)
