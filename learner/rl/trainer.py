@@ -306,6 +306,7 @@ class RLTrainer:
             "parent": self.sft.version,
             "rl_data": {
                 "contexts": len(self.contexts),
+                "replay_windows": len(self.replay),
                 "budget": self.budget,
                 "anchors_injected": self.anchors_injected,
             },

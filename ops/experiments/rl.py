@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import resource
 import time
 from dataclasses import dataclass, replace
@@ -126,7 +127,16 @@ def split_training_users(train_csv: Path, data: Path, out: Path, rl_share: float
         "tune": {i for i, r in enumerate(rows) if r.user_id in tune},
     }
     out.mkdir(parents=True, exist_ok=True)
-    counts = {name: write_interactions(train_csv, out / f"{name}.csv", keep) for name, keep in parts.items()}
+    counts = {}
+    for name, keep in parts.items():
+        # Written aside and moved in only when it changed: runs of another experiment on the same
+        # directory may be reading these files right now, and must never see half of one.
+        path, tmp = out / f"{name}.csv", out / f".{name}.csv.{os.getpid()}"
+        counts[name] = write_interactions(train_csv, tmp, keep)
+        if path.is_file() and path.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     return {name: out / f"{name}.csv" for name in parts}, counts
 
 
