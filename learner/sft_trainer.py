@@ -21,12 +21,14 @@ from tqdm.auto import tqdm
 from recast.baselines import TransitionModel
 from recast.checkpoint import save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
+from recast.distill import TeacherLabels, batch_soft_targets, label_sequences, teacher_scores
 from recast.model import PolicyConfig, SidPolicy
 from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.text import TextModel
+from recast.text_init import add_text_to_embeddings, item_vectors
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
-from recast.windows import build_sequences
+from recast.windows import build_sequences, short_context_sequences
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
@@ -77,8 +79,19 @@ def train_sft(
     trie = ItemTrie.build(codes, len(tokenizer))
     paths = item_paths(trie, codes)
 
+    # The scorers are fitted first: the served mix uses them, and so does the distillation teacher.
+    transition = TransitionModel.fit(sequences, len(catalog))
+    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    num_windows = int(sum(sum(s.weights) for s in sequences))
+    if config.short_context > 0:
+        sequences = sequences + short_context_sequences(sequences, config.short_context, config.short_context_weight)
+    labels = _teacher_labels(sequences, transition, text, config, progress)
+
     torch.manual_seed(config.seed)
     model = SidPolicy(policy_config(config, len(tokenizer), catalog.code_length))
+    if config.text_init > 0:
+        vectors = item_vectors(text, config.d_model, torch.Generator().manual_seed(config.seed))
+        add_text_to_embeddings(model, codes, vectors, config.text_init)
     optimizer = make_optimizer(model, config)
     steps_per_epoch = -(-len(sequences) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
@@ -95,8 +108,13 @@ def train_sft(
             range(steps_per_epoch), desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False
         )
         for i in bar:
-            chunk = [sequences[j] for j in order[i * config.batch_size : (i + 1) * config.batch_size].tolist()]
-            batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead)
+            picked = order[i * config.batch_size : (i + 1) * config.batch_size].tolist()
+            chunk = [sequences[j] for j in picked]
+            soft = None
+            if labels is not None:
+                rows = [labels.rows[j] for j in picked]
+                soft = batch_soft_targets(chunk, rows, labels, codes, config.distill_weight, len(tokenizer))
+            batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft)
             lr = learning_rate(epoch * steps_per_epoch + i, total_steps, config)
             loss, _ = train_step(model, optimizer, batch, trie, config, lr)
             total += loss
@@ -105,11 +123,9 @@ def train_sft(
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, losses[-1])
         _save_state(out / STATE_FILE, model, optimizer, config, epoch + 1, losses)
 
-    num_windows = int(sum(sum(s.weights) for s in sequences))
     if stop < config.epochs:
         return SFTResult(None, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
     model.eval()
-    transition = TransitionModel.fit(sequences, len(catalog))
     manifest = {
         "kind": "sft",
         "sft_config": config.to_dict(),
@@ -122,10 +138,25 @@ def train_sft(
         },
         "metrics": {"train_loss": losses},
     }
-    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
     save_checkpoint(out, model, tokenizer, catalog, transition, text, manifest)
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
+
+
+def _teacher_labels(
+    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool
+) -> TeacherLabels | None:
+    if config.distill_weight == 0:
+        return None
+    contexts = len({s.items[:j] for s in sequences for j in range(1, len(s.items)) if s.weights[j] > 0})
+    with tqdm(total=contexts, desc="teacher labels", disable=not progress, leave=False) as bar:
+        return label_sequences(
+            sequences,
+            lambda histories: teacher_scores(transition, text, histories, config.teacher_text_weight),
+            config.teacher_top_k,
+            config.teacher_sharpness,
+            on_chunk=bar.update,
+        )
 
 
 def _save_state(path: Path, model, optimizer, config: SFTConfig, epoch: int, losses: list[float]) -> None:

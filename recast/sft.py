@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from recast.losses import token_nll, weighted_mean
+from recast.losses import soft_token_nll, token_nll, weighted_mean
 from recast.model import SidPolicy
 from recast.trie import ROOT, ItemTrie
 from recast.windows import Sequence
@@ -36,13 +36,37 @@ class SFTConfig:
     constrained_loss: bool = True  # softmax over trie-allowed tokens, as beam search scores
     max_history: int = 10
     seed: int = 0
+    # Distillation (recast.distill): each target becomes (1 - distill_weight) * the true item +
+    # distill_weight * the teacher's top-k, the teacher being the transition and text scorers mixed.
+    distill_weight: float = 0.0  # 0: plain next-item SFT
+    teacher_text_weight: float = 0.5  # text share of the teacher mix; the rest is transitions
+    teacher_top_k: int = 20
+    teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
+    # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
+    # ``short_context_weight`` (recast.windows.short_context_sequences).
+    short_context: int = 0
+    short_context_weight: float = 1.0
+    # Item text in the SID token embeddings (recast.text_init): the text part's std as a multiple of
+    # the random init's (0: off).
+    text_init: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_layer", "max_history"):
+        for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("distill_weight", "teacher_text_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (a share), got {getattr(self, name)}")
+        if self.short_context < 0 or self.short_context_weight < 0:
+            raise ValueError("short_context and short_context_weight must be >= 0 (short_context 0 turns it off)")
+        if self.text_init < 0:
+            raise ValueError(f"text_init must be >= 0 (0 turns it off), got {self.text_init}")
+        if self.teacher_sharpness <= 0:
+            raise ValueError(
+                f"teacher_sharpness must be > 0 (1 keeps the mixed scores' proportions), got {self.teacher_sharpness}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,11 +106,20 @@ class Batch:
     targets: torch.Tensor  # (B, T) the next token at each input position
     weights: torch.Tensor  # (B, T) the window weight of the item each target belongs to
     nodes: torch.Tensor  # (B, T) trie node each target is decoded from (dead on padding)
+    soft: torch.Tensor | None = None  # (B, T, V) target distributions (distillation), None: the true token
 
 
 def make_batch(
-    sequences: list[Sequence], codes: torch.Tensor, paths: torch.Tensor, bos_id: int, pad_id: int, dead: int
+    sequences: list[Sequence],
+    codes: torch.Tensor,
+    paths: torch.Tensor,
+    bos_id: int,
+    pad_id: int,
+    dead: int,
+    soft: torch.Tensor | None = None,
 ) -> Batch:
+    """Right-padded inputs and targets; ``soft`` (B, T, V) from ``recast.distill.batch_soft_targets``
+    replaces the one-hot targets where given."""
     L = codes.shape[1]
     T = max(len(s.items) for s in sequences) * L
     B = len(sequences)
@@ -103,7 +136,7 @@ def make_batch(
         targets[row, :n] = tokens
         weights[row, :n] = torch.tensor(seq.weights).repeat_interleave(L)
         nodes[row, :n] = paths[items].reshape(-1)
-    return Batch(idx, targets, weights, nodes)
+    return Batch(idx, targets, weights, nodes, soft)
 
 
 def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool) -> torch.Tensor:
@@ -112,6 +145,8 @@ def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool
     if constrained:
         allowed, _ = trie.expand(batch.nodes.reshape(-1))
         allowed = allowed.view(*batch.nodes.shape, -1)
+    if batch.soft is not None:
+        return weighted_mean(soft_token_nll(logits, batch.soft, allowed), batch.weights)
     return weighted_mean(token_nll(logits, batch.targets, allowed), batch.weights)
 
 
