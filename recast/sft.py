@@ -46,6 +46,7 @@ class SFTConfig:
     # ``short_context_weight`` (recast.windows.short_context_sequences).
     short_context: int = 0
     short_context_weight: float = 1.0
+    length_pool: int = 0  # > 0: batch sequences of similar length (recast.sft.epoch_batches)
     # Item text in the SID token embeddings (recast.text_init): the text part's std as a multiple of
     # the random init's (0: off).
     text_init: float = 0.0
@@ -148,6 +149,27 @@ def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool
     if batch.soft is not None:
         return weighted_mean(soft_token_nll(logits, batch.soft, allowed), batch.weights)
     return weighted_mean(token_nll(logits, batch.targets, allowed), batch.weights)
+
+
+def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator, pool: int = 0) -> list[list[int]]:
+    """One epoch's batches of sequence indices, in a random order drawn from ``generator``.
+
+    ``pool`` 0: consecutive slices of one permutation. ``pool`` > 0: each run of ``pool`` batches'
+    worth of the permutation is sorted by length before it is cut, and the batches are then shuffled,
+    so sequences of similar length share a batch: with short-context windows beside 11-item rows,
+    padding would otherwise be most of the compute.
+
+    >>> epoch_batches([5, 1, 5, 1], 2, torch.Generator().manual_seed(0), pool=2)
+    [[1, 3], [0, 2]]
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if pool == 0:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        run = sorted(order[start : start + pool * batch_size], key=lambda j: lengths[j])
+        batches += [run[i : i + batch_size] for i in range(0, len(run), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def learning_rate(step: int, total_steps: int, config: SFTConfig) -> float:

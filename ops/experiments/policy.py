@@ -36,10 +36,15 @@ VARIANTS: dict[str, dict] = {
     "distill-0.3-sharp3": {"distill_weight": 0.3, "teacher_sharpness": 3.0},
     "distill-0.5-text0.3": {"distill_weight": 0.5, "teacher_text_weight": 0.3},
     "distill-0.5-text0.7": {"distill_weight": 0.5, "teacher_text_weight": 0.7},
-    "short1": {"short_context": 1},
-    "short2": {"short_context": 2},
-    "short1-w0.5": {"short_context": 1, "short_context_weight": 0.5},
-    "short1+distill-0.5-sharp6": {"short_context": 1, "distill_weight": 0.5, "teacher_sharpness": 6.0},
+    "short1": {"short_context": 1, "length_pool": 50},
+    "short2": {"short_context": 2, "length_pool": 50},
+    "short1-w0.5": {"short_context": 1, "short_context_weight": 0.5, "length_pool": 50},
+    "short1+distill-0.5-sharp6": {
+        "short_context": 1,
+        "length_pool": 50,
+        "distill_weight": 0.5,
+        "teacher_sharpness": 6.0,
+    },
     "textinit-1": {"text_init": 1.0},
     "textinit-3": {"text_init": 3.0},
     "distill-0.5+textinit-1": {"distill_weight": 0.5, "text_init": 1.0},
@@ -173,6 +178,121 @@ def tune(paths: Paths, names: list[str], base: str, seed: int, beam_width: int) 
         )
 
 
+def _per_row(ranks: list, metric: str) -> list[float]:
+    import math
+
+    if metric == "HR@10":
+        return [1.0 if r is not None and r < 10 else 0.0 for r in ranks]
+    return [1.0 / math.log2(r + 2) if r is not None and r < 10 else 0.0 for r in ranks]
+
+
+def _interval(a: list[float], b: list[float]) -> dict:
+    from recast.metrics import paired_bootstrap
+
+    mean, lo, hi = paired_bootstrap(a, b)
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def never_seen(paths: Paths, train_csv: Path, eval_csv: Path) -> list[bool]:
+    """Per eval row: is its target absent from every training sequence (never a training target)?"""
+    from recast.dataset import load_catalog, load_interactions
+    from recast.windows import build_sequences
+
+    catalog = load_catalog(paths.data)
+    seen = {i for s in build_sequences(load_interactions(train_csv, catalog), catalog.index, 10) for i in s.items}
+    return [catalog.index[r.target] not in seen for r in load_interactions(eval_csv, catalog)]
+
+
+def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, overrides: dict) -> dict:
+    """The preset (plus ``overrides``) trained on split/train.csv per seed, scored on split/heldout.csv:
+    figures per seed, paired intervals against the best single baseline per seed and pooled over seeds
+    (each row's mean over the seeds), and hit rates on targets never seen in training."""
+    from recast.sft import preset
+
+    train_csv, eval_csv = paths.split / "train.csv", paths.split / "heldout.csv"
+    label = name + "".join(f"+{k}={v}" for k, v in sorted(overrides.items()))
+    runs = {}
+    for seed in seeds:
+        config = replace(preset(name), seed=seed, **overrides)
+        log.info("confirm %s seed %d", label, seed)
+        runs[seed] = train_and_score(paths, train_csv, eval_csv, config, paths.out / "confirm" / label / f"seed{seed}",
+                                     beam_width)  # fmt: skip
+    first = runs[seeds[0]]
+    baselines = ("transition", "text", "popularity")
+    best = max(baselines, key=lambda b: first["metrics"][b]["HR@10"])
+    unseen = never_seen(paths, train_csv, eval_csv)
+    report = {"preset": label, "seeds": seeds, "best_baseline": best, "rows": len(unseen),
+              "never_seen_share": sum(unseen) / len(unseen), "rankings": {}}  # fmt: skip
+    for ranking in ("policy", *FUSIONS, *baselines):
+        entry = {"per_seed": {}, "never_seen_hr10": {}}
+        for seed, run in runs.items():
+            ranks = run["ranks"][ranking]
+            entry["per_seed"][seed] = {
+                **{k: run["metrics"][ranking][k] for k in ("HR@1", "HR@10", "NDCG@10")},
+                "train_seconds": run["train_seconds"],
+                "train_cpu_seconds": run.get("train_cpu_seconds"),
+                **{
+                    f"d{m}": _interval(_per_row(ranks, m), _per_row(run["ranks"][best], m))
+                    for m in ("HR@10", "NDCG@10")
+                },
+            }
+            hits = [h for h, u in zip(_per_row(ranks, "HR@10"), unseen) if u]
+            entry["never_seen_hr10"][seed] = sum(hits) / max(len(hits), 1)
+        for m in ("HR@10", "NDCG@10"):
+            pooled = [sum(col) / len(seeds) for col in zip(*(_per_row(r["ranks"][ranking], m) for r in runs.values()))]
+            entry[f"pooled_d{m}"] = _interval(pooled, _per_row(first["ranks"][best], m))
+        report["rankings"][ranking] = entry
+    out = paths.out / "confirm" / label / "report.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %s", out)
+    print(confirm_markdown(report))
+    return report
+
+
+def confirm_markdown(report: dict) -> str:
+    best = report["best_baseline"]
+    lines = [
+        f"{report['preset']}: {report['rows']} held-out rows; never-seen targets {report['never_seen_share']:.3f};"
+        f" intervals against {best}",
+        "",
+        "| ranking | seed | HR@1 | HR@10 | NDCG@10 | ΔHR@10 [95%] | ΔNDCG@10 [95%] | HR@10 on never-seen |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ranking, entry in report["rankings"].items():
+        for seed, f in entry["per_seed"].items():
+            d1, d2 = f["dHR@10"], f["dNDCG@10"]
+            lines.append(
+                f"| {ranking} | {seed} | {f['HR@1']:.4f} | {f['HR@10']:.4f} | {f['NDCG@10']:.4f} | "
+                f"{d1['mean']:+.4f} [{d1['lo']:+.4f}, {d1['hi']:+.4f}] | "
+                f"{d2['mean']:+.4f} [{d2['lo']:+.4f}, {d2['hi']:+.4f}] | {entry['never_seen_hr10'][seed]:.3f} |"
+            )
+        p1, p2 = entry["pooled_dHR@10"], entry["pooled_dNDCG@10"]
+        lines.append(
+            f"| {ranking} | pooled | | | | {p1['mean']:+.4f} [{p1['lo']:+.4f}, {p1['hi']:+.4f}] | "
+            f"{p2['mean']:+.4f} [{p2['lo']:+.4f}, {p2['hi']:+.4f}] | |"
+        )
+    return "\n".join(lines)
+
+
+def table(paths: Paths) -> str:
+    """Every finished tune run as a markdown row (policy alone, the default served mix, the best mix)."""
+    lines = [
+        "| variant | seed | policy HR@1 / HR@10 / NDCG@10 | served HR@1 / HR@10 / NDCG@10 | best mix | train s (CPU) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((paths.out / "tune").glob("*/seed*/result.json"), key=lambda p: p.stat().st_mtime):
+        done = json.loads(path.read_text())
+        m = done["metrics"]
+        mixes = [k for k in FUSIONS if k in m]
+        best = max(mixes, key=lambda k: (m[k]["HR@10"], m[k]["NDCG@10"]))
+        cpu = done.get("train_cpu_seconds")
+        lines.append(
+            f"| {path.parent.parent.name} | {path.parent.name[4:]} | {_fmt(m['policy'])} | {_fmt(m['served'])} | "
+            f"{best}: {_fmt(m[best])} | {done['train_seconds']:.0f}" + (f" ({cpu:.0f})" if cpu else "") + " |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.policy", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
@@ -185,6 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("variants", nargs="+", help=f"names from: {', '.join(VARIANTS)}")
     p.add_argument("--base", default="default", help="preset the variants override")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("confirm", help="train a preset per seed on split/train.csv, score split/heldout.csv once")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field")
+    sub.add_parser("table", help="print every tune result as a markdown table")
     args = parser.parse_args(argv)
 
     import torch
@@ -196,6 +321,11 @@ def main(argv: list[str] | None = None) -> None:
         log.info("rows: %s", prepare(paths))
     elif args.command == "tune":
         tune(paths, args.variants, args.base, args.seed, args.beams)
+    elif args.command == "confirm":
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        confirm(paths, args.preset, [int(s) for s in args.seeds.split(",")], args.beams, overrides)
+    elif args.command == "table":
+        print(table(paths))
 
 
 if __name__ == "__main__":
