@@ -22,7 +22,13 @@ from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
-from recast.distill import TeacherLabels, batch_soft_targets, label_sequences, teacher_scores
+from recast.distill import (
+    TeacherLabels,
+    batch_soft_targets,
+    item_teacher_sequences,
+    label_sequences,
+    teacher_scores,
+)
 from recast.model import PolicyConfig, SidPolicy
 from recast.sft import SFTConfig, epoch_batches, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.text import TextModel
@@ -89,6 +95,14 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.short_context > 0:
         sequences = sequences + short_context_sequences(sequences, config.short_context, config.short_context_weight)
     labels = _teacher_labels(sequences, transition, text, config, progress)
+    if config.item_teacher_weight > 0:
+        # After the labels: these pairs are the teacher's own, not windows for it to relabel.
+        score = lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)  # noqa: E731
+        extra = item_teacher_sequences(score, len(catalog), config.item_teacher_k, config.teacher_sharpness,
+                                       config.item_teacher_weight)  # fmt: skip
+        sequences = sequences + extra
+        if labels is not None:
+            labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
     return TrainingData(
         catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
         transition, text, labels,

@@ -160,3 +160,31 @@ def batch_soft_targets(
     a = torch.where(has, alpha, 0.0).reshape(-1)
     out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size)
     return out.view(B, J * L, vocab_size)
+
+
+def item_teacher_sequences(
+    score: Callable[[list[tuple[int, ...]]], torch.Tensor],
+    num_items: int,
+    top_k: int,
+    sharpness: float,
+    weight: float,
+    chunk: int = 512,
+) -> list[TrainingSequence]:
+    """Made-up one-item histories: every catalog item followed by each of the teacher's top-k for it,
+    the pair weighted ``weight * p_T``. Whole pairs are trained, so every level of the teacher's items
+    is learnt (the soft targets above reach only the true item's path), and an item's text neighbours
+    reach the policy even where no row ever led to them.
+
+    >>> seqs = item_teacher_sequences(lambda c: torch.tensor([[0.0, 3.0, 1.0]] * len(c)), 2, 2, 1.0, 0.5)
+    >>> [(s.items, s.weights) for s in seqs]
+    [((0, 1), (0.0, 0.375)), ((0, 2), (0.0, 0.125)), ((1, 1), (0.0, 0.375)), ((1, 2), (0.0, 0.125))]
+    """
+    out = []
+    for start in range(0, num_items, chunk):
+        contexts = [(i,) for i in range(start, min(num_items, start + chunk))]
+        items, probs = top_k_distribution(score(contexts), top_k, sharpness)
+        for (x,), row_items, row_probs in zip(contexts, items.tolist(), probs.tolist()):
+            out += [
+                TrainingSequence("teacher", (x, y), (0.0, weight * p)) for y, p in zip(row_items, row_probs) if p > 0
+            ]
+    return out

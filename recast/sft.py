@@ -42,6 +42,10 @@ class SFTConfig:
     teacher_text_weight: float = 0.5  # text share of the teacher mix; the rest is transitions
     teacher_top_k: int = 20
     teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
+    # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
+    # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
+    item_teacher_weight: float = 0.0
+    item_teacher_k: int = 5
     # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
     # ``short_context_weight`` (recast.windows.short_context_sequences).
     short_context: int = 0
@@ -52,7 +56,7 @@ class SFTConfig:
     text_init: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k"):
+        for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k", "item_teacher_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
@@ -60,6 +64,8 @@ class SFTConfig:
         for name in ("distill_weight", "teacher_text_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (a share), got {getattr(self, name)}")
+        if self.item_teacher_weight < 0:
+            raise ValueError(f"item_teacher_weight must be >= 0 (0 turns it off), got {self.item_teacher_weight}")
         if self.short_context < 0 or self.short_context_weight < 0:
             raise ValueError("short_context and short_context_weight must be >= 0 (short_context 0 turns it off)")
         if self.text_init < 0:
