@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict] = {
     "short1-ep16": {"short_context": 1, "length_pool": 50, "epochs": 16},
     "short1-ff1024": {"short_context": 1, "length_pool": 50, "d_ff": 1024},
     "short1-drop0.1": {"short_context": 1, "length_pool": 50, "dropout": 0.1},
+    "short1-drop0.3": {"short_context": 1, "length_pool": 50, "dropout": 0.3},
     "short1-w2": {"short_context": 1, "length_pool": 50, "short_context_weight": 2.0},
     "short1-w0.5": {"short_context": 1, "short_context_weight": 0.5, "length_pool": 50},
     "short1+distill-0.5-sharp6": {
@@ -48,6 +49,21 @@ VARIANTS: dict[str, dict] = {
         "length_pool": 50,
         "distill_weight": 0.5,
         "teacher_sharpness": 6.0,
+    },
+    "short1-fixed": {"short_context": 1, "length_pool": 50, "fixed_loss_scale": True},
+    "short1-fixed+items0.5": {
+        "short_context": 1,
+        "length_pool": 50,
+        "fixed_loss_scale": True,
+        "item_teacher_weight": 0.5,
+        "teacher_sharpness": 3.0,
+    },
+    "short1-fixed+items1": {
+        "short_context": 1,
+        "length_pool": 50,
+        "fixed_loss_scale": True,
+        "item_teacher_weight": 1.0,
+        "teacher_sharpness": 3.0,
     },
     "short1+items0.5": {"short_context": 1, "length_pool": 50, "item_teacher_weight": 0.5, "teacher_sharpness": 3.0},
     "short1+items1": {"short_context": 1, "length_pool": 50, "item_teacher_weight": 1.0, "teacher_sharpness": 3.0},
@@ -135,6 +151,7 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
     """Train ``config`` on ``train_csv`` into ``out/ckpt`` (reused when finished with the same config),
     score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``."""
     from learner.sft_trainer import train_sft
+    from ops.bench.calibrate import cpu_calibration
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
     from recast.metrics import summarize
@@ -144,6 +161,7 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
         done = json.loads(result_path.read_text())
         if done["config"] == config.to_dict() and done["eval_csv"] == str(eval_csv):
             return done
+    calibration = cpu_calibration()
     started, cpu = time.perf_counter(), time.process_time()
     result = train_sft(paths.data, train_csv, config, out / "ckpt", progress=False)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -156,6 +174,7 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
         "eval_csv": str(eval_csv),
         "train_seconds": seconds,
         "train_cpu_seconds": cpu,  # the machine is shared: CPU time is the steadier cost figure
+        "calibration": calibration,  # how fast the CPU was just before (ops.bench.calibrate)
         "final_loss": result.losses[-1],
         "metrics": {name: summarize(r) for name, r in ranks.items()},
         "ranks": ranks,
