@@ -39,6 +39,7 @@ from recast.windows import Sequence, build_sequences, short_context_sequences
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
+SOURCE_HISTORY = 50  # the longest row history read when training on cut windows only
 
 
 @dataclass
@@ -84,7 +85,8 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     rows = load_interactions(train_csv, catalog)
     if not rows:
         raise ValueError(f"{train_csv}: no interaction rows to train on")
-    sequences = build_sequences(rows, catalog.index, config.max_history)
+    # Rows are read whole (up to SOURCE_HISTORY items) when only their cut windows are trained on.
+    sequences = build_sequences(rows, catalog.index, config.max_history if config.long_windows else SOURCE_HISTORY)
     tokenizer = SidTokenizer.from_catalog(catalog)
     codes = tokenizer.item_codes(catalog)
     trie = ItemTrie.build(codes, len(tokenizer))
@@ -93,7 +95,8 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
     num_windows = int(sum(sum(s.weights) for s in sequences))
     if config.short_context > 0:
-        sequences = sequences + short_context_sequences(sequences, config.short_context, config.short_context_weight)
+        short = short_context_sequences(sequences, config.short_context, config.short_context_weight)
+        sequences = (sequences if config.long_windows else []) + short
     labels = _teacher_labels(sequences, transition, text, config, progress)
     if config.item_teacher_weight > 0:
         # After the labels: these pairs are the teacher's own, not windows for it to relabel.
@@ -130,15 +133,18 @@ def train_sft(
     model, init_version = _initial_model(data, config, init_from)
     optimizer = make_optimizer(model, config)
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, losses = _resume(out / STATE_FILE, model, optimizer, config, init_version)
+    start_epoch, losses, average = _resume(out / STATE_FILE, model, optimizer, config, init_version)
     stop = config.epochs if epoch_budget is None else min(config.epochs, start_epoch + epoch_budget)
     for epoch in range(start_epoch, stop):
         losses.append(_run_epoch(model, optimizer, data, config, epoch, progress))
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, losses[-1])
-        _save_state(out / STATE_FILE, model, optimizer, config, epoch + 1, losses, init_version)
+        average = _fold_average(average, model, epoch, config)
+        _save_state(out / STATE_FILE, model, optimizer, config, epoch + 1, losses, init_version, average)
 
     if stop < config.epochs:
         return SFTResult(None, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
+    if average is not None:
+        model.load_state_dict(average)
     model.eval()
     manifest = {
         "kind": "sft",
@@ -204,6 +210,9 @@ def _run_epoch(model, optimizer, data: TrainingData, config: SFTConfig, epoch: i
     generator = torch.Generator().manual_seed(config.seed + epoch)
     batches = epoch_batches([len(s.items) for s in data.sequences], config.batch_size, generator, config.length_pool)
     total_steps = len(batches) * config.epochs
+    scale = None
+    if config.fixed_loss_scale:
+        scale = sum(sum(s.weights) for s in data.sequences) * data.codes.shape[1] / len(batches)
     model.train()
     total = 0.0
     bar = tqdm(batches, desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
@@ -216,7 +225,7 @@ def _run_epoch(model, optimizer, data: TrainingData, config: SFTConfig, epoch: i
         batch = make_batch(chunk, data.codes, data.paths, data.tokenizer.bos_id, data.tokenizer.pad_id,
                            data.trie.dead, soft)  # fmt: skip
         lr = learning_rate(epoch * len(batches) + i, total_steps, config)
-        loss, _ = train_step(model, optimizer, batch, data.trie, config, lr)
+        loss, _ = train_step(model, optimizer, batch, data.trie, config, lr, scale)
         total += loss
         bar.set_postfix(loss=f"{loss:.3f}")
     return total / len(batches)
@@ -238,8 +247,27 @@ def _teacher_labels(
         )
 
 
+def _fold_average(average: dict | None, model, epoch: int, config: SFTConfig) -> dict | None:
+    """The running mean of the weights at the end of the last ``average_last`` epochs (None before them)."""
+    first = config.epochs - config.average_last
+    if config.average_last < 2 or epoch < first:
+        return None
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if average is None:
+        return current
+    n = epoch - first + 1  # epochs in the mean after this one
+    return {k: average[k] + (current[k] - average[k]) / n for k in current}
+
+
 def _save_state(
-    path: Path, model, optimizer, config: SFTConfig, epoch: int, losses: list[float], init: str | None
+    path: Path,
+    model,
+    optimizer,
+    config: SFTConfig,
+    epoch: int,
+    losses: list[float],
+    init: str | None,
+    average: dict | None,
 ) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
@@ -250,15 +278,16 @@ def _save_state(
             "losses": losses,
             "config": config.to_dict(),
             "init_from": init,
+            "average": average,
         },
         tmp,
     )
     os.replace(tmp, path)
 
 
-def _resume(path: Path, model, optimizer, config: SFTConfig, init: str | None) -> tuple[int, list[float]]:
+def _resume(path: Path, model, optimizer, config: SFTConfig, init: str | None) -> tuple[int, list[float], dict | None]:
     if not path.is_file():
-        return 0, []
+        return 0, [], None
     state = torch.load(path, weights_only=True)
     if state["config"] != config.to_dict() or state.get("init_from") != init:
         raise ValueError(
@@ -268,4 +297,4 @@ def _resume(path: Path, model, optimizer, config: SFTConfig, init: str | None) -
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming after epoch %d", state["epoch"])
-    return state["epoch"], list(state["losses"])
+    return state["epoch"], list(state["losses"]), state.get("average")

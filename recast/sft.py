@@ -50,7 +50,15 @@ class SFTConfig:
     # ``short_context_weight`` (recast.windows.short_context_sequences).
     short_context: int = 0
     short_context_weight: float = 1.0
+    # False: train on the short-context windows only (every window, its context cut to the last
+    # short_context items); max_history, the prompt's cut, must then equal short_context.
+    long_windows: bool = True
+    average_last: int = 0  # >= 2: save the mean of the weights at the end of the last this many epochs
     length_pool: int = 0  # > 0: batch sequences of similar length (recast.sft.epoch_batches)
+    # True: every batch's weighted loss is divided by the mean total weight of a batch (one number per
+    # run), so window weights mean the same in every batch; False: by the batch's own total weight,
+    # which cancels the weights of a batch whose windows all weigh alike (e.g. only extra windows).
+    fixed_loss_scale: bool = False
     # Item text in the SID token embeddings (recast.text_init): the text part's std as a multiple of
     # the random init's (0: off).
     text_init: float = 0.0
@@ -64,10 +72,17 @@ class SFTConfig:
         for name in ("distill_weight", "teacher_text_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (a share), got {getattr(self, name)}")
+        if not 0 <= self.average_last <= self.epochs:
+            raise ValueError(f"average_last must be in [0, epochs={self.epochs}], got {self.average_last}")
         if self.item_teacher_weight < 0:
             raise ValueError(f"item_teacher_weight must be >= 0 (0 turns it off), got {self.item_teacher_weight}")
         if self.short_context < 0 or self.short_context_weight < 0:
             raise ValueError("short_context and short_context_weight must be >= 0 (short_context 0 turns it off)")
+        if not self.long_windows and not 1 <= self.short_context == self.max_history:
+            raise ValueError(
+                "long_windows=False trains on short-context windows only: set short_context >= 1 and "
+                f"max_history equal to it (got short_context={self.short_context}, max_history={self.max_history})"
+            )
         if self.text_init < 0:
             raise ValueError(f"text_init must be >= 0 (0 turns it off), got {self.text_init}")
         if self.teacher_sharpness <= 0:
@@ -146,15 +161,23 @@ def make_batch(
     return Batch(idx, targets, weights, nodes, soft)
 
 
-def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool) -> torch.Tensor:
+def batch_loss(
+    model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool, scale: float | None = None
+) -> torch.Tensor:
+    """Weighted token NLL. ``scale`` None: divided by this batch's total weight (a per-batch mean);
+    a number: divided by it, so a window's weight counts the same in whatever batch it lands."""
     logits = model(batch.idx)  # (B, T, V)
     allowed = None
     if constrained:
         allowed, _ = trie.expand(batch.nodes.reshape(-1))
         allowed = allowed.view(*batch.nodes.shape, -1)
     if batch.soft is not None:
-        return weighted_mean(soft_token_nll(logits, batch.soft, allowed), batch.weights)
-    return weighted_mean(token_nll(logits, batch.targets, allowed), batch.weights)
+        nll = soft_token_nll(logits, batch.soft, allowed)
+    else:
+        nll = token_nll(logits, batch.targets, allowed)
+    if scale is None:
+        return weighted_mean(nll, batch.weights)
+    return (nll * batch.weights).sum() / scale
 
 
 def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator, pool: int = 0) -> list[list[int]]:
@@ -196,12 +219,18 @@ def make_optimizer(model: SidPolicy, config: SFTConfig) -> torch.optim.Optimizer
 
 
 def train_step(
-    model: SidPolicy, optimizer: torch.optim.Optimizer, batch: Batch, trie: ItemTrie, config: SFTConfig, lr: float
+    model: SidPolicy,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    trie: ItemTrie,
+    config: SFTConfig,
+    lr: float,
+    scale: float | None = None,
 ) -> tuple[float, float]:
-    """One optimiser step; returns (loss, gradient norm before clipping)."""
+    """One optimiser step; returns (loss, gradient norm before clipping). ``scale``: see ``batch_loss``."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = batch_loss(model, batch, trie, config.constrained_loss)
+    loss = batch_loss(model, batch, trie, config.constrained_loss, scale)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -71,3 +71,15 @@ def test_a_distilling_run_with_short_windows_trains_and_loads(small_train, tmp_p
     result = train_sft(DATA, small_train, config, tmp_path / "d", progress=False)
     assert result.losses[-1] < result.losses[0]
     assert load_checkpoint(result.checkpoint).manifest["sft_config"]["distill_weight"] == 0.5
+
+
+def test_average_last_saves_the_mean_of_the_last_epochs_weights(small_train, tmp_path):
+    plain = replace(CONFIG, dropout=0.0)
+    train_sft(DATA, small_train, plain, tmp_path / "x", progress=False, epoch_budget=2)
+    after_two = torch.load(tmp_path / "x" / STATE_FILE, weights_only=True)["model"]
+    train_sft(DATA, small_train, plain, tmp_path / "x", progress=False)
+    after_three = load_file(str(tmp_path / "x" / "model.safetensors"))
+    train_sft(DATA, small_train, replace(plain, average_last=2), tmp_path / "y", progress=False)
+    averaged = load_file(str(tmp_path / "y" / "model.safetensors"))
+    for name, value in averaged.items():
+        assert torch.allclose(value, (after_two[name] + after_three[name]) / 2, atol=1e-6), name
