@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 log = logging.getLogger("policy-experiments")
+BASELINE_HISTORY = 10  # the baselines' history cut, as BENCHMARKS.md measured them
 
 # Variant name -> overrides of the base preset (``--base``). The names are what the table shows.
 VARIANTS: dict[str, dict] = {
@@ -122,6 +123,8 @@ def prepare(paths: Paths, source: str = "valid.csv") -> dict:
 
 def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[float, float]], depth: int = 50) -> dict:
     """Per ranking name, the target's 0-based rank per row (None: not in the top ``depth``)."""
+    import torch
+
     from recast.baselines import top_items
     from recast.fusion import FusionConfig
     from recast.metrics import rank_of
@@ -137,14 +140,18 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[floa
         hist, tgt = histories[start : start + 64], targets[start : start + 64]
         beams = rec.policy(hist)
         trans, text = rec.transition_scores(hist), rec.text_scores(hist)
+        # The baselines always see the last BASELINE_HISTORY items, whatever the policy's prompt keeps.
+        cut = [h[-BASELINE_HISTORY:] for h in hist]
+        base_trans = torch.stack([rec.transition.scores(h) for h in cut])
+        base_text = rec.text.scores_batch(cut)
         fused = {}
         for name, (w, wt) in fusions.items():
             rec.fusion = FusionConfig(policy_weight=w, text_weight=wt)
             fused[name] = rec.rank(hist, beams, depth, trans, text)
         for row, target in enumerate(tgt):
             ranks["policy"].append(rank_of(target, [i for i, _ in beams.top(row, depth)]))
-            ranks["transition"].append(rank_of(target, top_items(trans[row], depth)))
-            ranks["text"].append(rank_of(target, top_items(text[row], depth)))
+            ranks["transition"].append(rank_of(target, top_items(base_trans[row], depth)))
+            ranks["text"].append(rank_of(target, top_items(base_text[row], depth)))
             ranks["popularity"].append(rank_of(target, popular))
             for name in fusions:
                 ranks[name].append(rank_of(target, [i for i, _ in fused[name][row]]))
