@@ -16,7 +16,7 @@ DAYS   ?= 4
 help:
 	@echo "make demo          split by user -> SFT ($(PRESET)) -> $(DAYS) simulated days of serving, ingesting and nightly refreshes -> the audit report"
 	@echo "make test          install, check import contracts, run the test suite"
-	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores)"
+	@echo "make experiment    ReCast vs the group-normalised baseline at W=16 and 32 (about 30 min on 2 cores; FULL=1: 3 seeds + ablations)"
 	@echo "make bench-decode  decoding speed vs transformers.generate (on the demo checkpoint)"
 	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
@@ -57,11 +57,19 @@ demo: install
 	$(BIN)/recast demo --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \
 		--train $(RUN)/split-gate/train.csv --gate $(RUN)/split-gate/heldout.csv --days $(DAYS) --run-dir $(RUN)
 
-# The RL head-to-head (issue 4): same SFT start, seed, contexts and budget for every arm; held-out figures.
+# The RL head-to-head (issues 4 and 12): same SFT start, contexts and budget for every arm; held-out figures.
+# By default one seed of the chosen ReCast, its literal reading and the baseline (about 30 min on 2 idle cores);
+# FULL=1 runs the confirmation grid of BENCHMARKS.md (3 seeds, the key ablations; hours).
+EXP_ARMS  := grpo,recast,recast-literal
+EXP_SEEDS := 0
+ifdef FULL
+EXP_ARMS  := grpo,recast,recast-literal,above,sup+replay
+EXP_SEEDS := 0,1,2
+endif
 experiment: install
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split
 	$(BIN)/recast experiment --data $(DATA) --train $(RUN)/split/train.csv --eval $(RUN)/split/heldout.csv \
-		--out runs/experiment --widths 16,32 --arms grpo,grpo+repair,recast,recast-pos
+		--out runs/experiment --widths 16,32 --arms $(EXP_ARMS) --seeds $(EXP_SEEDS)
 	@echo "experiment done: runs/experiment/report.md, report.json, report.png"
 
 lint: install

@@ -12,24 +12,34 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from recast.baselines import TransitionModel
-from recast.checkpoint import save_checkpoint
+from recast.catalog import Catalog
+from recast.checkpoint import load_checkpoint, read_manifest, save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
+from recast.distill import (
+    TeacherLabels,
+    batch_soft_targets,
+    item_teacher_sequences,
+    label_sequences,
+    teacher_scores,
+)
 from recast.model import PolicyConfig, SidPolicy
-from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
+from recast.sft import SFTConfig, epoch_batches, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.text import TextModel
+from recast.text_init import add_text_to_embeddings, item_vectors
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
-from recast.windows import build_sequences
+from recast.windows import Sequence, build_sequences, short_context_sequences
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
+SOURCE_HISTORY = 50  # the longest row history read when training on cut windows only
 
 
 @dataclass
@@ -53,6 +63,55 @@ def policy_config(config: SFTConfig, vocab_size: int, code_length: int) -> Polic
     )
 
 
+@dataclass
+class TrainingData:
+    """Everything a run derives from the data before the first step."""
+
+    catalog: Catalog
+    rows: int
+    sequences: list[Sequence]  # the rows' windows, then the short-context windows (if configured)
+    num_windows: int  # counted windows of the rows alone
+    tokenizer: SidTokenizer
+    codes: torch.Tensor  # (N, L)
+    trie: ItemTrie
+    paths: torch.Tensor  # (N, L)
+    transition: TransitionModel
+    text: TextModel
+    labels: TeacherLabels | None  # the teacher's labels when distilling
+
+
+def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: bool = False) -> TrainingData:
+    catalog = load_catalog(data_dir)
+    rows = load_interactions(train_csv, catalog)
+    if not rows:
+        raise ValueError(f"{train_csv}: no interaction rows to train on")
+    # Rows are read whole (up to SOURCE_HISTORY items) when only their cut windows are trained on.
+    sequences = build_sequences(rows, catalog.index, config.max_history if config.long_windows else SOURCE_HISTORY)
+    tokenizer = SidTokenizer.from_catalog(catalog)
+    codes = tokenizer.item_codes(catalog)
+    trie = ItemTrie.build(codes, len(tokenizer))
+    # The scorers are fitted on the rows' windows first: the served mix uses them, and so does the teacher.
+    transition = TransitionModel.fit(sequences, len(catalog))
+    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    num_windows = int(sum(sum(s.weights) for s in sequences))
+    if config.short_context > 0:
+        short = short_context_sequences(sequences, config.short_context, config.short_context_weight)
+        sequences = (sequences if config.long_windows else []) + short
+    labels = _teacher_labels(sequences, transition, text, config, progress)
+    if config.item_teacher_weight > 0:
+        # After the labels: these pairs are the teacher's own, not windows for it to relabel.
+        score = lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)  # noqa: E731
+        extra = item_teacher_sequences(score, len(catalog), config.item_teacher_k, config.teacher_sharpness,
+                                       config.item_teacher_weight)  # fmt: skip
+        sequences = sequences + extra
+        if labels is not None:
+            labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
+    return TrainingData(
+        catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
+        transition, text, labels,
+    )  # fmt: skip
+
+
 def train_sft(
     data_dir: Path,
     train_csv: Path,
@@ -60,76 +119,158 @@ def train_sft(
     out: Path,
     progress: bool = True,
     epoch_budget: int | None = None,
+    init_from: Path | None = None,
 ) -> SFTResult:
     """Train on every row of ``train_csv`` (and the windows inside its histories).
 
     ``epoch_budget`` caps the epochs run by this call (a time-boxed job): the
     resume state is kept and a later call with the same arguments carries on.
+    ``init_from``: a checkpoint whose weights start the run instead of a fresh
+    init (see :func:`continue_sft`); its catalog and architecture must match.
     """
     started = time.perf_counter()
-    catalog = load_catalog(data_dir)
-    rows = load_interactions(train_csv, catalog)
-    if not rows:
-        raise ValueError(f"{train_csv}: no interaction rows to train on")
-    sequences = build_sequences(rows, catalog.index, config.max_history)
-    tokenizer = SidTokenizer.from_catalog(catalog)
-    codes = tokenizer.item_codes(catalog)
-    trie = ItemTrie.build(codes, len(tokenizer))
-    paths = item_paths(trie, codes)
-
-    torch.manual_seed(config.seed)
-    model = SidPolicy(policy_config(config, len(tokenizer), catalog.code_length))
+    data = prepare_data(data_dir, train_csv, config, progress)
+    model, init_version = _initial_model(data, config, init_from)
     optimizer = make_optimizer(model, config)
-    steps_per_epoch = -(-len(sequences) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
     out.mkdir(parents=True, exist_ok=True)
-    start_epoch, losses = _resume(out / STATE_FILE, model, optimizer, config)
+    start_epoch, losses, average = _resume(out / STATE_FILE, model, optimizer, config, init_version)
     stop = config.epochs if epoch_budget is None else min(config.epochs, start_epoch + epoch_budget)
-
     for epoch in range(start_epoch, stop):
-        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
-        order = torch.randperm(len(sequences), generator=torch.Generator().manual_seed(config.seed + epoch))
-        model.train()
-        total = 0.0
-        bar = tqdm(
-            range(steps_per_epoch), desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False
-        )
-        for i in bar:
-            chunk = [sequences[j] for j in order[i * config.batch_size : (i + 1) * config.batch_size].tolist()]
-            batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead)
-            lr = learning_rate(epoch * steps_per_epoch + i, total_steps, config)
-            loss, _ = train_step(model, optimizer, batch, trie, config, lr)
-            total += loss
-            bar.set_postfix(loss=f"{loss:.3f}")
-        losses.append(total / steps_per_epoch)
+        losses.append(_run_epoch(model, optimizer, data, config, epoch, progress))
         log.info("epoch %d/%d loss %.4f", epoch + 1, config.epochs, losses[-1])
-        _save_state(out / STATE_FILE, model, optimizer, config, epoch + 1, losses)
+        average = _fold_average(average, model, epoch, config)
+        _save_state(out / STATE_FILE, model, optimizer, config, epoch + 1, losses, init_version, average)
 
-    num_windows = int(sum(sum(s.weights) for s in sequences))
     if stop < config.epochs:
-        return SFTResult(None, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
+        return SFTResult(None, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
+    if average is not None:
+        model.load_state_dict(average)
     model.eval()
-    transition = TransitionModel.fit(sequences, len(catalog))
     manifest = {
         "kind": "sft",
         "sft_config": config.to_dict(),
+        "init_from": init_version,
         "data": {
             "catalog_fingerprint": fingerprint([data_dir / "items.json", data_dir / "sid_index.json"]),
             "train_file": train_csv.name,
             "train_fingerprint": fingerprint([train_csv]),
-            "rows": len(rows),
-            "windows": num_windows,
+            "rows": data.rows,
+            "windows": data.num_windows,
         },
         "metrics": {"train_loss": losses},
     }
-    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
     # The resume state stays until the checkpoint is complete (a crash while saving resumes), then goes.
-    save_checkpoint(out, model, tokenizer, catalog, transition, text, manifest, transient=(STATE_FILE,))
+    save_checkpoint(out, model, data.tokenizer, data.catalog, data.transition, data.text, manifest,
+                    transient=(STATE_FILE,))  # fmt: skip
     (out / STATE_FILE).unlink(missing_ok=True)
-    return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), num_windows)
+    return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
 
 
-def _save_state(path: Path, model, optimizer, config: SFTConfig, epoch: int, losses: list[float]) -> None:
+def continue_sft(
+    checkpoint: Path,
+    data_dir: Path,
+    train_csv: Path,
+    out: Path,
+    overrides: dict | None = None,
+    progress: bool = True,
+    epoch_budget: int | None = None,
+) -> SFTResult:
+    """Continue SFT from a (served) checkpoint on ``train_csv``, e.g. the nightly refresh on newly
+    logged sequences.
+
+    The recipe is the checkpoint's own SFT config with ``overrides`` (typically fewer ``epochs`` and a
+    lower ``lr``); its weights start the run. The transition and text scorers, and the distillation
+    teacher built from them, are refitted on ``train_csv``: pass every sequence the scorers should count
+    (old and new), not only the new ones. The result is a complete checkpoint in ``out`` whose manifest
+    names the checkpoint it continued (``init_from``).
+    """
+    manifest = read_manifest(checkpoint)
+    config = replace(SFTConfig(**manifest.get("sft_config", {})), **(overrides or {}))
+    return train_sft(data_dir, train_csv, config, out, progress, epoch_budget, init_from=checkpoint)
+
+
+def _initial_model(data: TrainingData, config: SFTConfig, init_from: Path | None) -> tuple[SidPolicy, str | None]:
+    torch.manual_seed(config.seed)
+    model = SidPolicy(policy_config(config, len(data.tokenizer), data.catalog.code_length))
+    if init_from is not None:
+        ckpt = load_checkpoint(init_from)
+        if ckpt.item_ids != [item.item_id for item in data.catalog.items]:
+            raise ValueError(f"{init_from} was trained on another catalog; start a fresh run instead")
+        if ckpt.model.config != replace(model.config, dropout=ckpt.model.config.dropout):
+            raise ValueError(f"{init_from} has another architecture ({ckpt.model.config}); match the config to it")
+        model.load_state_dict(ckpt.model.state_dict())
+        return model, ckpt.version
+    if config.text_init > 0:
+        vectors = item_vectors(data.text, config.d_model, torch.Generator().manual_seed(config.seed))
+        add_text_to_embeddings(model, data.codes, vectors, config.text_init)
+    return model, None
+
+
+def _run_epoch(model, optimizer, data: TrainingData, config: SFTConfig, epoch: int, progress: bool) -> float:
+    """One pass over every sequence; returns the mean batch loss."""
+    torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
+    generator = torch.Generator().manual_seed(config.seed + epoch)
+    batches = epoch_batches([len(s.items) for s in data.sequences], config.batch_size, generator, config.length_pool)
+    total_steps = len(batches) * config.epochs
+    scale = None
+    if config.fixed_loss_scale:
+        scale = sum(sum(s.weights) for s in data.sequences) * data.codes.shape[1] / len(batches)
+    model.train()
+    total = 0.0
+    bar = tqdm(batches, desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    for i, picked in enumerate(bar):
+        chunk = [data.sequences[j] for j in picked]
+        soft = None
+        if data.labels is not None:
+            rows = [data.labels.rows[j] for j in picked]
+            soft = batch_soft_targets(chunk, rows, data.labels, data.codes, config.distill_weight, len(data.tokenizer))
+        batch = make_batch(chunk, data.codes, data.paths, data.tokenizer.bos_id, data.tokenizer.pad_id,
+                           data.trie.dead, soft)  # fmt: skip
+        lr = learning_rate(epoch * len(batches) + i, total_steps, config)
+        loss, _ = train_step(model, optimizer, batch, data.trie, config, lr, scale)
+        total += loss
+        bar.set_postfix(loss=f"{loss:.3f}")
+    return total / len(batches)
+
+
+def _teacher_labels(
+    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool
+) -> TeacherLabels | None:
+    if config.distill_weight == 0:
+        return None
+    contexts = len({s.items[:j] for s in sequences for j in range(1, len(s.items)) if s.weights[j] > 0})
+    with tqdm(total=contexts, desc="teacher labels", disable=not progress, leave=False) as bar:
+        return label_sequences(
+            sequences,
+            lambda histories: teacher_scores(transition, text, histories, config.teacher_text_weight),
+            config.teacher_top_k,
+            config.teacher_sharpness,
+            on_chunk=bar.update,
+        )
+
+
+def _fold_average(average: dict | None, model, epoch: int, config: SFTConfig) -> dict | None:
+    """The running mean of the weights at the end of the last ``average_last`` epochs (None before them)."""
+    first = config.epochs - config.average_last
+    if config.average_last < 2 or epoch < first:
+        return None
+    current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if average is None:
+        return current
+    n = epoch - first + 1  # epochs in the mean after this one
+    return {k: average[k] + (current[k] - average[k]) / n for k in current}
+
+
+def _save_state(
+    path: Path,
+    model,
+    optimizer,
+    config: SFTConfig,
+    epoch: int,
+    losses: list[float],
+    init: str | None,
+    average: dict | None,
+) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(
         {
@@ -138,17 +279,19 @@ def _save_state(path: Path, model, optimizer, config: SFTConfig, epoch: int, los
             "epoch": epoch,
             "losses": losses,
             "config": config.to_dict(),
+            "init_from": init,
+            "average": average,
         },
         tmp,
     )
     os.replace(tmp, path)
 
 
-def _resume(path: Path, model, optimizer, config: SFTConfig) -> tuple[int, list[float]]:
+def _resume(path: Path, model, optimizer, config: SFTConfig, init: str | None) -> tuple[int, list[float], dict | None]:
     if not path.is_file():
-        return 0, []
+        return 0, [], None
     state = torch.load(path, weights_only=True)
-    if state["config"] != config.to_dict():
+    if state["config"] != config.to_dict() or state.get("init_from") != init:
         raise ValueError(
             f"{path} was written by a run with another configuration; "
             "use a fresh --out directory or delete the file to start over"
@@ -156,4 +299,4 @@ def _resume(path: Path, model, optimizer, config: SFTConfig) -> tuple[int, list[
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     log.info("resuming after epoch %d", state["epoch"])
-    return state["epoch"], list(state["losses"])
+    return state["epoch"], list(state["losses"]), state.get("average")

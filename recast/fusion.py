@@ -40,6 +40,18 @@ class FusionConfig:
         return 1.0 - self.policy_weight - self.text_weight
 
 
+def mix_scorers(
+    transition_scores: torch.Tensor, text_scores: torch.Tensor | None, transition_weight: float, text_weight: float
+) -> torch.Tensor:
+    """(B, N) ``transition_weight * transition / max + text_weight * text / max``, each scaled per row so
+    its best item scores 1; without text scores only the transition part is there. The served mix and
+    the distillation teacher (``recast.distill``) share it, so they score with one formula."""
+    mixed = transition_weight * transition_scores / transition_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    if text_scores is not None and text_weight > 0:
+        mixed = mixed + text_weight * text_scores / text_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    return mixed
+
+
 def fuse(
     beam: list[tuple[int, float]],
     transition_scores: torch.Tensor,
@@ -71,9 +83,7 @@ def fuse_batch(
     out), ``transition_scores``/``text_scores`` (B, N). Row by row it is exactly :func:`fuse`."""
     w = config.policy_weight
     w_text = config.text_weight if text_scores is not None else 0.0
-    fused = (1.0 - w - w_text) * transition_scores / transition_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
-    if text_scores is not None and w_text > 0:
-        fused = fused + w_text * text_scores / text_scores.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    fused = mix_scorers(transition_scores, text_scores, 1.0 - w - w_text, w_text)
     valid = items >= 0
     if valid.any():
         # The policy's distribution over each row's valid beams; a row without one adds nothing.

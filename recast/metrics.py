@@ -68,3 +68,47 @@ def paired_bootstrap(
     n = len(diffs)
     means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return sum(diffs) / n, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def per_entry_scores(ranks: Sequence[int | None], metric: str) -> list[float]:
+    """One score per entry for ``Pass@1``, ``HR@K`` or ``NDCG@K``: the terms their means average.
+
+    >>> per_entry_scores([0, 2, None], "HR@3"), [round(x, 4) for x in per_entry_scores([0, 2, None], "NDCG@3")]
+    ([1.0, 1.0, 0.0], [1.0, 0.5, 0.0])
+    """
+    if metric == "Pass@1":
+        metric = "HR@1"
+    name, k = metric.split("@")
+    k = int(k)
+    if name == "HR":
+        return [1.0 if r is not None and r < k else 0.0 for r in ranks]
+    if name == "NDCG":
+        return [1.0 / math.log2(r + 2) if r is not None and r < k else 0.0 for r in ranks]
+    raise ValueError(f"unknown metric {metric!r}; use Pass@1, HR@K or NDCG@K")
+
+
+def clustered_bootstrap(
+    diffs: Sequence[float], clusters: Sequence[str], resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of per-entry differences and its 95% percentile interval, resampling whole clusters.
+
+    The windows of one user are not independent (they share a history), so the unit
+    resampled is the user: each resample draws as many users as there are, with
+    replacement, and takes the mean over all their entries. With one entry per
+    cluster this is the plain paired bootstrap.
+
+    >>> clustered_bootstrap([1.0, 1.0, 0.0, 0.0], ["a", "a", "b", "b"])[0]
+    0.5
+    """
+    import numpy as np
+
+    if len(diffs) != len(clusters) or not diffs:
+        raise ValueError("need one cluster per difference, and at least one")
+    names = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+    index = np.array([names[c] for c in clusters])
+    sums = np.bincount(index, weights=np.asarray(diffs, dtype=float))  # (U,)
+    sizes = np.bincount(index).astype(float)  # (U,)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(sums), size=(resamples, len(sums)))  # (R, U)
+    means = np.sort(sums[draws].sum(1) / sizes[draws].sum(1))
+    return float(np.mean(diffs)), float(means[int(0.025 * resamples)]), float(means[int(0.975 * resamples) - 1])

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from recast.losses import token_nll, weighted_mean
+from recast.losses import soft_token_nll, token_nll, weighted_mean
 from recast.model import SidPolicy
 from recast.trie import ROOT, ItemTrie
 from recast.windows import Sequence
@@ -36,13 +36,59 @@ class SFTConfig:
     constrained_loss: bool = True  # softmax over trie-allowed tokens, as beam search scores
     max_history: int = 10
     seed: int = 0
+    # Distillation (recast.distill): each target becomes (1 - distill_weight) * the true item +
+    # distill_weight * the teacher's top-k, the teacher being the transition and text scorers mixed.
+    distill_weight: float = 0.0  # 0: plain next-item SFT
+    teacher_text_weight: float = 0.5  # text share of the teacher mix; the rest is transitions
+    teacher_top_k: int = 20
+    teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
+    # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
+    # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
+    item_teacher_weight: float = 0.0
+    item_teacher_k: int = 5
+    # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
+    # ``short_context_weight`` (recast.windows.short_context_sequences).
+    short_context: int = 0
+    short_context_weight: float = 1.0
+    # False: train on the short-context windows only (every window, its context cut to the last
+    # short_context items); max_history, the prompt's cut, must then equal short_context.
+    long_windows: bool = True
+    average_last: int = 0  # >= 2: save the mean of the weights at the end of the last this many epochs
+    length_pool: int = 0  # > 0: batch sequences of similar length (recast.sft.epoch_batches)
+    # True: every batch's weighted loss is divided by the mean total weight of a batch (one number per
+    # run), so window weights mean the same in every batch; False: by the batch's own total weight,
+    # which cancels the weights of a batch whose windows all weigh alike (e.g. only extra windows).
+    fixed_loss_scale: bool = False
+    # Item text in the SID token embeddings (recast.text_init): the text part's std as a multiple of
+    # the random init's (0: off).
+    text_init: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "n_layer", "max_history"):
+        for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k", "item_teacher_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("distill_weight", "teacher_text_weight"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (a share), got {getattr(self, name)}")
+        if not 0 <= self.average_last <= self.epochs:
+            raise ValueError(f"average_last must be in [0, epochs={self.epochs}], got {self.average_last}")
+        if self.item_teacher_weight < 0:
+            raise ValueError(f"item_teacher_weight must be >= 0 (0 turns it off), got {self.item_teacher_weight}")
+        if self.short_context < 0 or self.short_context_weight < 0:
+            raise ValueError("short_context and short_context_weight must be >= 0 (short_context 0 turns it off)")
+        if not self.long_windows and not 1 <= self.short_context == self.max_history:
+            raise ValueError(
+                "long_windows=False trains on short-context windows only: set short_context >= 1 and "
+                f"max_history equal to it (got short_context={self.short_context}, max_history={self.max_history})"
+            )
+        if self.text_init < 0:
+            raise ValueError(f"text_init must be >= 0 (0 turns it off), got {self.text_init}")
+        if self.teacher_sharpness <= 0:
+            raise ValueError(
+                f"teacher_sharpness must be > 0 (1 keeps the mixed scores' proportions), got {self.teacher_sharpness}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,11 +128,20 @@ class Batch:
     targets: torch.Tensor  # (B, T) the next token at each input position
     weights: torch.Tensor  # (B, T) the window weight of the item each target belongs to
     nodes: torch.Tensor  # (B, T) trie node each target is decoded from (dead on padding)
+    soft: torch.Tensor | None = None  # (B, T, V) target distributions (distillation), None: the true token
 
 
 def make_batch(
-    sequences: list[Sequence], codes: torch.Tensor, paths: torch.Tensor, bos_id: int, pad_id: int, dead: int
+    sequences: list[Sequence],
+    codes: torch.Tensor,
+    paths: torch.Tensor,
+    bos_id: int,
+    pad_id: int,
+    dead: int,
+    soft: torch.Tensor | None = None,
 ) -> Batch:
+    """Right-padded inputs and targets; ``soft`` (B, T, V) from ``recast.distill.batch_soft_targets``
+    replaces the one-hot targets where given."""
     L = codes.shape[1]
     T = max(len(s.items) for s in sequences) * L
     B = len(sequences)
@@ -103,16 +158,47 @@ def make_batch(
         targets[row, :n] = tokens
         weights[row, :n] = torch.tensor(seq.weights).repeat_interleave(L)
         nodes[row, :n] = paths[items].reshape(-1)
-    return Batch(idx, targets, weights, nodes)
+    return Batch(idx, targets, weights, nodes, soft)
 
 
-def batch_loss(model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool) -> torch.Tensor:
+def batch_loss(
+    model: SidPolicy, batch: Batch, trie: ItemTrie, constrained: bool, scale: float | None = None
+) -> torch.Tensor:
+    """Weighted token NLL. ``scale`` None: divided by this batch's total weight (a per-batch mean);
+    a number: divided by it, so a window's weight counts the same in whatever batch it lands."""
     logits = model(batch.idx)  # (B, T, V)
     allowed = None
     if constrained:
         allowed, _ = trie.expand(batch.nodes.reshape(-1))
         allowed = allowed.view(*batch.nodes.shape, -1)
-    return weighted_mean(token_nll(logits, batch.targets, allowed), batch.weights)
+    if batch.soft is not None:
+        nll = soft_token_nll(logits, batch.soft, allowed)
+    else:
+        nll = token_nll(logits, batch.targets, allowed)
+    if scale is None:
+        return weighted_mean(nll, batch.weights)
+    return (nll * batch.weights).sum() / scale
+
+
+def epoch_batches(lengths: list[int], batch_size: int, generator: torch.Generator, pool: int = 0) -> list[list[int]]:
+    """One epoch's batches of sequence indices, in a random order drawn from ``generator``.
+
+    ``pool`` 0: consecutive slices of one permutation. ``pool`` > 0: each run of ``pool`` batches'
+    worth of the permutation is sorted by length before it is cut, and the batches are then shuffled,
+    so sequences of similar length share a batch: with short-context windows beside 11-item rows,
+    padding would otherwise be most of the compute.
+
+    >>> epoch_batches([5, 1, 5, 1], 2, torch.Generator().manual_seed(0), pool=2)
+    [[1, 3], [0, 2]]
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if pool == 0:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        run = sorted(order[start : start + pool * batch_size], key=lambda j: lengths[j])
+        batches += [run[i : i + batch_size] for i in range(0, len(run), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def learning_rate(step: int, total_steps: int, config: SFTConfig) -> float:
@@ -133,12 +219,18 @@ def make_optimizer(model: SidPolicy, config: SFTConfig) -> torch.optim.Optimizer
 
 
 def train_step(
-    model: SidPolicy, optimizer: torch.optim.Optimizer, batch: Batch, trie: ItemTrie, config: SFTConfig, lr: float
+    model: SidPolicy,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    trie: ItemTrie,
+    config: SFTConfig,
+    lr: float,
+    scale: float | None = None,
 ) -> tuple[float, float]:
-    """One optimiser step; returns (loss, gradient norm before clipping)."""
+    """One optimiser step; returns (loss, gradient norm before clipping). ``scale``: see ``batch_loss``."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = batch_loss(model, batch, trie, config.constrained_loss)
+    loss = batch_loss(model, batch, trie, config.constrained_loss, scale)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

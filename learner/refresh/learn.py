@@ -121,16 +121,36 @@ class RLOutcome:
     repairs: list[dict]  # every repair decision: step, request_id, status, anchor, replaced item, log-probs
 
 
+def replay_contexts(pool: list[Sequence], max_history: int) -> list[RLContext]:
+    """Older windows as contexts a replaying signal can draw: every counted window of each sequence.
+
+    >>> [c.history for c in replay_contexts([Sequence("u", (1, 2, 3), (1.0, 1.0, 0.0))], 10)]
+    [(1,)]
+    """
+    out = []
+    for seq in pool:
+        for j in range(1, len(seq.items)):
+            if seq.weights[j] > 0:
+                history = seq.items[max(0, j - max_history) : j]
+                out.append(RLContext(tuple(history), {seq.items[j]: 1.0}, (), "replay"))
+    return out
+
+
 def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts: list[RLContext],
-            config: RefreshConfig, out: Path, seed: int, progress: bool = False) -> RLOutcome:  # fmt: skip
-    """``config.rl_steps`` steps of the configured method from ``model``. ``repairs.jsonl`` lands in ``out``."""
+            config: RefreshConfig, out: Path, seed: int, progress: bool = False,
+            replay: list[RLContext] | None = None) -> RLOutcome:  # fmt: skip
+    """``config.rl_steps`` steps of the configured method from ``model``. ``repairs.jsonl`` lands in ``out``.
+    ``replay``: older windows for a method that replays them (without any, it runs without replay)."""
     if config.method == "none" or config.rl_steps == 0 or not contexts:
         return RLOutcome(model, {"steps": 0, "contexts": len(contexts)}, [])
     start = replace(ckpt, model=model)
     rl = RLConfig(method=config.method, width=config.rl_width, contexts_per_step=min(config.rl_contexts, len(contexts)),
-                  steps=config.rl_steps, lr=config.lr_rl, repair=config.method == "recast", seed=seed,
+                  steps=config.rl_steps, lr=config.lr_rl, seed=seed,
                   max_history=ckpt.manifest.get("sft_config", {}).get("max_history", 10))  # fmt: skip
-    trainer = RLTrainer(start, catalog, contexts, EvalSet([], []), rl, out, progress=False)
+    if rl.spec.replay and not replay:
+        log.warning("refresh: %s replays older windows but there are none; running without replay", rl.method)
+        rl = replace(rl, signal={**rl.signal, "replay": 0})
+    trainer = RLTrainer(start, catalog, contexts, EvalSet([], []), rl, out, progress=False, replay=replay)
     out.mkdir(parents=True, exist_ok=True)
     records = []
     with (out / REPAIRS).open("w") as repairs:

@@ -191,7 +191,8 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
 
     run.phase("rl")
     contexts = learn.rl_contexts(train_lists)
-    rl = learn.rl_step(parent, sft.model, catalog, contexts, config, work / "rl", seed, progress)
+    rl = learn.rl_step(parent, sft.model, catalog, contexts, config, work / "rl", seed, progress,
+                       replay=learn.replay_contexts(replay, max_history))  # fmt: skip
     run.counts.update({f"rl_{k}": v for k, v in rl.summary.items()})
 
     run.phase("scorers")

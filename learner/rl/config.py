@@ -1,57 +1,70 @@
 """RLConfig: everything that decides an RL run; saved in the checkpoint manifest.
 
-The outer loop is the same for every method; ``method`` only picks the signal
-strategy (``recast.signals.strategy``). Defaults follow ../shared/docs/recast-method.md
-and the choices measured in BENCHMARKS.md ("RL: ReCast vs the group-normalised baseline").
+The outer loop is the same for every method. ``method`` names a SignalSpec
+(``recast.signals.spec.METHODS``: what each group teaches) and ``signal`` overrides
+its fields, so a variant is configuration, never a new code path:
+``RLConfig(method="grpo", signal={"repair": True})`` is "group-normalised + repair".
+Defaults follow ../shared/docs/recast-method.md and what BENCHMARKS.md measured.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from recast.signals.objective import ObjectiveConfig
-from recast.signals.strategy import CONTRAST_LOSSES, METHODS
+from recast.signals.spec import SIGNAL_FIELDS, SignalSpec, method_spec
 
 NORMALISERS = ("groups_tokens", "token_mean")
+EVAL_UNITS = ("windows", "rows")
+
+
+def _help(text: str, default=None, factory=None):
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass(frozen=True)
 class RLConfig:
-    method: str = "recast"  # recast | grpo
-    width: int = 16  # search width W: candidates per rollout group
-    contexts_per_step: int = 64
-    steps: int = 80
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ppo_epochs: int = 1  # with 1 the PPO ratio is 1: no old-policy pass is needed
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    kl_beta: float = 1e-3
-    # Repair all-zero groups with the known positive (ReCast's first half). A switch
-    # for both methods, so "group-normalised + repair" is an arm of its own.
-    repair: bool = True
-    ranking_reward: bool = False  # ReRe's rank penalty on negatives (baseline only)
-    contrast_loss: str = "boundary"  # pg (literal +-1) | boundary | logistic
-    margin: float = 1.0  # boundary: push n* down only while log pi(n*) + margin > log pi(p*)
-    negative_weight: float = 1.0  # n*'s advantage is -negative_weight (pg and boundary losses)
-    logistic_tau: float = 1.0
-    # groups_tokens: sum / (contexts in the step x SID tokens), the same for both methods;
-    # token_mean: the literal per-token mean of the open frameworks.
-    normaliser: str = "groups_tokens"
-    eval_every: int = 10
-    eval_beams: int = 50
-    eval_rows: int | None = None  # None: every row of the eval split
-    max_history: int = 10
-    seed: int = 0
+    method: str = _help("Named signal (recast.signals.spec.METHODS): recast | recast-literal | grpo.", "recast")
+    signal: dict = _help("Overrides of the method's SignalSpec fields, e.g. {'repair': False}.", factory=dict)
+    width: int = _help("Search width W: candidates per rollout group.", 16)
+    contexts_per_step: int = _help("Contexts rolled out per step.", 64)
+    steps: int = _help("RL steps; the rollout budget is steps x contexts x W.", 80)
+    lr: float = _help("AdamW learning rate (tune it per method, BENCHMARKS.md).", 1e-4)
+    weight_decay: float = _help("AdamW weight decay.", 0.0)
+    grad_clip: float = _help("Gradient-norm clip before each step.", 1.0)
+    ppo_epochs: int = _help("Passes over a step's batch; with 1 the PPO ratio is 1 (no old-policy pass).", 1)
+    clip_low: float = _help("PPO-clip lower bound epsilon.", 0.2)
+    clip_high: float = _help("PPO-clip upper bound epsilon (asymmetric, as OpenOneRec-RL).", 0.28)
+    kl_beta: float = _help("Weight of the per-token k3 penalty to the frozen SFT reference.", 1e-3)
+    normaliser: str = _help(
+        "groups_tokens: the loss sum / (contexts in the step x SID tokens), the same for every method; "
+        "token_mean: the literal per-token mean over the actor batch.",
+        "groups_tokens",
+    )
+    eval_every: int = _help("Steps between evaluations on the eval split.", 10)
+    eval_beams: int = _help("Beams of the eval decode (the anchors use 50).", 50)
+    eval_rows: int | None = _help("Score only the first N eval entries (None: all).", None)
+    eval_unit: str = _help(
+        "windows: every window of the eval users (each prefix predicts the next item, de-duplicated per user); "
+        "rows: one entry per interaction row.",
+        "windows",
+    )
+    probe_every: int = _help(
+        "Steps between after-update probes (top-1 change, anchors entering the top-W); 0: never. "
+        "Timed apart from the step.",
+        1,
+    )
+    max_history: int = _help("Items of history in a prompt (the served cut).", 10)
+    seed: int = _help("Seed of the context order and the replay draw.", 0)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.contrast_loss not in CONTRAST_LOSSES:
-            raise ValueError(f"contrast_loss must be one of {CONTRAST_LOSSES}, got {self.contrast_loss!r}")
+        self.spec  # validates the method and the signal overrides  # noqa: B018
         if self.normaliser not in NORMALISERS:
             raise ValueError(f"normaliser must be one of {NORMALISERS}, got {self.normaliser!r}")
+        if self.eval_unit not in EVAL_UNITS:
+            raise ValueError(f"eval_unit must be one of {EVAL_UNITS}, got {self.eval_unit!r}")
         for name in ("width", "contexts_per_step", "steps", "ppo_epochs", "eval_every", "eval_beams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -61,16 +74,20 @@ class RLConfig:
             raise ValueError("eval_beams must be >= 10 (HR@10 needs ten items)")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.negative_weight <= 1.0:
-            raise ValueError(f"negative_weight must lie in [0, 1], got {self.negative_weight}")
-        ObjectiveConfig(self.clip_low, self.clip_high, self.kl_beta, self.logistic_tau)  # validates
+        if self.probe_every < 0:
+            raise ValueError(f"probe_every must be >= 0, got {self.probe_every}")
+        ObjectiveConfig(self.clip_low, self.clip_high, self.kl_beta)  # validates
+
+    @property
+    def spec(self) -> SignalSpec:
+        return method_spec(self.method, **self.signal)
 
     @property
     def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(self.clip_low, self.clip_high, self.kl_beta, self.logistic_tau)
+        return ObjectiveConfig(self.clip_low, self.clip_high, self.kl_beta, self.spec.logistic_tau)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "spec": self.spec.to_dict()}
 
 
 PRESETS: dict[str, RLConfig] = {
@@ -81,8 +98,11 @@ PRESETS: dict[str, RLConfig] = {
 
 
 def preset(name: str, **overrides) -> RLConfig:
+    """A preset with ``overrides`` (None values skipped); SignalSpec fields go into ``signal``."""
     try:
         base = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown RL preset {name!r}; choose one of {sorted(PRESETS)}") from None
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    signal = {**base.signal, **given.pop("signal", {}), **{k: given.pop(k) for k in list(given) if k in SIGNAL_FIELDS}}
+    return replace(base, **given, signal=signal)

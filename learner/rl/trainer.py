@@ -5,15 +5,20 @@ One loop for every method; ``RLConfig.method`` only swaps the signal strategy
 
 1. *Rollout*: trie-constrained beam search of width W from the current policy for
    ``contexts_per_step`` contexts; beam scores are the sequence log-probabilities.
-2. *Reward*: 1 for a candidate in the context's positive set (the disambiguated item).
-3. *Repair* (if on): all-zero groups get their anchor, scored by teacher forcing.
-4. *Signal*: the strategy picks actor rows and advantages. ReCast keeps 2 rows a
-   group, so only those are ever run through the actor: nothing is computed and
-   then discarded.
-5. *Update*: token log-probabilities of the rows under the policy (with grad) and
-   the frozen reference (no grad), PPO-clip + k3 KL (or the pairwise loss), one
+2. *Reward*: the configured reward (``recast.signals.reward``) of each candidate
+   against the context's positive set (hits are the disambiguated item).
+3. *Repair* (if on): groups where no member is a positive get their anchor, scored
+   by teacher forcing.
+4. *Signal*: the SignalSpec (``RLConfig.method`` + ``signal``) picks actor rows and
+   terms per group (``recast.signals.strategy``), plus replayed older windows. Only
+   those rows are ever run through the actor: nothing is computed and then discarded.
+5. *Update* (``learner.rl.update``): token log-probabilities of the rows under the
+   policy (with grad) and the frozen reference (no grad), PPO-clip + k3 KL + pair
+   terms, part by part (so the anchors' gradient share is measured and capped), one
    AdamW step. Dropout is off throughout, so the rollout scores are the policy's
    exact log-probabilities and the PPO ratio is 1 in the first epoch.
+6. *Probe* (``learner.rl.probe``, timed apart): the top-1 change and the anchors that
+   entered the top-W under the updated policy.
 
 Diagnostics go to ``diagnostics.jsonl`` (one line per step), repair decisions to
 ``repairs.jsonl`` (the audit trail), and the final policy to an HF-format checkpoint.
@@ -33,7 +38,9 @@ from tqdm.auto import tqdm
 
 from learner.rl.config import RLConfig
 from learner.rl.contexts import RLContext, offline_contexts
-from learner.rl.memory import measure_peak
+from learner.rl.evalset import EvalSet, row_entries, window_entries
+from learner.rl.probe import probe_after_update
+from learner.rl.update import actor_update
 from recast.beam import BeamSearchConfig, beam_search, score_codes
 from recast.catalog import Catalog
 from recast.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
@@ -42,9 +49,9 @@ from recast.metrics import rank_of, summarize
 from recast.recommender import Recommender
 from recast.sft import item_paths
 from recast.signals.groups import build_groups, group_stats
-from recast.signals.objective import pairwise_logistic_loss, policy_gradient_loss
 from recast.signals.repair import REPAIRED, UNREPAIRABLE, needs_anchor_score, repair
-from recast.signals.strategy import ActorPlan, grpo_plan, recast_plan
+from recast.signals.reward import get_reward
+from recast.signals.strategy import ANCHOR, REPLAY, ActorPlan, add_replay, build_plan
 from recast.teacher_forcing import token_logprobs
 
 log = logging.getLogger(__name__)
@@ -52,11 +59,7 @@ DIAGNOSTICS = "diagnostics.jsonl"
 REPAIRS = "repairs.jsonl"
 EVAL_RANKS = "eval_ranks.json"
 
-
-@dataclass
-class EvalSet:
-    histories: list[list[int]]
-    targets: list[int]
+__all__ = ["EvalSet", "RLResult", "RLTrainer", "train_rl"]
 
 
 @dataclass
@@ -77,14 +80,20 @@ class RLTrainer:
         config: RLConfig,
         out: Path,
         progress: bool = True,
+        replay: list[RLContext] | None = None,
     ):
         if not contexts:
             raise ValueError("no RL contexts to train on")
         self.sft, self.catalog, self.contexts, self.config, self.out = sft, catalog, contexts, config, out
-        self.eval_set = eval_set
-        if config.eval_rows is not None:
-            self.eval_set = EvalSet(eval_set.histories[: config.eval_rows], eval_set.targets[: config.eval_rows])
+        self.eval_set = eval_set.head(config.eval_rows)
         self.progress = progress
+        self.spec = config.spec
+        self.reward = get_reward(self.spec.reward)
+        # Older windows to replay as supervised rows (the SFT users'); none asked for, none needed.
+        self.replay = list(replay or []) if self.spec.replay else []
+        if self.spec.replay and not self.replay:
+            raise ValueError("the signal replays older windows (replay > 0) but none were given")
+        self.replay_gen = torch.Generator().manual_seed(config.seed + 7919)
         torch.manual_seed(config.seed)
         self.policy = copy.deepcopy(sft.model).eval()
         self.reference = copy.deepcopy(sft.model).eval().requires_grad_(False)
@@ -97,6 +106,7 @@ class RLTrainer:
         )  # fmt: skip
         self.trie = self.recommender.trie
         self.paths = item_paths(self.trie, self.codes)
+        self.code_rows = [tuple(c) for c in self.codes.tolist()]  # for rewards that read SID codes
         self.optimizer = torch.optim.AdamW(
             self.policy.parameters(), lr=config.lr, betas=(0.9, 0.98), weight_decay=config.weight_decay
         )
@@ -130,6 +140,8 @@ class RLTrainer:
             [c.anchors for c in contexts],
             [c.segment for c in contexts],
             first_id=first_id,
+            reward=self.reward,
+            codes=self.code_rows,
         )
         return prompts, groups
 
@@ -149,76 +161,30 @@ class RLTrainer:
             records.append(record)
         return repaired, records
 
-    def plan(self, groups) -> ActorPlan:
-        c = self.config
-        if c.method == "grpo":
-            return grpo_plan(groups, ranking_reward=c.ranking_reward)
-        negative_weight = c.negative_weight if c.contrast_loss != "logistic" else 1.0
-        return recast_plan(groups, loss=c.contrast_loss, margin=c.margin, negative_weight=negative_weight)
+    def plan(self, prompts, groups) -> tuple[list[list[int]], ActorPlan]:
+        """The signal's rows for the groups, then the replayed windows (their prompts appended)."""
+        plan = build_plan(groups, self.spec)
+        if not self.replay:
+            return prompts, plan
+        picks = torch.randint(len(self.replay), (self.spec.replay,), generator=self.replay_gen).tolist()
+        windows = [self.replay[i] for i in picks]
+        targets = [next(iter(w.positives)) for w in windows]
+        add_replay(plan, len(prompts), targets, self.spec.replay_weight)
+        return prompts + self.recommender.prompts([list(w.history) for w in windows]), plan
+
+    def score(self, model, prompts: list[list[int]], items: list[int]) -> torch.Tensor:
+        """(M, L) teacher-forced token log-probabilities (differentiable unless under no_grad)."""
+        return token_logprobs(model, self.trie, self.paths, prompts, items, self.codes, self.tokenizer.pad_id)
 
     def actor_update(self, prompts, groups, plan: ActorPlan) -> dict:
-        """Forward, backward and step over the plan's rows only. Returns timings and figures."""
+        """Forward, backward and step over the plan's rows only (``learner.rl.update``)."""
         c = self.config
-        if not plan.rows:
-            return {
-                "loss": 0.0,
-                "surrogate": 0.0,
-                "kl": 0.0,
-                "grad_norm": 0.0,
-                "actor_s": 0.0,
-                "reference_s": 0.0,
-                "saved_bytes": 0,
-                "rss_rise": 0,
-                "cuda_peak": None,
-            }
-        row_prompts = [prompts[r.group] for r in plan.rows]
-        row_items = [groups[r.group].items[r.member] for r in plan.rows]
-        advantages = torch.tensor([r.advantage for r in plan.rows])
         L = self.codes.shape[1]
-        normaliser = (
-            len(groups) * L if c.normaliser == "groups_tokens" else len(plan.rows) * L
-        )  # token_mean: the literal per-token mean over the actor batch
-
-        def logprobs(model):
-            return token_logprobs(
-                model, self.trie, self.paths, row_prompts, row_items, self.codes, self.tokenizer.pad_id
-            )
-
-        started = time.perf_counter()
-        with torch.no_grad():
-            ref = logprobs(self.reference)
-            old = logprobs(self.policy) if c.ppo_epochs > 1 else None  # with one epoch, old = logp.detach()
-        reference_s = time.perf_counter() - started
-        started = time.perf_counter()
-        with measure_peak() as memory:
-            for _ in range(c.ppo_epochs):
-                logp = logprobs(self.policy)
-                if c.method == "recast" and c.contrast_loss == "logistic":
-                    pos = torch.tensor([p for p, _ in plan.pairs])
-                    neg = torch.tensor([n for _, n in plan.pairs])
-                    seq, ref_seq = logp.sum(-1), ref.sum(-1)
-                    loss, parts = pairwise_logistic_loss(
-                        seq[pos], ref_seq[pos], seq[neg], ref_seq[neg], len(groups), c.objective
-                    )
-                else:
-                    loss, parts = policy_gradient_loss(
-                        logp, logp.detach() if old is None else old, ref, advantages, normaliser, c.objective
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.grad_clip)
-                self.optimizer.step()
-        actor_s = time.perf_counter() - started
-        return {
-            "loss": loss.item(),
-            **parts,
-            "grad_norm": grad_norm.item(),
-            "actor_s": actor_s,
-            "reference_s": reference_s,
-            "saved_bytes": memory.saved_bytes,
-            "rss_rise": memory.rss_rise,
-            "cuda_peak": memory.cuda_peak,
-        }
+        # groups_tokens: the same divisor for every method; token_mean: the literal mean over the batch
+        normaliser = len(groups) * L if c.normaliser == "groups_tokens" else max(len(plan.rows), 1) * L
+        dropout = (ANCHOR, REPLAY) if self.spec.supervised_dropout else ()
+        return actor_update(self.policy, self.reference, self.optimizer, plan, prompts, self.score, normaliser,
+                            c.objective, c.ppo_epochs, c.grad_clip, self.spec.anchor_cap, dropout)  # fmt: skip
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 128) -> dict:
@@ -228,8 +194,23 @@ class RLTrainer:
             result = self.recommender.policy(self.eval_set.histories[start : start + batch_size])
             for row, target in enumerate(self.eval_set.targets[start : start + batch_size]):
                 ranks.append(rank_of(target, [i for i, _ in result.top(row)]))
-        metrics = summarize(ranks)
         self.last_ranks = ranks
+        return {**self.metrics(ranks), "target_logprob": self.target_logprob(batch_size)}
+
+    @torch.no_grad()
+    def target_logprob(self, batch_size: int = 256) -> float | None:
+        """Mean teacher-forced log-probability of the eval targets: a low-variance companion to the hit
+        rates (a few windows decide those), cheap since it needs no beam search."""
+        total, n = 0.0, len(self.eval_set.targets)
+        for start in range(0, n, batch_size):
+            prompts = self.recommender.prompts(self.eval_set.histories[start : start + batch_size])
+            codes = self.codes[self.eval_set.targets[start : start + batch_size]][:, None, :]  # (B, 1, L)
+            total += score_codes(self.policy, self.trie, prompts, codes, self.tokenizer.pad_id).sum().item()
+        return total / n if n else None
+
+    @staticmethod
+    def metrics(ranks: list[int | None]) -> dict:
+        metrics = summarize(ranks)
         return {k: metrics[k] for k in ("Pass@1", "HR@3", "HR@10", "NDCG@10", "rows")}
 
     # -- the loop -----------------------------------------------------------------------
@@ -244,7 +225,7 @@ class RLTrainer:
         self.budget += len(contexts) * c.width
         t0 = time.perf_counter()
         repaired_n = unrepairable_n = 0
-        if c.repair:
+        if self.spec.repair:
             groups, records = self.repair_groups(prompts, groups)
             for context, record in zip(contexts, records):
                 if record.status != "not_needed":
@@ -257,14 +238,17 @@ class RLTrainer:
         else:
             unrepairable_n = sum(g.all_zero for g in groups)  # nothing repairs them
         anchor_s = time.perf_counter() - t0
-        plan = self.plan(groups)
-        update = self.actor_update(prompts, groups, plan)
+        row_prompts, plan = self.plan(prompts, groups)
+        update = self.actor_update(row_prompts, groups, plan)
+        step_s = time.perf_counter() - started
+        probe = self.probe(index, prompts, groups)
         n = len(groups)
         return {
             "step": index + 1,
             "budget": self.budget,
             "anchors_injected": self.anchors_injected,
             "all_zero": stats.all_zero,
+            "flat": stats.flat,
             "single_hit": stats.single_hit,
             "multi_hit": stats.multi_hit,
             "repaired": repaired_n / n,
@@ -276,15 +260,30 @@ class RLTrainer:
             **update,
             "rollout_s": rollout_s,
             "anchor_s": anchor_s,
-            "step_s": time.perf_counter() - started,
+            "step_s": step_s,
+            **probe,
         }
 
-    def run(self) -> RLResult:
+    def probe(self, index: int, prompts, groups) -> dict:
+        """The after-update probe every ``probe_every`` steps, timed apart from the step."""
+        every = self.config.probe_every
+        if not every or (index + 1) % every:
+            return {}
+        t0 = time.perf_counter()
+        figures = probe_after_update(self.policy, self.trie, prompts, groups, self.codes, self.tokenizer.pad_id)
+        return {**figures, "probe_s": time.perf_counter() - t0}
+
+    def run(self, start_ranks: list[int | None] | None = None) -> RLResult:
+        """The whole run. ``start_ranks``: the SFT start's eval ranks when already known (every run of an
+        experiment starts from the same SFT on the same eval split, so it is scored once)."""
         c = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         history: list[dict] = []
-        start_eval = self.evaluate()
-        start_ranks = self.last_ranks
+        if start_ranks is None or len(start_ranks) != len(self.eval_set.targets):
+            start_eval = self.evaluate()
+            start_ranks = self.last_ranks
+        else:
+            start_eval = {**self.metrics(start_ranks), "target_logprob": self.target_logprob()}
         history.append({"step": 0, "budget": 0, "eval": start_eval})
         last_eval = start_eval
         with (self.out / DIAGNOSTICS).open("w") as diag, (self.out / REPAIRS).open("w") as repairs:
@@ -299,7 +298,8 @@ class RLTrainer:
                 history.append(record)
                 bar.set_postfix(zero=f"{record['all_zero']:.2f}", pass1=f"{last_eval['Pass@1']:.4f}")
         # Per-row target ranks at the start and the end, for paired comparisons between runs.
-        (self.out / EVAL_RANKS).write_text(json.dumps({"start": start_ranks, "final": self.last_ranks}) + "\n")
+        ranks = {"start": start_ranks, "final": self.last_ranks, "users": self.eval_set.users}
+        (self.out / EVAL_RANKS).write_text(json.dumps(ranks) + "\n")
         checkpoint = self.save(start_eval, last_eval)
         return RLResult(checkpoint, history, last_eval, start_eval)
 
@@ -311,6 +311,7 @@ class RLTrainer:
             "parent": self.sft.version,
             "rl_data": {
                 "contexts": len(self.contexts),
+                "replay_windows": len(self.replay),
                 "budget": self.budget,
                 "anchors_injected": self.anchors_injected,
             },
@@ -336,9 +337,12 @@ def train_rl(
     config: RLConfig,
     out: Path,
     progress: bool = True,
+    replay_csv: Path | None = None,
+    start_ranks: list[int | None] | None = None,
 ) -> RLResult:
     """RL from the SFT checkpoint ``sft_dir`` on the windows of ``train_csv`` (users the
-    SFT never saw, see BENCHMARKS.md), evaluated on ``eval_csv``, written to ``out``."""
+    SFT never saw, see BENCHMARKS.md), evaluated on ``eval_csv``, written to ``out``.
+    ``replay_csv``: older windows (the SFT users') for a signal that replays them."""
     catalog = load_catalog(data_dir)
     sft = load_checkpoint(sft_dir)
     if sft.item_ids != [item.item_id for item in catalog.items]:
@@ -346,15 +350,19 @@ def train_rl(
     rows = load_interactions(train_csv, catalog)
     contexts = offline_contexts(rows, catalog.index, config.max_history)
     eval_rows = load_interactions(eval_csv, catalog)
-    eval_set = EvalSet(
-        [[catalog.index[i] for i in r.history] for r in eval_rows], [catalog.index[r.target] for r in eval_rows]
-    )
+    if config.eval_unit == "windows":
+        eval_set = window_entries(eval_rows, catalog.index, config.max_history)
+    else:
+        eval_set = row_entries(eval_rows, catalog.index)
+    replay = None
+    if replay_csv is not None and config.spec.replay:
+        replay = offline_contexts(load_interactions(replay_csv, catalog), catalog.index, config.max_history)
     log.info(
-        "RL %s W=%d: %d contexts from %s, %d eval rows",
+        "RL %s W=%d: %d contexts from %s, %d eval entries",
         config.method,
         config.width,
         len(contexts),
         train_csv.name,
         len(eval_set.targets),
     )
-    return RLTrainer(sft, catalog, contexts, eval_set, config, out, progress).run()
+    return RLTrainer(sft, catalog, contexts, eval_set, config, out, progress, replay=replay).run(start_ranks)

@@ -53,6 +53,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.bench.calibrate import cpu_calibration
 from ops.bench.variants import perturbed_copy
 from ops.stack.servers import HOST, create_topics, free_port, port_open, start_kafka, stop_pid, wait_until
 
@@ -316,6 +317,7 @@ def table(result: dict) -> str:
         f"serving benchmark: {m['cpus']} CPUs, Python {m['python']}, torch {m['torch']}, {m['platform']}",
         f"checkpoint {result['checkpoint']}; load: k={a['k']}, {a['duration_s']:g} s measured after "
         f"{a['warmup_s']:g} s warm-up, closed loop; impressions published to a local Kafka (Tansu)",
+        *_calibration_lines(result.get("calibration")),
         "",
         f"  {'config':<15}{'batch':>6}{'conc':>6}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>7}"
         f"{'vs base':>9}{'srv CPU':>9}{'gen CPU':>9}",
@@ -366,6 +368,13 @@ def table(result: dict) -> str:
         if "log_tail" in c:
             lines += ["", f"--- {c['config']}: last lines of {c['log']}", c["log_tail"]]
     return "\n".join(lines)
+
+
+def _calibration_lines(calibration: dict | None) -> list[str]:
+    if not calibration:
+        return []
+    parts = [f"{when}: matmul {c['matmul_ms']} ms, python {c['python_ms']} ms" for when, c in calibration.items()]
+    return [f"CPU calibration (ops.bench.calibrate; lower is faster) {'; '.join(parts)}"]
 
 
 def machine() -> dict:
@@ -423,6 +432,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args.checkpoint = args.checkpoint.resolve()
     work = Path(tempfile.mkdtemp(prefix="recast-bench-serve-"))
+    calibration = {"before": cpu_calibration()}
     (work / "kafka").mkdir()
     broker = start_kafka(work / "kafka")
     try:
@@ -441,8 +451,10 @@ def main(argv: list[str] | None = None) -> dict:
             swap = swap_under_load(args, broker.url, work)
     finally:
         stop_pid(broker.pid)
+    calibration["after"] = cpu_calibration()
     result = {
         "machine": machine(),
+        "calibration": calibration,
         "checkpoint": str(args.checkpoint),
         "logs": str(work),
         "load": {"k": args.k, "concurrency": args.concurrency, "duration_s": args.duration, "warmup_s": args.warmup},

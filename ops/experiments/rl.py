@@ -1,47 +1,77 @@
-"""``recast experiment``: ReCast against the group-normalised baseline, head to head.
+"""``recast experiment``: ReCast variants against the group-normalised baseline, head to head.
 
-Every arm starts from the same SFT checkpoint with the same seed, contexts, rollout
-budget and eval split; only the signal strategy (and its tuned learning rate) differs.
+Every run starts from the same SFT checkpoint with the same contexts, rollout budget and
+eval split; an arm is a named method plus signal overrides (``ARMS``), run once per
+seed (the seed orders the contexts and draws the replay).
 
 Users are split three ways inside the training file, so RL learns on contexts the
-SFT never saw (recast-method.md, finding 1) and learning rates are chosen on users
-neither saw:
+SFT never saw (recast-method.md, finding 1) and choices are made on users neither saw:
 
-    sft.csv   the SFT policy's users
+    sft.csv   the SFT policy's users (also the "older windows" a replaying signal reuses)
     rl.csv    RL contexts (the windows of these users' rows)
     tune.csv  for choosing hyper-parameters (``--eval`` it instead of the held-out file)
 
-Each arm runs in its own process, so its peak RSS is its own; an arm that already
-finished with the same configuration is reused, so an interrupted run resumes. The report
-(``report.json``, ``report.md``, ``*.png``) has, per search width: final
-Pass@1/HR@10/NDCG@10 of SFT and every arm, the relative Pass@1 gain, the
-matched-budget ratio, actor-update and step time ratios, memory ratios and the
-all-zero ratio over training.
+With ``lr_grid`` every arm runs at every learning rate on the same footing, and the
+report picks each arm's rate by one rule fixed in advance (``ops.experiments.report``).
+Each run is its own process, so its peak RSS is its own; a run that already finished
+with the same configuration is reused, so an interrupted experiment resumes.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import resource
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from learner.rl.config import RLConfig
-from ops.experiments.report import BASELINE, build_report, write_report
+from ops.experiments.report import build_report, write_report
 
-# Arm name -> RLConfig overrides. "grpo" is the baseline the ratios are taken against.
-ARMS: dict[str, dict] = {
-    "grpo": {"method": "grpo", "repair": False},
-    "grpo+repair": {"method": "grpo", "repair": True},
-    "recast": {"method": "recast", "repair": True, "contrast_loss": "boundary"},
-    "recast-pg": {"method": "recast", "repair": True, "contrast_loss": "pg"},
-    "recast-logistic": {"method": "recast", "repair": True, "contrast_loss": "logistic"},
-    "recast-norepair": {"method": "recast", "repair": False, "contrast_loss": "boundary"},
-    # The contrast half removed: repair, then +1 on the positive alone (supervised on the anchors).
-    "recast-pos": {"method": "recast", "repair": True, "negative_weight": 0.0},
+# Arm name -> (method, signal overrides). "grpo" is the baseline the ratios are taken against (when it runs).
+ARMS: dict[str, tuple[str, dict]] = {
+    "grpo": ("grpo", {}),
+    # the same updates without computing the flat groups' KL-only rows (the quality runs; timing uses grpo)
+    "grpo-lean": ("grpo", {"skip_flat": True}),
+    "grpo+repair": ("grpo", {"repair": True}),
+    "grpo-struct": ("grpo", {"reward": "structural"}),
+    "grpo-struct+repair": ("grpo", {"reward": "structural", "repair": True}),
+    "recast": ("recast", {}),  # the chosen form (recast.signals.spec.METHODS)
+    "recast-literal": ("recast-literal", {}),
+    # ablations of the literal reading (issue 4)
+    "literal-pg": ("recast-literal", {"contrast_loss": "pg"}),
+    "literal-logistic": ("recast-literal", {"contrast_loss": "logistic"}),
+    "literal-norepair": ("recast-literal", {"repair": False}),
+    "literal-pos": ("recast-literal", {"negative_weight": 0.0}),  # repair, then +1 on the positive alone
+    # issue 12's variants
+    "above": ("recast-literal", {"repair": False, "hits": "above"}),  # real-hit contrast alone
+    "above+reach": (
+        "recast-literal",
+        {"hits": "above", "anchors": "boundary", "reach_temperature": 1.0, "anchor_cap": 0.25},
+    ),  # fmt: skip
+    "pair+reach": ("recast-literal", {"anchors": "boundary", "reach_temperature": 1.0, "anchor_cap": 0.25}),
+    "above+sup": (
+        "recast-literal",
+        {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16},
+    ),  # fmt: skip
+    "above+sup-noreplay": ("recast-literal", {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25}),
+    "above+sup-cap": (
+        "recast-literal",
+        {"hits": "above", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16, "anchor_cap": 0.5},
+    ),  # fmt: skip
+    # the contrast half removed: supervised anchors and replay alone (continued SFT inside the RL loop)
+    "sup+replay": ("recast-literal", {"hits": "none", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16}),
+    "above-struct": ("recast-literal", {"repair": False, "hits": "above", "reward": "structural"}),
+    "above-struct+sup": (
+        "recast-literal",
+        {"hits": "above", "reward": "structural", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16},
+    ),  # fmt: skip
 }
+# Learning rates chosen per arm on the tuning users (BENCHMARKS.md, issue 12); an arm not
+# listed runs at the base config's rate.
+TUNED_LR: dict[str, float] = {}
 
 
 @dataclass(frozen=True)
@@ -52,23 +82,34 @@ class ExperimentPlan:
     out: Path
     widths: tuple[int, ...] = (16, 32)
     arms: tuple[str, ...] = ("grpo", "recast")
+    seeds: tuple[int, ...] = (0,)
     base: RLConfig = RLConfig()
-    lr: dict | None = None  # method -> learning rate
+    lr: dict | None = None  # arm -> learning rate (over TUNED_LR)
+    lr_grid: tuple[float, ...] = ()  # tuning: every arm at every rate
     sft_preset: str = "default"
     rl_share: float = 0.2
     tune_share: float = 0.1
-    seed: int = 0
+    seed: int = 0  # the split's and the SFT start's: one start for every run
     threads: int = 2
+    jobs: int = 1  # runs at once, each in its own process with ``threads`` threads
     progress: bool = True
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
-        if BASELINE not in self.arms:
-            raise ValueError(f"the arms must include the baseline {BASELINE!r}: every ratio is taken against it")
         if not (0 < self.rl_share and 0 < self.tune_share and self.rl_share + self.tune_share < 1):
             raise ValueError("rl_share and tune_share must be > 0 and sum to less than 1")
+        if not self.seeds or self.jobs < 1:
+            raise ValueError("need at least one seed and jobs >= 1")
+
+    def arm_lrs(self, arm: str) -> tuple[float, ...]:
+        if self.lr_grid:
+            return self.lr_grid
+        return ((self.lr or {}).get(arm, TUNED_LR.get(arm, self.base.lr)),)
+
+    def run_name(self, arm: str, lr: float) -> str:
+        return f"{arm}@{lr:g}" if self.lr_grid else arm
 
 
 def split_training_users(train_csv: Path, data: Path, out: Path, rl_share: float, tune_share: float, seed: int):
@@ -86,7 +127,16 @@ def split_training_users(train_csv: Path, data: Path, out: Path, rl_share: float
         "tune": {i for i, r in enumerate(rows) if r.user_id in tune},
     }
     out.mkdir(parents=True, exist_ok=True)
-    counts = {name: write_interactions(train_csv, out / f"{name}.csv", keep) for name, keep in parts.items()}
+    counts = {}
+    for name, keep in parts.items():
+        # Written aside and moved in only when it changed: runs of another experiment on the same
+        # directory may be reading these files right now, and must never see half of one.
+        path, tmp = out / f"{name}.csv", out / f".{name}.csv.{os.getpid()}"
+        counts[name] = write_interactions(train_csv, tmp, keep)
+        if path.is_file() and path.read_bytes() == tmp.read_bytes():
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     return {name: out / f"{name}.csv" for name in parts}, counts
 
 
@@ -110,17 +160,35 @@ def ensure_sft(plan: ExperimentPlan, sft_csv: Path) -> Path:
     return out
 
 
+def _start_key(sft: Path, eval_csv: Path, config: RLConfig) -> str:
+    """What decides the SFT start's eval ranks: the checkpoint, the eval file and how it is scored."""
+    from recast.checkpoint import read_manifest
+    from recast.dataset import fingerprint
+
+    parts = [read_manifest(sft)["sha256"]["model.safetensors"], fingerprint([eval_csv]), config.eval_unit,
+             config.eval_rows, config.eval_beams, config.max_history]  # fmt: skip
+    return json.dumps(parts)
+
+
 def _run_arm(args: tuple) -> None:
-    """Child process: one RL run, then its result and its own peak RSS to result.json."""
+    """Child process: one RL run, then its result and its own peak RSS to result.json. The SFT start's
+    eval ranks are shared through ``start_ranks.json`` beside the SFT checkpoint (scored once, not per run)."""
     import torch
 
     from learner.rl.plots import plot_run
-    from learner.rl.trainer import train_rl
+    from learner.rl.trainer import EVAL_RANKS, train_rl
 
-    data, sft, rl_csv, eval_csv, config, out, threads, progress = args
+    data, sft, rl_csv, eval_csv, replay_csv, config, out, threads, progress = args
     torch.set_num_threads(threads)
     started = time.perf_counter()
-    result = train_rl(data, sft, rl_csv, eval_csv, config, out, progress=progress)
+    cache, key = Path(sft).parent / "start_ranks.json", _start_key(Path(sft), eval_csv, config)
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    result = train_rl(data, sft, rl_csv, eval_csv, config, out, progress=progress, replay_csv=replay_csv,
+                      start_ranks=known.get(key))  # fmt: skip
+    if key not in known:  # a race between two runs writes the same ranks twice: harmless
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known[key] = json.loads((out / EVAL_RANKS).read_text())["start"]
+        cache.write_text(json.dumps(known) + "\n")
     plot_run(result.history, out / "diagnostics.png", title=f"{config.method} W={config.width} ({out.name})")
     summary = {
         "config": config.to_dict(),
@@ -135,20 +203,43 @@ def _run_arm(args: tuple) -> None:
 
 
 def _finished(out: Path, config: RLConfig, eval_csv: Path) -> bool:
-    """An arm an interrupted experiment already completed: same configuration, same eval split."""
+    """A run an interrupted experiment already completed: same configuration, same eval split."""
     path = out / "result.json"
     if not path.is_file():
         return False
     done = json.loads(path.read_text())
-    return done.get("config") == config.to_dict() and done.get("eval_csv") == str(eval_csv)
+    same = _comparable(done.get("config", {})) == _comparable(config.to_dict())
+    return same and done.get("eval_csv") == str(eval_csv)
 
 
-def arm_config(plan: ExperimentPlan, arm: str, width: int) -> RLConfig:
-    overrides = dict(ARMS[arm], width=width, seed=plan.seed)
-    lr = (plan.lr or {}).get(overrides["method"])
-    if lr is not None:
-        overrides["lr"] = lr
-    return replace(plan.base, **overrides)
+def _comparable(config: dict) -> dict:
+    """A config dict with fields added since it was written filled with their defaults (they cannot have
+    changed what that run did), so adding an option does not invalidate finished runs."""
+    from dataclasses import fields
+
+    from recast.signals.spec import SignalSpec
+
+    base = {f.name: f.default for f in fields(RLConfig) if f.name != "signal"}
+    spec = {f.name: f.default for f in fields(SignalSpec)}
+    return {**base, **config, "spec": {**spec, **config.get("spec", {})}}
+
+
+def arm_config(plan: ExperimentPlan, arm: str, width: int, seed: int, lr: float) -> RLConfig:
+    method, signal = ARMS[arm]
+    return replace(plan.base, method=method, signal=dict(signal), width=width, seed=seed, lr=lr)
+
+
+def planned_runs(plan: ExperimentPlan) -> list[tuple[int, str, int, RLConfig, Path]]:
+    """(width, run name, seed, config, directory) of every run, in order."""
+    runs = []
+    for width in plan.widths:
+        for arm in plan.arms:
+            for lr in plan.arm_lrs(arm):
+                for seed in plan.seeds:
+                    name = plan.run_name(arm, lr)
+                    out = plan.out / f"W{width}" / name / f"s{seed}"
+                    runs.append((width, name, seed, arm_config(plan, arm, width, seed, lr), out))
+    return runs
 
 
 def run_experiment(plan: ExperimentPlan, log=print) -> dict:
@@ -160,27 +251,23 @@ def run_experiment(plan: ExperimentPlan, log=print) -> dict:
     log(f"users split: {counts} rows (sft / rl / tune)")
     eval_csv = plan.eval_csv or splits["tune"]
     sft = ensure_sft(plan, splits["sft"])
-    spawn = multiprocessing.get_context("spawn")  # a fresh process per arm: its peak RSS is its own
-    runs: dict[int, dict[str, dict]] = {}
-    for width in plan.widths:
-        runs[width] = {}
-        for arm in plan.arms:
-            config = arm_config(plan, arm, width)
-            out = plan.out / f"W{width}" / arm
-            if _finished(out, config, eval_csv):
-                log(f"W={width} {arm}: already finished with this configuration, reusing {out}")
-            else:
-                log(f"W={width} {arm}: lr {config.lr}, {config.steps} steps x {config.contexts_per_step} contexts")
-                args = (plan.data, sft, splits["rl"], eval_csv, config, out, plan.threads, plan.progress)
-                child = spawn.Process(target=_run_arm, args=(args,))
-                child.start()
-                child.join()
-                if child.exitcode != 0:
-                    raise RuntimeError(f"arm {arm} at W={width} failed (exit code {child.exitcode}); see the log above")
-            result = json.loads((out / "result.json").read_text())
-            result["diagnostics"] = read_diagnostics(out / "diagnostics.jsonl")
-            result["ranks"] = json.loads((out / "eval_ranks.json").read_text())
-            runs[width][arm] = result
+    todo = []
+    for width, name, seed, config, out in planned_runs(plan):
+        if _finished(out, config, eval_csv):
+            log(f"W={width} {name} seed {seed}: already finished with this configuration, reusing {out}")
+            continue
+        log(f"W={width} {name} seed {seed}: lr {config.lr:g}, {config.steps} steps x {config.contexts_per_step}")
+        todo.append((plan.data, sft, splits["rl"], eval_csv, splits["sft"], config, out, plan.threads, plan.progress))
+    # A fresh process per run (maxtasksperchild=1): its peak RSS is its own.
+    with multiprocessing.get_context("spawn").Pool(plan.jobs, maxtasksperchild=1) as pool:
+        for _ in pool.imap_unordered(_run_arm, todo):
+            pass
+    runs: dict[int, dict[str, dict[int, dict]]] = {}
+    for width, name, seed, _, out in planned_runs(plan):
+        result = json.loads((out / "result.json").read_text())
+        result["diagnostics"] = read_diagnostics(out / "diagnostics.jsonl")
+        result["ranks"] = json.loads((out / "eval_ranks.json").read_text())
+        runs.setdefault(width, {}).setdefault(name, {})[seed] = result
     report = build_report(plan, runs, counts, eval_csv)
     write_report(plan.out, report, runs)
     return report

@@ -11,6 +11,7 @@ skipped.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from recast.signals.groups import RolloutGroup
@@ -43,3 +44,42 @@ def select_pair(group: RolloutGroup) -> ContrastPair | str:
     positive = max(positives, key=lambda j: (group.rewards[j], group.logprobs[j]))
     negative = max(negatives, key=lambda j: group.logprobs[j])
     return ContrastPair(group.group_id, positive, negative)
+
+
+def rank_weight(rank: int) -> float:
+    """DCG's discount 1/log2(rank + 2) for a 0-based rank: the top of the list counts most.
+
+    >>> [round(rank_weight(r), 4) for r in (0, 1, 3)]
+    [1.0, 0.6309, 0.4307]
+    """
+    return 1.0 / math.log2(rank + 2)
+
+
+def strongest_positive(group: RolloutGroup) -> int | None:
+    """p*: the member with the highest reward, ties broken by log-probability, then beam rank."""
+    positives = [j for j in range(group.size) if group.rewards[j] > 0]
+    return max(positives, key=lambda j: (group.rewards[j], group.logprobs[j])) if positives else None
+
+
+def negatives_above(group: RolloutGroup, positive: int) -> list[tuple[int, float]]:
+    """Every member the policy ranks above p* that earns less, with its pair weight.
+
+    A member ranks above p* when its log-probability is higher (beam order). Its weight is
+    the rank weight of its beam position, times (r* - r) / r* (1 for a zero-reward member, less
+    for a near miss under a graded reward), normalised so the weights of a group sum to 1: a
+    group teaches one unit whatever p*'s rank. An empty list means p* already leads.
+
+    >>> g = RolloutGroup(0, [1, 2, 3, 4], [-1.0, -2.0, -3.0, -4.0], [0.0, 0.0, 1.0, 0.0])
+    >>> [(j, round(w, 4)) for j, w in negatives_above(g, 2)]  # weights 1 and .6309, over 1.6309
+    [(0, 0.6131), (1, 0.3869)]
+    >>> negatives_above(RolloutGroup(0, [1, 2], [-1.0, -2.0], [1.0, 0.0]), 0)
+    []
+    """
+    top = group.rewards[positive]
+    above = [
+        (j, rank_weight(j) * (top - group.rewards[j]) / top)
+        for j in range(group.size)
+        if group.logprobs[j] > group.logprobs[positive] and group.rewards[j] < top
+    ]
+    total = sum(w for _, w in above)
+    return [(j, w / total) for j, w in above] if total > 0 else []

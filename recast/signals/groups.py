@@ -8,7 +8,9 @@ log-probabilities, see ``recast.beam``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from recast.signals.reward import Codes, RewardFn, exact_rewards
 
 # Where a repair anchor came from: the held-out next item offline, or the strongest off-list outcome online.
 ANCHOR_SOURCES = ("offline_target", "organic_purchase", "organic_add_to_cart", "organic_click")
@@ -39,12 +41,20 @@ class RolloutGroup:
     segment: str = ""
     anchors: tuple[Anchor, ...] = ()
     injected: int | None = None  # member index of an injected anchor (set by repair)
+    # Which members are positives themselves (exact hits). None: every member with a reward > 0,
+    # which is the same thing under the exact reward; a graded reward also pays near misses.
+    hit_mask: list[bool] | None = field(default=None)
+    displaced: tuple[int, float] | None = None  # (item, log-prob) of the candidate repair replaced
 
     def __post_init__(self) -> None:
         if not (len(self.items) == len(self.logprobs) == len(self.rewards)):
             raise ValueError("items, logprobs and rewards must have one entry per member")
         if len(set(self.items)) != len(self.items):
             raise ValueError(f"group {self.group_id}: members must be distinct items")
+        if self.hit_mask is None:
+            self.hit_mask = [r > 0 for r in self.rewards]
+        elif len(self.hit_mask) != len(self.items):
+            raise ValueError("hit_mask must have one entry per member")
 
     @property
     def size(self) -> int:
@@ -52,12 +62,18 @@ class RolloutGroup:
 
     @property
     def hits(self) -> int:
-        """Members with a positive reward (before any ranking penalty)."""
-        return sum(1 for r in self.rewards if r > 0)
+        """Members that are positives (exact hits), whatever the reward pays near misses."""
+        return sum(self.hit_mask)
 
     @property
     def all_zero(self) -> bool:
+        """No member is a positive: the rollout missed (repair's trigger)."""
         return self.hits == 0
+
+    @property
+    def flat(self) -> bool:
+        """Every member earns the same reward: group normalisation gives all of them 0."""
+        return len(set(self.rewards)) <= 1
 
 
 def reward_of(item: int, positives: dict[int, float]) -> float:
@@ -76,23 +92,28 @@ def build_groups(
     anchors: list[tuple[Anchor, ...]] | None = None,
     segments: list[str] | None = None,
     first_id: int = 0,
+    reward: RewardFn = exact_rewards,
+    codes: Codes = (),
 ) -> list[RolloutGroup]:
     """One group per context from beam output (rows of items and scores, best first).
 
     Negative item ids (a beam that ran out of catalog) are dropped, so a group may
-    hold fewer than W members.
+    hold fewer than W members. ``reward`` (``recast.signals.reward``) pays each member;
+    ``codes`` are the catalog's SID codes, for rewards that read them.
     """
     groups = []
     for row, (row_items, row_logps) in enumerate(zip(items, logprobs)):
         kept = [(i, lp) for i, lp in zip(row_items, row_logps) if i >= 0]
+        members = [i for i, _ in kept]
         groups.append(
             RolloutGroup(
                 group_id=first_id + row,
-                items=[i for i, _ in kept],
+                items=members,
                 logprobs=[lp for _, lp in kept],
-                rewards=[reward_of(i, positives[row]) for i, _ in kept],
+                rewards=reward(members, positives[row], codes),
                 segment="" if segments is None else segments[row],
                 anchors=() if anchors is None else tuple(anchors[row]),
+                hit_mask=[i in positives[row] for i in members],
             )
         )
     return groups
@@ -103,7 +124,8 @@ class GroupStats:
     """Shares over a batch of groups, measured on the rollout (before repair)."""
 
     groups: int = 0
-    all_zero: float = 0.0
+    all_zero: float = 0.0  # no member is a positive
+    flat: float = 0.0  # every member earns the same reward (equal to all_zero under the exact reward)
     single_hit: float = 0.0
     multi_hit: float = 0.0
     mean_reward: float = 0.0
@@ -124,6 +146,7 @@ def group_stats(groups: list[RolloutGroup]) -> GroupStats:
     return GroupStats(
         groups=n,
         all_zero=sum(g.hits == 0 for g in groups) / n,
+        flat=sum(g.flat for g in groups) / n,
         single_hit=sum(g.hits == 1 for g in groups) / n,
         multi_hit=sum(g.hits > 1 for g in groups) / n,
         mean_reward=sum(sum(g.rewards) for g in groups) / max(members, 1),

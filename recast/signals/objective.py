@@ -97,3 +97,65 @@ def pairwise_logistic_loss(
     margin = (logp_pos - ref_pos) - (logp_neg - ref_neg)
     loss = -F.logsigmoid(config.logistic_tau * margin).sum() / normaliser
     return loss, {"surrogate": loss.item(), "kl": 0.0}
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """Pair terms over actor rows, as tensors (P,): row indices, weights, kind, hinge margins."""
+
+    positive: torch.Tensor  # (P,) long
+    negative: torch.Tensor  # (P,) long
+    weight: torch.Tensor  # (P,)
+    hinge: torch.Tensor  # (P,) bool: hinge term (else reference-anchored logistic)
+    margin: torch.Tensor  # (P,) hinge margins
+
+    @classmethod
+    def empty(cls) -> PairBatch:
+        z = torch.zeros(0)
+        return cls(z.long(), z.long(), z, z.bool(), z)
+
+    def __len__(self) -> int:
+        return int(self.positive.numel())
+
+
+def pair_losses(seq: torch.Tensor, ref_seq: torch.Tensor, pairs: PairBatch, tau: float) -> torch.Tensor:
+    """(P,) weighted pair losses on sequence log-probabilities seq, ref_seq (M,).
+
+    logistic: -log sigmoid(tau [(lp+ - ref+) - (lp- - ref-)]), self-limiting relative to the
+    reference; hinge: relu(margin - (lp+ - lp-)), exactly 0 once the positive leads by the margin.
+
+    >>> seq, ref = torch.tensor([-5.0, -3.0]), torch.tensor([-5.0, -3.0])
+    >>> hinge = PairBatch(torch.tensor([0]), torch.tensor([1]), torch.tensor([0.5]), torch.tensor([True]),
+    ...                   torch.tensor([1.0]))
+    >>> pair_losses(seq, ref, hinge, 1.0).tolist()  # .5 * (1 - (-5 + 3))
+    [1.5]
+    """
+    gap = seq[pairs.positive] - seq[pairs.negative]
+    ref_gap = ref_seq[pairs.positive] - ref_seq[pairs.negative]
+    logistic = -F.logsigmoid(tau * (gap - ref_gap))
+    hinge = F.relu(pairs.margin - gap)
+    return pairs.weight * torch.where(pairs.hinge, hinge, logistic)
+
+
+def actor_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    pairs: PairBatch,
+    normaliser: float,
+    config: ObjectiveConfig,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The whole actor objective of a plan, all terms summed and divided by one normaliser:
+    PPO-clip on every row's advantage, beta * k3 on every row's tokens, and the pair terms
+    (sequence-level, on the row sums). Token tensors (M, L), advantages (M,)."""
+    if normaliser <= 0:
+        raise ValueError("normaliser must be > 0")
+    surrogate = ppo_clip(logp, old_logp, advantages, config)  # (M, L)
+    kl = k3_kl(logp, ref_logp)  # (M, L)
+    pair = pair_losses(logp.sum(-1), ref_logp.sum(-1), pairs, config.logistic_tau) if len(pairs) else logp.new_zeros(0)
+    loss = (surrogate.sum() + config.kl_beta * kl.sum() + pair.sum()) / normaliser
+    return loss, {
+        "surrogate": (surrogate.sum().item() + pair.sum().item()) / normaliser,
+        "kl": kl.mean().item() if kl.numel() else 0.0,
+    }

@@ -49,8 +49,8 @@ def repair(group: RolloutGroup, anchor_logprob: float | None) -> tuple[RolloutGr
 
     >>> g = RolloutGroup(3, [10, 11, 12], [-1.0, -2.0, -3.0], [0.0, 0.0, 0.0], "new", (Anchor(42),))
     >>> fixed, record = repair(g, -5.5)
-    >>> fixed.items, fixed.logprobs, fixed.rewards, fixed.injected
-    ([10, 11, 42], [-1.0, -2.0, -5.5], [0.0, 0.0, 1.0], 2)
+    >>> fixed.items, fixed.logprobs, fixed.rewards, fixed.injected, fixed.displaced
+    ([10, 11, 42], [-1.0, -2.0, -5.5], [0.0, 0.0, 1.0], 2, (12, -3.0))
     >>> record.status, record.replaced_item
     ('repaired', 12)
     """
@@ -72,8 +72,12 @@ def repair(group: RolloutGroup, anchor_logprob: float | None) -> tuple[RolloutGr
         replaced_logprob=logprobs[worst],
         anchor_logprob=float(anchor_logprob),
     )
-    items[worst], logprobs[worst], rewards[worst] = anchor.item, float(anchor_logprob), 1.0
-    return replace(group, items=items, logprobs=logprobs, rewards=rewards, injected=worst), record
+    displaced = (items[worst], logprobs[worst])  # the entry boundary the anchor has to beat
+    hit_mask = list(group.hit_mask)
+    items[worst], logprobs[worst], rewards[worst], hit_mask[worst] = anchor.item, float(anchor_logprob), 1.0, True
+    fixed = replace(group, items=items, logprobs=logprobs, rewards=rewards, injected=worst, hit_mask=hit_mask,
+                    displaced=displaced)  # fmt: skip
+    return fixed, record
 
 
 def needs_anchor_score(group: RolloutGroup) -> Anchor | None:

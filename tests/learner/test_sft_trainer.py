@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from learner.sft_trainer import STATE_FILE, train_sft
+from learner.sft_trainer import STATE_FILE, continue_sft, train_sft
 from recast.checkpoint import load_checkpoint
 from recast.sft import preset
 from tests.support.data import valid_rows
@@ -45,3 +45,36 @@ def test_resume_with_another_config_is_refused(small_train, tmp_path):
     train_sft(DATA, small_train, CONFIG, tmp_path / "c", progress=False, epoch_budget=1)
     with pytest.raises(ValueError, match="another configuration"):
         train_sft(DATA, small_train, replace(CONFIG, lr=1e-4), tmp_path / "c", progress=False)
+
+
+def test_continue_sft_starts_from_the_checkpoint_and_changes_every_parameter(small_train, tmp_path):
+    first = train_sft(DATA, small_train, CONFIG, tmp_path / "first", progress=False)
+    result = continue_sft(first.checkpoint, DATA, small_train, tmp_path / "next", {"epochs": 1, "lr": 1e-3},
+                          progress=False)  # fmt: skip
+    before, after = load_checkpoint(first.checkpoint), load_checkpoint(result.checkpoint)
+    assert after.manifest["init_from"] == before.version
+    assert after.manifest["sft_config"]["epochs"] == 1 and after.manifest["sft_config"]["lr"] == 1e-3
+    start = before.model.state_dict()
+    for name, p in after.model.state_dict().items():
+        assert not torch.equal(p, start[name]), f"{name} did not change"
+    # one epoch from the trained weights starts near their loss, far below a fresh run's first epoch
+    assert result.losses[0] < first.losses[0]
+
+
+def test_a_distilling_run_with_short_windows_trains_and_loads(small_train, tmp_path):
+    config = replace(CONFIG, distill_weight=0.5, teacher_sharpness=4.0, short_context=1, length_pool=4)
+    result = train_sft(DATA, small_train, config, tmp_path / "d", progress=False)
+    assert result.losses[-1] < result.losses[0]
+    assert load_checkpoint(result.checkpoint).manifest["sft_config"]["distill_weight"] == 0.5
+
+
+def test_average_last_saves_the_mean_of_the_last_epochs_weights(small_train, tmp_path):
+    plain = replace(CONFIG, dropout=0.0)
+    train_sft(DATA, small_train, plain, tmp_path / "x", progress=False, epoch_budget=2)
+    after_two = torch.load(tmp_path / "x" / STATE_FILE, weights_only=True)["model"]
+    train_sft(DATA, small_train, plain, tmp_path / "x", progress=False)
+    after_three = load_file(str(tmp_path / "x" / "model.safetensors"))
+    train_sft(DATA, small_train, replace(plain, average_last=2), tmp_path / "y", progress=False)
+    averaged = load_file(str(tmp_path / "y" / "model.safetensors"))
+    for name, value in averaged.items():
+        assert torch.allclose(value, (after_two[name] + after_three[name]) / 2, atol=1e-6), name

@@ -1,7 +1,18 @@
 import pytest
 import torch
 
-from recast.sft import PRESETS, SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, preset, train_step
+from recast.sft import (
+    PRESETS,
+    SFTConfig,
+    batch_loss,
+    epoch_batches,
+    item_paths,
+    learning_rate,
+    make_batch,
+    make_optimizer,
+    preset,
+    train_step,
+)
 from recast.trie import ROOT, ItemTrie
 from recast.windows import Sequence
 
@@ -68,3 +79,24 @@ def test_presets_and_validation():
         preset("huge")
     with pytest.raises(ValueError, match="epochs"):
         SFTConfig(epochs=0)
+
+
+def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
+    assert epoch_batches([1] * 10, 4, torch.Generator().manual_seed(3)) == [order[:4], order[4:8], order[8:]]
+
+
+def test_epoch_batches_with_a_pool_group_similar_lengths_and_keep_every_sequence():
+    lengths = [1, 9] * 20
+    batches = epoch_batches(lengths, 4, torch.Generator().manual_seed(0), pool=10)
+    assert sorted(j for b in batches for j in b) == list(range(40))
+    assert all(len({lengths[j] for j in b}) == 1 for b in batches)  # one pool of 20 + 20: every batch is pure
+
+
+def test_a_fixed_loss_scale_weighs_windows_alike_across_batches():
+    model = tiny_policy(VOCAB, seed=0)
+    batch = make_batch(SEQS, CODES, item_paths(TRIE, CODES), BOS, PAD, TRIE.dead)
+    mean = batch_loss(model, batch, TRIE, True)
+    total = batch.weights.sum().item()
+    assert torch.allclose(batch_loss(model, batch, TRIE, True, scale=total), mean)
+    assert torch.allclose(batch_loss(model, batch, TRIE, True, scale=2 * total), mean / 2)

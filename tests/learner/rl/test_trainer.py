@@ -1,7 +1,6 @@
 """The RL loop on the real catalog with a tiny SFT policy: what each step writes and does."""
 
 import json
-from dataclasses import replace
 
 import pytest
 import torch
@@ -9,21 +8,8 @@ import torch
 from learner.rl.config import preset
 from learner.rl.plots import plot_run, read_diagnostics
 from learner.rl.trainer import DIAGNOSTICS, EVAL_RANKS, REPAIRS, train_rl
-from learner.sft_trainer import train_sft
 from recast.checkpoint import load_checkpoint
-from recast.sft import preset as sft_preset
-from tests.support.data import valid_rows
 from tests.support.paths import DATA
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    base = tmp_path_factory.mktemp("rl")
-    sft_csv = valid_rows(base / "sft.csv", 200)
-    rl_csv = valid_rows(base / "rl.csv", 260, start=200)
-    eval_csv = valid_rows(base / "eval.csv", 300, start=260)
-    sft = train_sft(DATA, sft_csv, replace(sft_preset("tiny"), epochs=2), base / "sft", progress=False).checkpoint
-    return sft, rl_csv, eval_csv
 
 
 def run(files, tmp_path, name, **overrides):
@@ -33,7 +19,7 @@ def run(files, tmp_path, name, **overrides):
 
 
 def test_a_recast_run_logs_every_step_audits_repairs_and_saves_a_child_checkpoint(files, tmp_path):
-    result, config = run(files, tmp_path, "recast", method="recast")
+    result, config = run(files, tmp_path, "recast", method="recast-literal")
     records = read_diagnostics(tmp_path / "recast" / DIAGNOSTICS)
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     assert [r["step"] for r in records if "eval" in r] == [0, 2, 3]  # start, every 2 steps, the end
@@ -52,7 +38,7 @@ def test_a_recast_run_logs_every_step_audits_repairs_and_saves_a_child_checkpoin
     child = load_checkpoint(result.checkpoint)
     parent = load_checkpoint(files[0])
     assert child.manifest["kind"] == "rl" and child.manifest["parent"] == parent.version
-    assert child.manifest["rl_config"]["method"] == "recast"
+    assert child.manifest["rl_config"]["method"] == "recast-literal"
     assert child.version != parent.version  # the update changed the weights
     assert result.final_eval == records[-1]["eval"]
     ranks = json.loads((tmp_path / "recast" / EVAL_RANKS).read_text())
@@ -63,7 +49,7 @@ def test_a_recast_run_logs_every_step_audits_repairs_and_saves_a_child_checkpoin
 
 
 def test_recast_runs_only_the_pair_through_the_actor_the_baseline_every_member(files, tmp_path):
-    recast, config = run(files, tmp_path, "recast", method="recast", contrast_loss="pg")
+    recast, config = run(files, tmp_path, "recast", method="recast-literal", contrast_loss="pg")
     grpo, _ = run(files, tmp_path, "grpo", method="grpo", repair=False)
     for r in recast.history[1:]:
         assert r["actor_rows"] == 2 * r["groups_used"] <= 2 * config.contexts_per_step
@@ -75,12 +61,12 @@ def test_recast_runs_only_the_pair_through_the_actor_the_baseline_every_member(f
 
 
 def test_the_same_seed_gives_the_same_policy(files, tmp_path):
-    a, _ = run(files, tmp_path, "a", method="recast")
-    b, _ = run(files, tmp_path, "b", method="recast")
+    a, _ = run(files, tmp_path, "a", method="recast-literal")
+    b, _ = run(files, tmp_path, "b", method="recast-literal")
     assert load_checkpoint(a.checkpoint).version == load_checkpoint(b.checkpoint).version
 
 
-@pytest.mark.parametrize("method", ["recast", "grpo"])
+@pytest.mark.parametrize("method", ["recast-literal", "grpo"])
 def test_rl_with_repair_learns_the_contexts_it_is_rewarded_on(files, tmp_path, method):
     """Train on the eval rows themselves: with the targets as anchors, both signals must
     raise Pass@1 on those rows. A flipped advantage sign or a loss on the wrong tokens fails."""

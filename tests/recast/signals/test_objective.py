@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from recast.signals.objective import ObjectiveConfig, k3_kl, pairwise_logistic_loss, policy_gradient_loss, ppo_clip
+from recast.signals.objective import (
+    ObjectiveConfig,
+    PairBatch,
+    actor_loss,
+    k3_kl,
+    pairwise_logistic_loss,
+    policy_gradient_loss,
+    ppo_clip,
+)
 
 CFG = ObjectiveConfig()
 
@@ -160,3 +168,51 @@ def test_pairwise_logistic_rejects_a_bad_normaliser():
     for bad in (0.0, -2.0):
         with pytest.raises(ValueError):
             pairwise_logistic_loss(z, z, z, z, bad, CFG)
+
+
+def pairs(pos, neg, weight, hinge, margin):
+    return PairBatch(torch.tensor(pos), torch.tensor(neg), torch.tensor(weight), torch.tensor(hinge),
+                     torch.tensor(margin))  # fmt: skip
+
+
+def test_hinge_pushes_the_anchor_up_and_the_boundary_down_until_it_is_inside():
+    # rows: 0 anchor (seq -6), 1 the W-th candidate (seq -3); hinge margin .5, weight .25
+    logp = torch.tensor([[-2.0, -4.0], [-1.0, -2.0]], requires_grad=True)
+    batch = pairs([0], [1], [0.25], [True], [0.5])
+    loss, info = actor_loss(logp, logp.detach(), logp.detach(), torch.zeros(2), batch, 2.0, CFG)
+    # .25 * relu(.5 - (-6 + 3)) = .25 * 3.5 = .875, / 2 = .4375 (k3 0 at the reference)
+    assert loss.item() == pytest.approx(0.4375) and info["surrogate"] == pytest.approx(0.4375)
+    loss.backward()
+    # d/d(anchor tokens) = -.25 / 2 = -.125: a step against the gradient raises the anchor; the boundary falls
+    assert logp.grad.flatten().tolist() == pytest.approx([-0.125, -0.125, 0.125, 0.125])
+    # inside the list by more than the margin: exactly no gradient (the hinge stopped)
+    inside = torch.tensor([[-0.5, -0.5], [-1.0, -2.0]], requires_grad=True)
+    loss, _ = actor_loss(inside, inside.detach(), inside.detach(), torch.zeros(2), batch, 2.0, CFG)
+    loss.backward()
+    assert loss.item() == 0.0 and inside.grad.abs().sum().item() == 0.0
+
+
+def test_weighted_logistic_pairs_share_the_positive_and_add_to_the_policy_gradient():
+    # rows: 0 p* (seq -3), 1 and 2 negatives above it; at the reference every margin is 0
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -0.5], [-1.0, -1.0]], requires_grad=True)
+    batch = pairs([0, 0], [1, 2], [0.75, 0.25], [False, False], [0.0, 0.0])
+    adv = torch.tensor([1.0, 0.0, 0.0])  # a PG term on p* as well: -1 per token
+    loss, _ = actor_loss(logp, logp.detach(), logp.detach(), adv, batch, 4.0, CFG)
+    # (-2 + (.75 + .25) log 2) / 4
+    assert loss.item() == pytest.approx((-2 + math.log(2)) / 4, abs=1e-6)
+    loss.backward()
+    # p*: (-1 - (.75 + .25) * .5) / 4 = -.375 per token; negatives: +.75 * .5 / 4 = .09375, +.25 * .5 / 4 = .03125
+    assert logp.grad.flatten().tolist() == pytest.approx([-0.375] * 2 + [0.09375] * 2 + [0.03125] * 2)
+    flipped = pairs([1, 2], [0, 0], [0.75, 0.25], [False, False], [0.0, 0.0])  # a swapped pair must not pass
+    logp.grad = None
+    actor_loss(logp, logp.detach(), logp.detach(), adv, flipped, 4.0, CFG)[0].backward()
+    assert logp.grad[1].tolist() != pytest.approx([0.09375] * 2)
+
+
+def test_actor_loss_without_pairs_equals_the_policy_gradient_loss():
+    logp = torch.tensor([[0.0, -1.0]], requires_grad=True)
+    ref = torch.tensor([[1.0, -1.0]])
+    cfg = ObjectiveConfig(kl_beta=0.5)
+    a, _ = actor_loss(logp, logp.detach(), ref, torch.tensor([2.0]), PairBatch.empty(), 2.0, cfg)
+    b, _ = policy_gradient_loss(logp, logp.detach(), ref, torch.tensor([2.0]), 2.0, cfg)
+    assert a.item() == pytest.approx(b.item())

@@ -1,0 +1,368 @@
+"""Policy-quality experiments (issue 15): variants on an inner split, confirmation on the held-out users.
+
+    python -m ops.experiments.policy prepare                    # runs/policy/split + runs/policy/inner
+    python -m ops.experiments.policy tune base distill-0.5      # train on fit, score on tune
+    python -m ops.experiments.policy confirm --preset default --seeds 0,1,2   # held-out users, once
+    python -m ops.experiments.policy table                      # markdown of everything measured
+
+Every choice is made on ``inner/tune.csv`` (a user split of the training users, as BENCHMARKS.md
+describes); ``confirm`` reports the chosen preset on ``split/heldout.csv`` with paired bootstrap
+intervals against the best single baseline and the hit rates on targets never seen in training.
+``--data``/``--out`` point it at another catalog (``ops.experiments.subcatalog`` builds one).
+Results are JSON files under the output folder; a finished run with the same configuration is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+log = logging.getLogger("policy-experiments")
+BASELINE_HISTORY = 10  # the baselines' history cut, as BENCHMARKS.md measured them
+
+# Variant name -> overrides of the base preset (``--base``). The names are what the table shows.
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "distill-0.5": {"distill_weight": 0.5},
+    "distill-0.3": {"distill_weight": 0.3},
+    "distill-0.7": {"distill_weight": 0.7},
+    "distill-0.5-k50": {"distill_weight": 0.5, "teacher_top_k": 50},
+    "distill-0.5-sharp2": {"distill_weight": 0.5, "teacher_sharpness": 2.0},
+    "distill-0.5-sharp3": {"distill_weight": 0.5, "teacher_sharpness": 3.0},
+    "distill-0.5-sharp6": {"distill_weight": 0.5, "teacher_sharpness": 6.0},
+    "distill-0.3-sharp3": {"distill_weight": 0.3, "teacher_sharpness": 3.0},
+    "distill-0.5-text0.3": {"distill_weight": 0.5, "teacher_text_weight": 0.3},
+    "distill-0.5-text0.7": {"distill_weight": 0.5, "teacher_text_weight": 0.7},
+    "short1": {"short_context": 1, "length_pool": 50},
+    "short2": {"short_context": 2, "length_pool": 50},
+    "short1-ep16": {"short_context": 1, "length_pool": 50, "epochs": 16},
+    "short1-ff1024": {"short_context": 1, "length_pool": 50, "d_ff": 1024},
+    "short1-drop0.1": {"short_context": 1, "length_pool": 50, "dropout": 0.1},
+    "short1-drop0.3": {"short_context": 1, "length_pool": 50, "dropout": 0.3},
+    "short1-w2": {"short_context": 1, "length_pool": 50, "short_context_weight": 2.0},
+    "short1-w0.5": {"short_context": 1, "short_context_weight": 0.5, "length_pool": 50},
+    "short1+distill-0.5-sharp6": {
+        "short_context": 1,
+        "length_pool": 50,
+        "distill_weight": 0.5,
+        "teacher_sharpness": 6.0,
+    },
+    "short1-fixed": {"short_context": 1, "length_pool": 50, "fixed_loss_scale": True},
+    "short1-fixed+items0.5": {
+        "short_context": 1,
+        "length_pool": 50,
+        "fixed_loss_scale": True,
+        "item_teacher_weight": 0.5,
+        "teacher_sharpness": 3.0,
+    },
+    "short1-fixed+items1": {
+        "short_context": 1,
+        "length_pool": 50,
+        "fixed_loss_scale": True,
+        "item_teacher_weight": 1.0,
+        "teacher_sharpness": 3.0,
+    },
+    "short1+items0.5": {"short_context": 1, "length_pool": 50, "item_teacher_weight": 0.5, "teacher_sharpness": 3.0},
+    "short1+items1": {"short_context": 1, "length_pool": 50, "item_teacher_weight": 1.0, "teacher_sharpness": 3.0},
+    "ctx2": {"short_context": 2, "max_history": 2, "long_windows": False},
+    "ctx1": {"short_context": 1, "max_history": 1, "long_windows": False},
+    "ctx2-ep16": {"short_context": 2, "max_history": 2, "long_windows": False, "epochs": 16},
+    "short1-avg3": {"short_context": 1, "length_pool": 50, "average_last": 3},
+    "textinit-1": {"text_init": 1.0},
+    "textinit-3": {"text_init": 3.0},
+    "distill-0.5+textinit-1": {"distill_weight": 0.5, "text_init": 1.0},
+}
+
+# Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
+FUSIONS: dict[str, tuple[float, float]] = {
+    "served": (0.4, 0.3),
+    "served-p0.6": (0.6, 0.2),
+    "served-p0.8": (0.8, 0.1),
+    "served-p0.2": (0.2, 0.4),
+    "no-policy": (0.0, 0.5),
+}
+
+
+@dataclass(frozen=True)
+class Paths:
+    data: Path
+    out: Path
+
+    @property
+    def split(self) -> Path:
+        return self.out / "split"
+
+    @property
+    def inner(self) -> Path:
+        return self.out / "inner"
+
+
+def prepare(paths: Paths, source: str = "valid.csv") -> dict:
+    """The held-out split (users, seed 0, 15%: the demo's) and the inner fit/tune split (seed 1)."""
+    from recast.dataset import load_catalog, load_interactions, write_interactions
+    from recast.windows import split_users
+
+    catalog = load_catalog(paths.data)
+    counts = {}
+    for src, out, seed, names in (
+        (paths.data / source, paths.split, 0, ("train", "heldout")),
+        (paths.split / "train.csv", paths.inner, 1, ("fit", "tune")),
+    ):
+        rows = load_interactions(src, catalog)
+        held = split_users([r.user_id for r in rows], 0.15, seed)
+        out.mkdir(parents=True, exist_ok=True)
+        keep = {i for i, r in enumerate(rows) if r.user_id not in held}
+        counts[names[0]] = write_interactions(src, out / f"{names[0]}.csv", keep)
+        counts[names[1]] = write_interactions(src, out / f"{names[1]}.csv", set(range(len(rows))) - keep)
+    return counts
+
+
+def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[float, float]], depth: int = 50) -> dict:
+    """Per ranking name, the target's 0-based rank per row (None: not in the top ``depth``)."""
+    import torch
+
+    from recast.baselines import top_items
+    from recast.fusion import FusionConfig
+    from recast.metrics import rank_of
+    from recast.recommender import Recommender
+
+    rec = Recommender.from_checkpoint(ckpt, beam_width)
+    histories = [[catalog.index[i] for i in r.history] for r in rows]
+    targets = [catalog.index[r.target] for r in rows]
+    names = ["policy", "transition", "text", "popularity", *fusions]
+    ranks: dict[str, list] = {n: [] for n in names}
+    popular = top_items(rec.transition.popularity, depth)
+    for start in range(0, len(rows), 64):
+        hist, tgt = histories[start : start + 64], targets[start : start + 64]
+        beams = rec.policy(hist)
+        trans, text = rec.transition_scores(hist), rec.text_scores(hist)
+        # The baselines always see the last BASELINE_HISTORY items, whatever the policy's prompt keeps.
+        cut = [h[-BASELINE_HISTORY:] for h in hist]
+        base_trans = torch.stack([rec.transition.scores(h) for h in cut])
+        base_text = rec.text.scores_batch(cut)
+        fused = {}
+        for name, (w, wt) in fusions.items():
+            rec.fusion = FusionConfig(policy_weight=w, text_weight=wt)
+            fused[name] = rec.rank(hist, beams, depth, trans, text)
+        for row, target in enumerate(tgt):
+            ranks["policy"].append(rank_of(target, [i for i, _ in beams.top(row, depth)]))
+            ranks["transition"].append(rank_of(target, top_items(base_trans[row], depth)))
+            ranks["text"].append(rank_of(target, top_items(base_text[row], depth)))
+            ranks["popularity"].append(rank_of(target, popular))
+            for name in fusions:
+                ranks[name].append(rank_of(target, [i for i, _ in fused[name][row]]))
+    return ranks
+
+
+def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: Path, beam_width: int) -> dict:
+    """Train ``config`` on ``train_csv`` into ``out/ckpt`` (reused when finished with the same config),
+    score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``."""
+    from learner.sft_trainer import train_sft
+    from ops.bench.calibrate import cpu_calibration
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+    from recast.metrics import summarize
+
+    result_path = out / "result.json"
+    if result_path.is_file():
+        done = json.loads(result_path.read_text())
+        if done["config"] == config.to_dict() and done["eval_csv"] == str(eval_csv):
+            return done
+    calibration = cpu_calibration()
+    started, cpu = time.perf_counter(), time.process_time()
+    result = train_sft(paths.data, train_csv, config, out / "ckpt", progress=False)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    catalog = load_catalog(paths.data)
+    ckpt = load_checkpoint(out / "ckpt")
+    ranks = rankings(ckpt, catalog, load_interactions(eval_csv, catalog), beam_width, FUSIONS)
+    done = {
+        "config": config.to_dict(),
+        "train_csv": str(train_csv),
+        "eval_csv": str(eval_csv),
+        "train_seconds": seconds,
+        "train_cpu_seconds": cpu,  # the machine is shared: CPU time is the steadier cost figure
+        "calibration": calibration,  # how fast the CPU was just before (ops.bench.calibrate)
+        "final_loss": result.losses[-1],
+        "metrics": {name: summarize(r) for name, r in ranks.items()},
+        "ranks": ranks,
+    }
+    result_path.write_text(json.dumps(done) + "\n")
+    return done
+
+
+def _fmt(m: dict) -> str:
+    return f"{m['HR@1']:.4f} / {m['HR@10']:.4f} / {m['NDCG@10']:.4f}"
+
+
+def tune(paths: Paths, names: list[str], base: str, seed: int, beam_width: int) -> None:
+    from recast.sft import preset
+
+    for name in names:
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
+        config = replace(preset(base), seed=seed, **VARIANTS[name])
+        out = paths.out / "tune" / f"{base}+{name}" / f"seed{seed}"
+        log.info("variant %s (base %s, seed %d)", name, base, seed)
+        done = train_and_score(paths, paths.inner / "fit.csv", paths.inner / "tune.csv", config, out, beam_width)
+        m = done["metrics"]
+        log.info(
+            "%s: policy %s | served %s | %.0f s", name, _fmt(m["policy"]), _fmt(m["served"]), done["train_seconds"]
+        )
+
+
+def _per_row(ranks: list, metric: str) -> list[float]:
+    import math
+
+    if metric == "HR@10":
+        return [1.0 if r is not None and r < 10 else 0.0 for r in ranks]
+    return [1.0 / math.log2(r + 2) if r is not None and r < 10 else 0.0 for r in ranks]
+
+
+def _interval(a: list[float], b: list[float]) -> dict:
+    from recast.metrics import paired_bootstrap
+
+    mean, lo, hi = paired_bootstrap(a, b)
+    return {"mean": mean, "lo": lo, "hi": hi}
+
+
+def never_seen(paths: Paths, train_csv: Path, eval_csv: Path) -> list[bool]:
+    """Per eval row: is its target absent from every training sequence (never a training target)?"""
+    from recast.dataset import load_catalog, load_interactions
+    from recast.windows import build_sequences
+
+    catalog = load_catalog(paths.data)
+    seen = {i for s in build_sequences(load_interactions(train_csv, catalog), catalog.index, 10) for i in s.items}
+    return [catalog.index[r.target] not in seen for r in load_interactions(eval_csv, catalog)]
+
+
+def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, overrides: dict) -> dict:
+    """The preset (plus ``overrides``) trained on split/train.csv per seed, scored on split/heldout.csv:
+    figures per seed, paired intervals against the best single baseline per seed and pooled over seeds
+    (each row's mean over the seeds), and hit rates on targets never seen in training."""
+    from recast.sft import preset
+
+    train_csv, eval_csv = paths.split / "train.csv", paths.split / "heldout.csv"
+    label = name + "".join(f"+{k}={v}" for k, v in sorted(overrides.items()))
+    runs = {}
+    for seed in seeds:
+        config = replace(preset(name), seed=seed, **overrides)
+        log.info("confirm %s seed %d", label, seed)
+        runs[seed] = train_and_score(paths, train_csv, eval_csv, config, paths.out / "confirm" / label / f"seed{seed}",
+                                     beam_width)  # fmt: skip
+    first = runs[seeds[0]]
+    baselines = ("transition", "text", "popularity")
+    best = max(baselines, key=lambda b: first["metrics"][b]["HR@10"])
+    unseen = never_seen(paths, train_csv, eval_csv)
+    report = {"preset": label, "seeds": seeds, "best_baseline": best, "rows": len(unseen),
+              "never_seen_share": sum(unseen) / len(unseen), "rankings": {}}  # fmt: skip
+    for ranking in ("policy", *FUSIONS, *baselines):
+        entry = {"per_seed": {}, "never_seen_hr10": {}}
+        for seed, run in runs.items():
+            ranks = run["ranks"][ranking]
+            entry["per_seed"][seed] = {
+                **{k: run["metrics"][ranking][k] for k in ("HR@1", "HR@10", "NDCG@10")},
+                "train_seconds": run["train_seconds"],
+                "train_cpu_seconds": run.get("train_cpu_seconds"),
+                **{
+                    f"d{m}": _interval(_per_row(ranks, m), _per_row(run["ranks"][best], m))
+                    for m in ("HR@10", "NDCG@10")
+                },
+            }
+            hits = [h for h, u in zip(_per_row(ranks, "HR@10"), unseen) if u]
+            entry["never_seen_hr10"][seed] = sum(hits) / max(len(hits), 1)
+        for m in ("HR@10", "NDCG@10"):
+            pooled = [sum(col) / len(seeds) for col in zip(*(_per_row(r["ranks"][ranking], m) for r in runs.values()))]
+            entry[f"pooled_d{m}"] = _interval(pooled, _per_row(first["ranks"][best], m))
+        report["rankings"][ranking] = entry
+    out = paths.out / "confirm" / label / "report.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    log.info("wrote %s", out)
+    print(confirm_markdown(report))
+    return report
+
+
+def confirm_markdown(report: dict) -> str:
+    best = report["best_baseline"]
+    lines = [
+        f"{report['preset']}: {report['rows']} held-out rows; never-seen targets {report['never_seen_share']:.3f};"
+        f" intervals against {best}",
+        "",
+        "| ranking | seed | HR@1 | HR@10 | NDCG@10 | ΔHR@10 [95%] | ΔNDCG@10 [95%] | HR@10 on never-seen |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for ranking, entry in report["rankings"].items():
+        for seed, f in entry["per_seed"].items():
+            d1, d2 = f["dHR@10"], f["dNDCG@10"]
+            lines.append(
+                f"| {ranking} | {seed} | {f['HR@1']:.4f} | {f['HR@10']:.4f} | {f['NDCG@10']:.4f} | "
+                f"{d1['mean']:+.4f} [{d1['lo']:+.4f}, {d1['hi']:+.4f}] | "
+                f"{d2['mean']:+.4f} [{d2['lo']:+.4f}, {d2['hi']:+.4f}] | {entry['never_seen_hr10'][seed]:.3f} |"
+            )
+        p1, p2 = entry["pooled_dHR@10"], entry["pooled_dNDCG@10"]
+        lines.append(
+            f"| {ranking} | pooled | | | | {p1['mean']:+.4f} [{p1['lo']:+.4f}, {p1['hi']:+.4f}] | "
+            f"{p2['mean']:+.4f} [{p2['lo']:+.4f}, {p2['hi']:+.4f}] | |"
+        )
+    return "\n".join(lines)
+
+
+def table(paths: Paths) -> str:
+    """Every finished tune run as a markdown row (policy alone, the default served mix, the best mix)."""
+    lines = [
+        "| variant | seed | policy HR@1 / HR@10 / NDCG@10 | served HR@1 / HR@10 / NDCG@10 | best mix | train s (CPU) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((paths.out / "tune").glob("*/seed*/result.json"), key=lambda p: p.stat().st_mtime):
+        done = json.loads(path.read_text())
+        m = done["metrics"]
+        mixes = [k for k in FUSIONS if k in m]
+        best = max(mixes, key=lambda k: (m[k]["HR@10"], m[k]["NDCG@10"]))
+        cpu = done.get("train_cpu_seconds")
+        lines.append(
+            f"| {path.parent.parent.name} | {path.parent.name[4:]} | {_fmt(m['policy'])} | {_fmt(m['served'])} | "
+            f"{best}: {_fmt(m[best])} | {done['train_seconds']:.0f}" + (f" ({cpu:.0f})" if cpu else "") + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ops.experiments.policy", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where splits and results go")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--beams", type=int, default=50, help="beam width for every evaluation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="write split/ (held-out users) and inner/ (fit/tune)")
+    p = sub.add_parser("tune", help="train variants on inner/fit.csv, score them on inner/tune.csv")
+    p.add_argument("variants", nargs="+", help=f"names from: {', '.join(VARIANTS)}")
+    p.add_argument("--base", default="default", help="preset the variants override")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("confirm", help="train a preset per seed on split/train.csv, score split/heldout.csv once")
+    p.add_argument("--preset", default="default")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field")
+    sub.add_parser("table", help="print every tune result as a markdown table")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    paths = Paths(args.data, args.out)
+    if args.command == "prepare":
+        log.info("rows: %s", prepare(paths))
+    elif args.command == "tune":
+        tune(paths, args.variants, args.base, args.seed, args.beams)
+    elif args.command == "confirm":
+        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        confirm(paths, args.preset, [int(s) for s in args.seeds.split(",")], args.beams, overrides)
+    elif args.command == "table":
+        print(table(paths))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""Distilling the count and text scorers into the policy: soft next-token targets on the true path.
+
+The teacher is the served mix without the policy, ``(1 - wt) * transition / max + wt * text / max``
+(``recast.fusion.mix_scorers``). It labels every training context with a distribution over its
+top-k items, ``p_T(i) ∝ score(i) ** sharpness``. The policy is trained towards the mixture
+``m = (1 - a) * δ(true item) + a * p_T``.
+
+Cross-entropy to ``m`` over whole items splits over the code's levels:
+``Σ_l E_{prefix ~ m} CE(m(· | prefix), π(· | prefix))``. Teacher forcing runs one prefix per window,
+the true item's, so the loss keeps that path's terms: at level ``l`` the target is ``m``'s conditional
+given the true prefix,
+
+    m(v | true[:l]) ∝ (1 - a) * [v == true_l] + a * Σ_{i: code_i[:l] == true[:l], code_i[l] == v} p_T(i)
+
+At level 0 that is the teacher's whole marginal over first tokens; deeper, the teacher's items that
+share the true prefix (product variants share their first SID tokens). It costs no extra forward
+pass: only the targets change, not the positions the loss reads.
+
+Why a teacher at all: the policy alone ranked below both scorers it is fused with (BENCHMARKS.md),
+while it is the only part the RL learner and the nightly refresh can move. The teacher hands the
+policy what counts over *other* users and item text know about each training context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from recast.baselines import TransitionModel
+from recast.fusion import mix_scorers
+from recast.text import TextModel
+from recast.windows import Sequence as TrainingSequence
+
+
+@dataclass(frozen=True)
+class TeacherLabels:
+    """The teacher's top-k per labelled context (R rows) and, per training sequence, which row labels
+    each of its positions (-1: the true item alone, e.g. the empty context or a repeated window)."""
+
+    items: torch.Tensor  # (R, K) catalog positions, best first
+    probs: torch.Tensor  # (R, K) teacher probabilities, each row sums to 1
+    rows: tuple[tuple[int, ...], ...]  # per sequence, per position
+
+
+def teacher_scores(
+    transition: TransitionModel, text: TextModel | None, histories: Sequence[Sequence[int]], text_weight: float
+) -> torch.Tensor:
+    """(B, N) the teacher's scores for histories of catalog positions (already cut to the prompt length)."""
+    trans = torch.stack([transition.scores(h) for h in histories])
+    texts = None if text is None or text_weight == 0 else text.scores_batch(histories)
+    return mix_scorers(trans, texts, 1.0 - text_weight, text_weight)
+
+
+def top_k_distribution(scores: torch.Tensor, k: int, sharpness: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """scores (B, N) non-negative -> items (B, k), probs (B, k) with ``probs ∝ score ** sharpness``
+    over the k best. A row of zeros gets zero probabilities (no teacher opinion).
+
+    >>> items, probs = top_k_distribution(torch.tensor([[0.1, 0.6, 0.3]]), 2, 1.0)
+    >>> items.tolist(), [round(p, 4) for p in probs[0].tolist()]
+    ([[1, 2]], [0.6667, 0.3333])
+    """
+    values, items = scores.topk(min(k, scores.shape[1]), dim=1)
+    weights = values.clamp(min=0.0) ** sharpness
+    total = weights.sum(dim=1, keepdim=True)
+    return items, torch.where(total > 0, weights / total.clamp(min=1e-12), 0.0)
+
+
+def soft_targets(
+    true_codes: torch.Tensor,
+    teacher_codes: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    alpha: torch.Tensor,
+    vocab_size: int,
+) -> torch.Tensor:
+    """The mixture's conditionals along the true path (see the module doc).
+
+    true_codes (M, L), teacher_codes (M, K, L), teacher_probs (M, K), alpha (M,) -> (M, L, V), each
+    (m, l) row a distribution over tokens. ``alpha`` 0 (or zero teacher probabilities) gives the
+    one-hot true token, i.e. plain SFT.
+    """
+    M, K, L = teacher_codes.shape
+    same = (teacher_codes == true_codes[:, None, :]).float()  # (M, K, L)
+    # shares[:, :, l] = 1 where the teacher item agrees with the true code on levels < l
+    shares = torch.cat((torch.ones(M, K, 1), same[:, :, :-1].cumprod(dim=2)), dim=2)
+    mass = (alpha[:, None] * teacher_probs)[:, :, None] * shares  # (M, K, L)
+    out = torch.zeros(M, L, vocab_size)
+    out.scatter_add_(2, teacher_codes.transpose(1, 2), mass.transpose(1, 2))  # (M, L, V)
+    out.scatter_add_(2, true_codes[:, :, None], (1.0 - alpha)[:, None, None].expand(M, L, 1).contiguous())
+    total = out.sum(dim=2, keepdim=True)
+    # A level where the mixture has no mass on the true path (alpha 1, teacher elsewhere): the true token.
+    hard = torch.zeros_like(out).scatter_(2, true_codes[:, :, None], 1.0)
+    return torch.where(total > 0, out / total.clamp(min=1e-12), hard)
+
+
+def label_sequences(
+    sequences: Sequence[TrainingSequence],
+    score: Callable[[list[tuple[int, ...]]], torch.Tensor],
+    top_k: int,
+    sharpness: float,
+    chunk: int = 512,
+    on_chunk: Callable[[int], None] | None = None,
+) -> TeacherLabels:
+    """Label every counted window with a non-empty context, each distinct context once.
+
+    ``score`` maps a batch of contexts (catalog positions, oldest first) to (B, N) teacher scores, e.g.
+    ``lambda h: teacher_scores(transition, text, h, 0.5)``. Sequences are already cut to the prompt
+    length (``recast.windows.build_sequences``), so a context is a prefix of one.
+    """
+    index: dict[tuple[int, ...], int] = {}
+    rows = []
+    for seq in sequences:
+        per_position = []
+        for j, w in enumerate(seq.weights):
+            if j == 0 or w <= 0:
+                per_position.append(-1)
+                continue
+            per_position.append(index.setdefault(seq.items[:j], len(index)))
+        rows.append(tuple(per_position))
+    contexts = list(index)
+    items, probs = [], []
+    for start in range(0, len(contexts), chunk):
+        batch = contexts[start : start + chunk]
+        i, p = top_k_distribution(score(batch), top_k, sharpness)
+        items.append(i)
+        probs.append(p)
+        if on_chunk is not None:
+            on_chunk(len(batch))
+    if not contexts:
+        return TeacherLabels(torch.zeros(0, top_k, dtype=torch.long), torch.zeros(0, top_k), tuple(rows))
+    return TeacherLabels(torch.cat(items), torch.cat(probs), tuple(rows))
+
+
+def batch_soft_targets(
+    sequences: Sequence[TrainingSequence],
+    rows: Sequence[tuple[int, ...]],
+    labels: TeacherLabels,
+    codes: torch.Tensor,
+    alpha: float,
+    vocab_size: int,
+) -> torch.Tensor:
+    """(B, J * L, V) soft targets for a right-padded batch of sequences (J = the longest's items).
+
+    ``rows[b]`` are the teacher rows of ``sequences[b]``'s positions. Padding positions get the
+    one-hot of item 0's tokens; their loss weight is 0, so what they hold does not matter.
+    """
+    B, J, L = len(sequences), max(len(s.items) for s in sequences), codes.shape[1]
+    K = labels.items.shape[1]
+    true = torch.zeros(B, J, dtype=torch.long)
+    row = torch.full((B, J), -1, dtype=torch.long)
+    for b, seq in enumerate(sequences):
+        true[b, : len(seq.items)] = torch.tensor(seq.items)
+        row[b, : len(seq.items)] = torch.tensor(rows[b])
+    has = row >= 0
+    safe = row.clamp(min=0).reshape(-1)
+    teacher_items = labels.items[safe] if labels.items.shape[0] else torch.zeros(B * J, K, dtype=torch.long)
+    teacher_probs = labels.probs[safe] if labels.probs.shape[0] else torch.zeros(B * J, K)
+    teacher_probs = torch.where(has.reshape(-1, 1), teacher_probs, 0.0)
+    a = torch.where(has, alpha, 0.0).reshape(-1)
+    out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size)
+    return out.view(B, J * L, vocab_size)
+
+
+def item_teacher_sequences(
+    score: Callable[[list[tuple[int, ...]]], torch.Tensor],
+    num_items: int,
+    top_k: int,
+    sharpness: float,
+    weight: float,
+    chunk: int = 512,
+) -> list[TrainingSequence]:
+    """Made-up one-item histories: every catalog item followed by each of the teacher's top-k for it,
+    the pair weighted ``weight * p_T``. Whole pairs are trained, so every level of the teacher's items
+    is learnt (the soft targets above reach only the true item's path), and an item's text neighbours
+    reach the policy even where no row ever led to them.
+
+    >>> seqs = item_teacher_sequences(lambda c: torch.tensor([[0.0, 3.0, 1.0]] * len(c)), 2, 2, 1.0, 0.5)
+    >>> [(s.items, s.weights) for s in seqs]
+    [((0, 1), (0.0, 0.375)), ((0, 2), (0.0, 0.125)), ((1, 1), (0.0, 0.375)), ((1, 2), (0.0, 0.125))]
+    """
+    out = []
+    for start in range(0, num_items, chunk):
+        contexts = [(i,) for i in range(start, min(num_items, start + chunk))]
+        items, probs = top_k_distribution(score(contexts), top_k, sharpness)
+        for (x,), row_items, row_probs in zip(contexts, items.tolist(), probs.tolist()):
+            out += [
+                TrainingSequence("teacher", (x, y), (0.0, weight * p)) for y, p in zip(row_items, row_probs) if p > 0
+            ]
+    return out

@@ -1,0 +1,110 @@
+import pytest
+import torch
+
+from recast.baselines import TransitionModel
+from recast.distill import batch_soft_targets, label_sequences, soft_targets, teacher_scores, top_k_distribution
+from recast.losses import soft_token_nll, token_nll
+from recast.sft import SFTConfig, item_paths, make_batch, make_optimizer, train_step
+from recast.text import TextModel
+from recast.trie import ItemTrie
+from recast.windows import Sequence
+
+from .helpers import BOS, PAD, random_codes, tiny_policy
+
+V = 30
+
+
+def test_soft_targets_by_hand():
+    # true item [10, 20]; teacher: A = [10, 21] (p .5, shares the first token), B = [11, 22] (p .5)
+    true = torch.tensor([[10, 20]])
+    teacher = torch.tensor([[[10, 21], [11, 22]]])
+    out = soft_targets(true, teacher, torch.tensor([[0.5, 0.5]]), torch.tensor([0.5]), V)
+    # level 0: .5 (true) + .25 (A) on 10, .25 (B) on 11
+    assert out[0, 0, 10].item() == pytest.approx(0.75) and out[0, 0, 11].item() == pytest.approx(0.25)
+    # level 1, given the true first token: only A shares it; (.5 on 20, .25 on 21) / .75
+    assert out[0, 1, 20].item() == pytest.approx(2 / 3) and out[0, 1, 21].item() == pytest.approx(1 / 3)
+    assert out[0, 1, 22].item() == 0.0
+    assert out.sum(-1)[0].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_soft_targets_without_teacher_weight_are_the_true_tokens():
+    true = torch.tensor([[3, 4], [5, 6]])
+    teacher = torch.tensor([[[7, 8]], [[5, 9]]])
+    out = soft_targets(true, teacher, torch.tensor([[1.0], [1.0]]), torch.tensor([0.0, 0.0]), V)
+    assert torch.equal(out, torch.nn.functional.one_hot(true, V).float())
+    # all weight on a teacher that leaves the true path: the level below falls back to the true token
+    out = soft_targets(true[:1], teacher[:1], torch.tensor([[1.0]]), torch.tensor([1.0]), V)
+    assert out[0, 0, 7].item() == 1.0 and out[0, 1, 4].item() == 1.0
+
+
+def test_top_k_distribution_sharpens_and_handles_empty_rows():
+    items, probs = top_k_distribution(torch.tensor([[0.1, 0.6, 0.3], [0.0, 0.0, 0.0]]), 2, 2.0)
+    assert items[0].tolist() == [1, 2]
+    assert probs[0].tolist() == pytest.approx([0.36 / 0.45, 0.09 / 0.45])
+    assert probs[1].tolist() == [0.0, 0.0]
+
+
+def test_soft_nll_with_one_hot_targets_equals_the_hard_loss():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 5, V, generator=g)
+    targets = torch.randint(V, (4, 5), generator=g)
+    allowed = torch.rand(4, 5, V, generator=g) > 0.5
+    allowed.scatter_(2, targets[..., None], True)
+    soft = torch.nn.functional.one_hot(targets, V).float()
+    assert torch.allclose(soft_token_nll(logits, soft, allowed), token_nll(logits, targets, allowed))
+    assert torch.allclose(soft_token_nll(logits, soft), token_nll(logits, targets))
+
+
+def test_label_sequences_labels_each_counted_context_once():
+    seqs = [Sequence("u", (0, 1, 2), (1.0, 1.0, 1.0)), Sequence("v", (0, 1, 3), (1.0, 1.0, 0.0))]
+    seen = []
+
+    def score(contexts):
+        seen.extend(contexts)
+        return torch.eye(4)[[c[-1] for c in contexts]] + 0.1  # the last item scores highest
+
+    labels = label_sequences(seqs, score, top_k=2, sharpness=1.0)
+    assert seen == [(0,), (0, 1)]  # empty contexts and the weight-0 window are not labelled
+    assert labels.rows == ((-1, 0, 1), (-1, 0, -1))
+    assert labels.items[1, 0].item() == 1 and labels.probs.sum(1).tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_teacher_scores_mix_transition_and_text():
+    seqs = [Sequence("u", (0, 1), (1.0, 1.0))]
+    transition = TransitionModel.fit(seqs, 3)
+    text = TextModel.fit(["red drill", "red saw", "blue saw"], min_df=1)
+    only_transition = teacher_scores(transition, text, [(0,)], 0.0)
+    assert only_transition.argmax().item() == 1
+    only_text = teacher_scores(transition, text, [(1,)], 1.0)
+    assert only_text[0, 2] > 0 and only_text[0, 1] == 0  # "saw" is shared; an item is not its own neighbour
+
+
+CODES = random_codes(20, branching=4, depth=3, seed=0)
+VOCAB = 4 + 4 * 3
+TRIE = ItemTrie.build(CODES, VOCAB)
+
+
+def test_a_distillation_step_changes_every_parameter():
+    seqs = [Sequence("u1", (0, 5, 7), (1.0, 1.0, 1.0)), Sequence("u2", (3, 4), (1.0, 1.0))]
+    labels = label_sequences(seqs, lambda c: torch.rand(len(c), 20, generator=torch.Generator().manual_seed(1)), 5, 1.0)
+    soft = batch_soft_targets(seqs, labels.rows, labels, CODES, 0.5, VOCAB)
+    assert soft.shape == (2, 9, VOCAB) and soft.sum(-1).allclose(torch.ones(2, 9))
+    batch = make_batch(seqs, CODES, item_paths(TRIE, CODES), BOS, PAD, TRIE.dead, soft)
+    model = tiny_policy(VOCAB, seed=0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.div_(25.0)
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config = SFTConfig(n_layer=2, n_head=2, d_model=16, d_ff=32, dropout=0.0, distill_weight=0.5)
+    loss, grad_norm = train_step(model, make_optimizer(model, config), batch, TRIE, config, lr=1e-2)
+    assert torch.isfinite(torch.tensor(loss)) and grad_norm > 0
+    for name, p in model.named_parameters():
+        assert not torch.equal(p, before[name]), f"{name} did not change"
+
+
+@pytest.mark.parametrize("field, value", [("distill_weight", 1.5), ("teacher_text_weight", -0.1)])
+def test_teacher_settings_are_validated(field, value):
+    with pytest.raises(ValueError, match=field):
+        SFTConfig(**{field: value})
