@@ -22,7 +22,8 @@ from tests.support.paths import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 # What an operator must export (the file's ${VAR:?...} references); any non-empty value interpolates.
-REQUIRED = {"POSTGRES_PASSWORD": "pw", "REDIS_PASSWORD": "rpw", "RECAST_API_KEYS": "ab" * 32, "RECAST_ADMIN_TOKEN_SHA256": "cd" * 32}
+REQUIRED = {"POSTGRES_PASSWORD": "pw", "REDIS_PASSWORD": "rpw", "RECAST_API_KEYS": "ab" * 32,
+            "RECAST_ADMIN_TOKEN_SHA256": "cd" * 32}
 RAW = yaml.safe_load(COMPOSE_FILE.read_text())  # before interpolation: the ${VAR:-default} texts
 COMPOSE = load(COMPOSE_FILE, REQUIRED)
 SERVICES = COMPOSE["services"]
