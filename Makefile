@@ -10,7 +10,7 @@ RUN    ?= runs/demo
 PRESET ?= default
 DAYS   ?= 4
 
-.PHONY: help install demo test lint audit chaos soak experiment bench-decode bench-engines bench-ingest bench-serve \
+.PHONY: help install demo test lint audit-deps chaos soak experiment bench-decode bench-engines bench-ingest bench-serve \
 	bench-overload model clean
 
 help:
@@ -21,7 +21,7 @@ help:
 	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make bench-serve   the API under load: naive generate vs torch (with/without batching) vs vllm, swaps"
-	@echo "make audit         pip-audit of the environment (skipped with a notice where the advisories are unreachable)"
+	@echo "make audit-deps    pip-audit of the environment (skipped with a notice where the advisories are unreachable)"
 	@echo "make chaos         the closed loop under faults (API, ingest, Celery, broker, Postgres): nothing lost, figures"
 	@echo "make soak          10 minutes at a steady rate: p99, error rate and RSS every minute, memory flat"
 	@echo "make bench-overload the API past capacity: offered vs served, 503/429 shares, p99, RSS"
@@ -80,8 +80,8 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-audit: install
-	$(BIN)/python -m ops.audit
+audit-deps: install
+	$(BIN)/python -m ops.dependency_audit
 
 chaos: model
 	$(BIN)/recast chaos --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \

@@ -1,9 +1,9 @@
-"""The dependency audit (``make audit``, run by CI): ``pip-audit`` over the installed environment, where its
+"""The dependency audit (``make audit-deps``, run by CI): ``pip-audit`` over the installed environment, where its
 vulnerability service answers; where it does not (no network, a registry mirror without PyPI's JSON API), a
 notice that the audit was skipped, and exit 0: an audit that cannot see the advisories proves nothing, and
 a CI that fails for want of a network teaches people to ignore it.
 
-    python -m ops.audit
+    python -m ops.dependency_audit
 """
 
 from __future__ import annotations
