@@ -1,7 +1,8 @@
 """The API's door: everything decided about a request *before its body is read*.
 
 In this order, each refusal a small JSON error and nothing read beyond the headers:
-1. the caller: ``/v1/admin/*`` needs the admin token, the rest of ``/v1/*`` a storefront key (401 / 403);
+1. the caller: ``/v1/admin/*`` and ``/v1/audit/*`` need the admin token, the rest of ``/v1/*`` a storefront key
+   (401 / 403);
    FastAPI would read and parse a body before running a route's dependencies, so a stranger's 50 MB body
    would be parsed before its key was looked at;
 2. the per-key rate limit (429 with ``Retry-After``);
@@ -27,13 +28,18 @@ class BodyTooLarge(Exception):
     """Raised from ``receive`` once a streamed body passes the limit (caught by :class:`GuardMiddleware`)."""
 
 
+ADMIN_PREFIXES = ("/v1/admin", "/v1/audit")  # operators' routes: the admin token only
+
+
 def required_scope(path: str) -> Scope | None:
     """Which credential a path needs (None: open, like the health routes and the docs).
 
-    >>> required_scope("/v1/admin/model"), required_scope("/v1/recommend"), required_scope("/readyz")
-    (<Scope.ADMIN: 'admin'>, <Scope.STOREFRONT: 'storefront'>, None)
+    >>> required_scope("/v1/admin/model"), required_scope("/v1/audit/repairs"), required_scope("/v1/recommend")
+    (<Scope.ADMIN: 'admin'>, <Scope.ADMIN: 'admin'>, <Scope.STOREFRONT: 'storefront'>)
+    >>> required_scope("/readyz") is None
+    True
     """
-    if path == "/v1/admin" or path.startswith("/v1/admin/"):
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in ADMIN_PREFIXES):
         return Scope.ADMIN
     if path.startswith("/v1/"):
         return Scope.STOREFRONT

@@ -205,7 +205,7 @@ def test_events_take_up_to_1000_per_call(env):
     server, settings = env
     tag = uuid.uuid4().hex[:6]
     batch = [{"event_id": f"{tag}-{n}", "user_id": f"u-cap-{n % 7}", "item_id": "3112", "type": "click",
-              "ts": "2026-01-01T12:00:00+00:00"} for n in range(MAX_EVENTS_PER_CALL + 1)]  # fmt: skip
+              "ts": datetime.now(UTC).isoformat()} for n in range(MAX_EVENTS_PER_CALL + 1)]  # fmt: skip
     with server.client() as c:
         over = c.post("/v1/events", json=batch)
         full = c.post("/v1/events", json=batch[:MAX_EVENTS_PER_CALL])

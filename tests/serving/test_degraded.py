@@ -9,6 +9,7 @@ server shows (/metrics, its log, the spool files on disk), bounded.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,7 @@ def test_without_kafka_events_are_accepted_and_spooled(alone):
     server, settings, _ = alone
     tag = uuid.uuid4().hex[:6]
     events = [{"event_id": f"{tag}-{n}", "user_id": "u-spool", "item_id": "3112", "type": kind,
-               "ts": "2026-01-01T12:00:00+00:00"}
+               "ts": datetime.now(UTC).isoformat()}
               for n, kind in enumerate(("click", "add_to_cart", "purchase"))]  # fmt: skip
     with server.client() as c:
         accepted = c.post("/v1/events", json=events)
@@ -107,7 +108,11 @@ def test_without_a_model_readyz_is_503_and_recommend_says_so(tmp_path, shipped_d
         recommend = c.post("/v1/recommend", json={"user_id": "u-nomodel", "history": [], "k": 3})
         alive = c.get("/healthz")
     assert ready.status_code == 503
-    assert ready.json() == {"model_version": None, "broker_up": False,
-                            "reasons": ["no model loaded", "Kafka unreachable"]}  # fmt: skip
-    assert recommend.status_code == 503 and recommend.json() == {"detail": "no model loaded yet"}
+    body = ready.json()
+    assert (body["model_version"], body["broker_up"]) == (None, False)
+    # An unreadable registry is reported, not failed on.
+    assert body["reasons"] == ["no model loaded", "Kafka unreachable"]
+    assert body["registry"]["agrees"] and "OperationalError" in body["registry"]["reason"]
+    assert recommend.status_code == 503 and recommend.json()["detail"] == "no model loaded yet"
+    assert recommend.headers["retry-after"] == "5"
     assert alive.status_code == 200

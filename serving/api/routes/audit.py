@@ -7,6 +7,7 @@ Both take the same filters (run, version, segment, a time range) and paginate wi
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -15,10 +16,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from schemas.audit import MAX_LIMIT, AuditFilter, AuditFilterError, RepairsPage, SegmentsPage
 from serving import audit
 from serving.api.deps import Admin, ServicesDep
+from serving.api.responses import GUARDED, errors
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Admin])
-RESPONSES = {422: {"description": "A filter that cannot be applied (the detail says why)"},
-             503: {"description": "The database is unreachable"}}  # fmt: skip
+RESPONSES = errors(*GUARDED, 422, 503, s422="A filter that cannot be applied (the detail says why)",
+                   s503="The database is unreachable")  # fmt: skip
 
 
 async def audit_filter(
@@ -45,8 +48,9 @@ async def _read(services, read, f: AuditFilter) -> dict:
 
     try:
         return await asyncio.to_thread(read, services.database(), f)
-    except OperationalError as exc:
-        raise HTTPException(503, f"the database is unreachable: {exc.orig}") from None
+    except OperationalError as exc:  # the driver's message stays in the log: it names hosts and users
+        log.warning("audit read failed: %s", exc.orig)
+        raise HTTPException(503, "the database is unreachable") from None
 
 
 @router.get("/repairs", response_model=RepairsPage, responses=RESPONSES,

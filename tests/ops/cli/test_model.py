@@ -84,7 +84,9 @@ def test_predictions_are_the_served_ranking_one_line_per_row(pipeline):
 
 def test_eval_writes_its_report_beside_the_checkpoint_by_default(pipeline):
     run, _, report = pipeline
-    assert json.loads((run / "ckpt" / "eval-heldout.json").read_text()) == report  # what it printed
+    # Beside the checkpoint, not in it: a format-2 checkpoint refuses a file its manifest does not list.
+    assert json.loads((run / "ckpt-eval-heldout.json").read_text()) == report  # what it printed
+    assert not (run / "ckpt" / "eval-heldout.json").exists()
 
 
 def test_eval_records_metrics_in_the_manifest(pipeline):
