@@ -45,7 +45,8 @@ model: $(RUN)/sft/manifest.json
 $(RUN)/sft/manifest.json: $(STAMP)
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split > /dev/null
 	$(BIN)/recast split --data $(DATA) --source $(RUN)/split/train.csv --seed 1 --out $(RUN)/split-gate > /dev/null
-	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft > /dev/null
+	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft \
+		--log-file $(RUN)/logs/train.log > /dev/null
 
 # The closed loop: users split three ways (the initial model's, the gate's fixed offline split, and the
 # shoppers, whom no model was trained on), the initial SFT model, then 4 simulated days with a refresh each night;
@@ -53,7 +54,8 @@ $(RUN)/sft/manifest.json: $(STAMP)
 demo: install
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split > /dev/null
 	$(BIN)/recast split --data $(DATA) --source $(RUN)/split/train.csv --seed 1 --out $(RUN)/split-gate > /dev/null
-	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft > /dev/null
+	$(BIN)/recast train --data $(DATA) --train $(RUN)/split-gate/train.csv --preset $(PRESET) --out $(RUN)/sft \
+		--log-file $(RUN)/logs/train.log > /dev/null
 	$(BIN)/recast demo --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \
 		--train $(RUN)/split-gate/train.csv --gate $(RUN)/split-gate/heldout.csv --days $(DAYS) --run-dir $(RUN)
 

@@ -15,8 +15,8 @@ from schemas.settings import get_settings
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Data set directory (default: $RECAST_DATA_DIR).")]
 
 
-def _setup() -> None:
-    setup(get_settings().torch_threads)
+def _setup(log_file: Path | None = None) -> None:
+    setup(get_settings().torch_threads, log_file=log_file)
 
 
 def split(
@@ -82,13 +82,16 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epoch count.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Write the INFO log (one line per epoch) here; the terminal keeps warnings.")
+    ] = None,
 ) -> None:
     """Train the SFT policy (next-item prediction) and write a checkpoint."""
     from learner.sft_trainer import train_sft
     from recast.dataset import DatasetError
     from recast.sft import preset as get_preset
 
-    _setup()
+    _setup(log_file)
     data = data or get_settings().data_dir
     try:
         config = get_preset(preset)
