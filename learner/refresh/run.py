@@ -37,7 +37,7 @@ from learner import registry
 from learner.audit import record as audit_record
 from learner.refresh import data, gate, learn
 from learner.refresh.config import RefreshConfig
-from recast.checkpoint import CheckpointError, load_checkpoint
+from recast.checkpoint import CheckpointError, load_checkpoint, manifest_version
 from recast.dataset import load_catalog, load_categories, load_interactions
 from recast.feedback import LoggedList, target
 from recast.recommender import Recommender
@@ -288,11 +288,12 @@ def _cached_ranks(settings: Settings, version: str, rows: gate.Slice, beams: int
 
 
 def _save(settings: Settings, parent, model, catalog, transition, text_model, refresh: dict) -> Path:
-    """Write the child into a fresh folder, then move it to ``models/<version>`` (the version is its weights' hash)."""
+    """Write the child into a fresh folder, then move it to ``models/<version>`` (the checkpoint's version: the hash
+    of its whole manifest, so the folder is named as the registry names the model)."""
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".child-", dir=settings.models_dir))
     learn.save_child(tmp, parent, model, catalog, transition, text_model, refresh)
-    version = json.loads((tmp / "manifest.json").read_text())["sha256"]["model.safetensors"][:12]
+    version = manifest_version(json.loads((tmp / "manifest.json").read_text()))
     final = settings.models_dir / version
     if final.exists():  # the same weights again (a retried run): keep the registered copy
         shutil.rmtree(tmp)

@@ -30,10 +30,12 @@ ARMS = ("off", "none", "grpo", "recast")
 
 def _registry_paths(result: LoopResult, run_dir: Path) -> dict[str, str]:
     """Version -> checkpoint folder: the initial model and every child the refreshes wrote."""
+    from recast.checkpoint import manifest_version
+
     paths = {}
     for folder in (run_dir / "models").glob("*"):
         if (folder / "manifest.json").is_file():
-            paths[folder.name] = str(folder)
+            paths[manifest_version(json.loads((folder / "manifest.json").read_text()))] = str(folder)
     return paths
 
 
