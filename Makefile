@@ -10,7 +10,7 @@ RUN    ?= runs/demo
 PRESET ?= default
 DAYS   ?= 4
 
-.PHONY: help install demo test lint audit-deps chaos soak experiment bench-decode bench-engines bench-ingest bench-serve \
+.PHONY: help install demo test lint audit-deps chaos soak experiment bench-decode bench-engines bench-ingest bench-serve bench-loop \
 	bench-overload model clean
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-engines torch vs vLLM engine, ms per request (on the demo checkpoint)"
 	@echo "make bench-ingest  Kafka -> reward groups throughput, lag and exact counts (own embedded stack)"
 	@echo "make bench-serve   the API under load: naive generate vs torch (with/without batching) vs vllm, swaps"
+	@echo "make bench-loop    the closed loop under four refresh arms (off, none, grpo, recast) on the demo's traffic"
 	@echo "make audit-deps    pip-audit of the environment (skipped with a notice where the advisories are unreachable)"
 	@echo "make chaos         the closed loop under faults (API, ingest, Celery, broker, Postgres): nothing lost, figures"
 	@echo "make soak          10 minutes at a steady rate: p99, error rate and RSS every minute, memory flat"
@@ -106,6 +107,12 @@ bench-ingest: install
 
 bench-serve: install
 	$(BIN)/python -m ops.bench.serve --data $(DATA) --checkpoint $(RUN)/sft --concurrency 16,64
+
+# After make demo: the same traffic under each refresh arm, SEEDS times (about 16 minutes a seed on 2 cores).
+SEEDS ?= 0,1
+bench-loop: install
+	$(BIN)/python -m ops.experiments.loop --data $(DATA) --checkpoint $(RUN)/sft --split $(RUN)/split/heldout.csv \
+		--train $(RUN)/split-gate/train.csv --gate $(RUN)/split-gate/heldout.csv --out runs/loop-arms --seeds $(SEEDS)
 
 clean:
 	-[ -x $(BIN)/recast ] && $(BIN)/recast down --dir $(RUN)/stack
