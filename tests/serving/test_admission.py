@@ -3,16 +3,13 @@ request is answered correctly), and a key over its rate limit gets 429 + Retry-A
 
 from __future__ import annotations
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from ops.stack.servers import create_topics
-from schemas.settings import Settings
 from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer
+from tests.support.api import KEY, ApiServer, api_settings
 
 pytestmark = pytest.mark.slow
 LIMITED = "limited-storefront-key"
@@ -20,15 +17,10 @@ LIMITED = "limited-storefront-key"
 
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 1)
-    settings = Settings(
-        data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=50, batch_max_size=1,
-        batch_max_wait_ms=0, queue_max=4, api_keys=f"shop:{digest(KEY)},small:{digest(LIMITED)}",
-        rate_limits="small=3/minute", admin_token_sha256=digest(ADMIN), registry_poll_s=0,
-        kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-        spool_dir=tmp_path_factory.mktemp("spool"),
+    settings = api_settings(
+        stack, shipped_data, tmp_path_factory.mktemp("spool"), partitions=1, checkpoint=tiny_checkpoint,
+        beam_width=50, batch_max_size=1, batch_max_wait_ms=0, queue_max=4,
+        api_keys=f"shop:{digest(KEY)},small:{digest(LIMITED)}", rate_limits="small=3/minute", registry_poll_s=0,
     )  # fmt: skip
     with ApiServer(settings) as s:
         yield s

@@ -18,12 +18,10 @@ from sqlalchemy import create_engine
 
 from learner.registry import activate, register
 from ops.bench.variants import perturbed_copy as variant
-from ops.stack.servers import create_topics
 from schemas.api import MAX_EVENTS_PER_CALL
 from schemas.events import parse_impression, parse_outcome
-from schemas.settings import Settings
 from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer, metric
+from tests.support.api import ADMIN, ApiServer, api_settings, metric
 from tests.support.data import histories
 from tests.support.databases import fresh_database
 from tests.support.kafka import consume
@@ -34,16 +32,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 2)
     with fresh_database(stack, "api") as db:
-        settings = Settings(
-            data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=20, batch_max_size=8,
-            batch_max_wait_ms=20, api_keys=digest(KEY), admin_token_sha256=digest(ADMIN),
-            kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-            spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0.5,
-        )  # fmt: skip
+        settings = api_settings(stack, shipped_data, tmp_path_factory.mktemp("spool"), checkpoint=tiny_checkpoint,
+                                beam_width=20, batch_max_size=8, batch_max_wait_ms=20, database_url=db,
+                                registry_poll_s=0.5)  # fmt: skip
         with ApiServer(settings) as server:
             yield server, settings
 

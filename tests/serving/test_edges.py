@@ -12,10 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ops.stack.servers import create_topics
-from schemas.settings import Settings
 from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer
+from tests.support.api import KEY, ApiServer, api_settings
 
 pytestmark = pytest.mark.slow
 LIMIT = 65_536
@@ -23,15 +21,9 @@ LIMIT = 65_536
 
 @pytest.fixture(scope="module")
 def server(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 2)
-    settings = Settings(
-        data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=10,
-        api_keys=f"shop:{digest(KEY)}", admin_token_sha256=digest(ADMIN), registry_poll_s=0,
-        kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-        spool_dir=tmp_path_factory.mktemp("spool"), max_body_bytes=LIMIT, cors_origins="https://shop.example",
-    )  # fmt: skip
+    settings = api_settings(stack, shipped_data, tmp_path_factory.mktemp("spool"), checkpoint=tiny_checkpoint,
+                            beam_width=10, api_keys=f"shop:{digest(KEY)}", registry_poll_s=0, max_body_bytes=LIMIT,
+                            cors_origins="https://shop.example")  # fmt: skip
     with ApiServer(settings) as s:
         yield s
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections import Counter
 
 import pytest
@@ -26,10 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ops.stack.servers import create_topics
-from schemas.settings import Settings
 from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer
+from tests.support.api import ADMIN, KEY, ApiServer, api_settings
 from tests.support.databases import fresh_database
 
 pytestmark = pytest.mark.slow
@@ -42,16 +39,10 @@ TRIED: Counter = Counter()  # (route, caller, status class) -> cases
 
 @pytest.fixture(scope="module")
 def fuzz_server(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 2)
     with fresh_database(stack, "fuzz") as db:
-        config = Settings(
-            data_dir=shipped_data, checkpoint=tiny_checkpoint, engine="torch", beam_width=10, batch_max_size=8,
-            api_keys=f"fuzzer:{digest(KEY)}", admin_token_sha256=digest(ADMIN),
-            kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-            spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0, max_body_bytes=65_536,
-        )  # fmt: skip
+        config = api_settings(stack, shipped_data, tmp_path_factory.mktemp("spool"), checkpoint=tiny_checkpoint,
+                              beam_width=10, batch_max_size=8, api_keys=f"fuzzer:{digest(KEY)}", database_url=db,
+                              registry_poll_s=0, max_body_bytes=65_536)  # fmt: skip
         with ApiServer(config) as server:
             yield server
     _report()

@@ -5,18 +5,14 @@ real HTTP, real checkpoints)."""
 from __future__ import annotations
 
 import shutil
-import uuid
 
 import pytest
 from sqlalchemy import create_engine
 
 from learner.registry import RegistryError, activate, register
 from ops.bench.variants import perturbed_copy
-from ops.stack.servers import create_topics
 from schemas import registry as statements
-from schemas.settings import Settings
-from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer
+from tests.support.api import ADMIN, ApiServer, api_settings
 from tests.support.databases import fresh_database
 from tests.support.wait import wait_for
 
@@ -25,19 +21,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def registry_env(stack, tmp_path, shipped_data, tiny_checkpoint):
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 1)
     first = tmp_path / "first"
     shutil.copytree(tiny_checkpoint, first)
     with fresh_database(stack, "truth") as db:
         engine = create_engine(db)
         with engine.begin() as conn:
             activate(conn, register(conn, first).version, actor="test", reason="start")
-        settings = Settings(data_dir=shipped_data, engine="torch", beam_width=10, api_keys=digest(KEY),
-                            admin_token_sha256=digest(ADMIN), kafka_bootstrap=stack.services["kafka"].url,
-                            impressions_topic=topics[0], outcomes_topic=topics[1], spool_dir=tmp_path / "spool",
-                            database_url=db, registry_poll_s=0.3)  # fmt: skip
+        settings = api_settings(stack, shipped_data, tmp_path / "spool", partitions=1, beam_width=10,
+                                database_url=db, registry_poll_s=0.3)  # fmt: skip
         with ApiServer(settings) as server:  # no --checkpoint: it serves what the registry names
             yield server, engine
         engine.dispose()

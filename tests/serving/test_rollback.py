@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,7 @@ from sqlalchemy import create_engine
 
 from learner import registry
 from ops.bench.variants import perturbed_copy as variant
-from ops.stack.servers import create_topics
-from schemas.settings import Settings
-from serving.auth import digest
-from tests.support.api import ADMIN, KEY, ApiServer, metric
+from tests.support.api import ADMIN, KEY, ApiServer, api_settings, metric
 from tests.support.databases import fresh_database
 from tests.support.paths import ROOT
 from tests.support.wait import wait_for
@@ -28,9 +24,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
     """An API whose registry serves B, published after A; both are verified checkpoints."""
-    tag = uuid.uuid4().hex[:8]
-    topics = [f"imp-{tag}", f"out-{tag}"]
-    create_topics(stack.services["kafka"].url, topics, 2)
     second = variant(tiny_checkpoint, tmp_path_factory.mktemp("b") / "b", shipped_data, seed=21)
     with fresh_database(stack, "rollback") as db:
         engine = create_engine(db)
@@ -39,12 +32,8 @@ def env(stack, tmp_path_factory, shipped_data, tiny_checkpoint):
             registry.activate(conn, a, actor="test", reason="first model")
             b = registry.register(conn, second).version
             registry.activate(conn, b, actor="refresh run 1", reason="gate passed", action="publish")
-        settings = Settings(
-            data_dir=shipped_data, engine="torch", beam_width=20, api_keys=digest(KEY),
-            admin_token_sha256=digest(ADMIN),
-            kafka_bootstrap=stack.services["kafka"].url, impressions_topic=topics[0], outcomes_topic=topics[1],
-            spool_dir=tmp_path_factory.mktemp("spool"), database_url=db, registry_poll_s=0.3,
-        )  # fmt: skip
+        settings = api_settings(stack, shipped_data, tmp_path_factory.mktemp("spool"), beam_width=20, database_url=db,
+                                registry_poll_s=0.3)  # fmt: skip
         with ApiServer(settings) as server:
             wait_served(server, b)
             yield server, engine, a, b

@@ -7,15 +7,33 @@ to force a moment it claims to test, e.g. hold the decode thread so concurrent r
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
-from ops.stack.servers import free_port
+from ops.stack.servers import create_topics, free_port
 from tests.support.wait import wait_for
 
 KEY, ADMIN = "storefront-test-key", "admin-test-token"
+
+
+def api_settings(stack, data_dir: Path, spool_dir: Path, partitions: int = 2, **fields):
+    """Settings for an :class:`ApiServer` on the session stack's broker: impression and outcome topics of its own
+    (``partitions`` each), the torch engine, ``KEY`` as the storefront key and ``ADMIN`` as the admin token;
+    ``fields`` set or override the rest (a checkpoint, a database, the batcher, other keys)."""
+    from schemas.settings import Settings
+    from serving.auth import digest
+
+    tag = uuid.uuid4().hex[:8]
+    topics = [f"imp-{tag}", f"out-{tag}"]
+    kafka = stack.services["kafka"].url
+    create_topics(kafka, topics, partitions)
+    defaults = dict(data_dir=data_dir, engine="torch", api_keys=digest(KEY), admin_token_sha256=digest(ADMIN),
+                    kafka_bootstrap=kafka, impressions_topic=topics[0], outcomes_topic=topics[1], spool_dir=spool_dir)
+    return Settings(**{**defaults, **fields})
 
 
 class ApiServer:
