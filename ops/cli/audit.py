@@ -11,8 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.console import fail
-from schemas.settings import get_settings
+from ops.cli.console import database, fail
 
 
 def audit(
@@ -27,9 +26,6 @@ def audit(
     """Per-segment figures of a refresh's repaired signals: groups, all-zero/repaired/unrepairable shares,
     anchor sources, mean reward, ΔHR@10 with its interval on the gate's slice, exposure before -> after,
     and the flagged segments. Exit 2 when there is nothing to show or the filter is bad."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import OperationalError
-
     from ops.audit.read import snapshots_up_to
     from schemas.audit import AuditFilter, AuditFilterError
 
@@ -37,16 +33,12 @@ def audit(
         f = AuditFilter(run_id=run, version=version, segment=segment)
     except AuditFilterError as exc:
         fail(str(exc))
-    engine = create_engine(get_settings().database_url)
-    try:
-        with engine.connect() as conn:
-            snapshots = snapshots_up_to(conn, f, runs if html else 1)
-    except LookupError as exc:
-        fail(str(exc))
-    except OperationalError as exc:
-        fail(f"the database is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
-    finally:
-        engine.dispose()
+    with database() as engine:
+        try:
+            with engine.connect() as conn:
+                snapshots = snapshots_up_to(conn, f, runs if html else 1)
+        except LookupError as exc:
+            fail(str(exc))
     reported = snapshots[-1]
     if html is None:
         from ops.audit.table import run_table

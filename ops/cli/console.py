@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +38,24 @@ def setup(threads: int | None = None, log_file: Path | None = None) -> None:
 def fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+@contextmanager
+def database(what: str = "the database") -> Iterator:
+    """An engine on ``$RECAST_DATABASE_URL`` for one command; an unreachable database ends the command with the
+    driver's reason (exit 2), and the engine is disposed of either way."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from schemas.settings import get_settings
+
+    engine = create_engine(get_settings().database_url)
+    try:
+        yield engine
+    except OperationalError as exc:
+        fail(f"{what} is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
+    finally:
+        engine.dispose()
 
 
 # Libraries whose INFO lines drown a service's own (kafka-python logs every connection and rebalance step).

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.console import fail, setup
+from ops.cli.console import database, fail, setup
 from schemas.settings import get_settings
 
 
@@ -83,21 +83,14 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per run instead of a table.")] = False,
 ) -> None:
     """The latest learner runs, newest first: status, the gate's decision and reason, versions, window, counts."""
-    from sqlalchemy import create_engine, select
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import select
 
     from schemas.tables import TrainingRun
 
     t = TrainingRun.__table__.c
-    engine = create_engine(get_settings().database_url)
-    try:
-        with engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(select(TrainingRun.__table__).order_by(t.id.desc())
-                                                           .limit(limit))]  # fmt: skip
-    except OperationalError as exc:
-        fail(f"the database is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
-    finally:
-        engine.dispose()
+    with database() as engine, engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(select(TrainingRun.__table__).order_by(t.id.desc())
+                                                       .limit(limit))]  # fmt: skip
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, default=str))

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.console import fail
-from schemas.settings import get_settings
+from ops.cli.console import database, fail
 
 registry_app = typer.Typer(
     help="The model registry in Postgres ($RECAST_DATABASE_URL): the service serves its active model."
@@ -18,22 +17,14 @@ registry_app = typer.Typer(
 def _run(action):
     """``action(conn)`` in one transaction on the registry's database; a refusal or an unreachable
     database ends the command with the reason (exit 2)."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import OperationalError
-
     from learner.registry import RegistryError
 
-    settings = get_settings()
-    engine = create_engine(settings.database_url)
-    try:
-        with engine.begin() as conn:
-            return action(conn)
-    except RegistryError as exc:
-        fail(str(exc))
-    except OperationalError as exc:
-        fail(f"the registry's database is unreachable ($RECAST_DATABASE_URL): {exc.orig or exc}")
-    finally:
-        engine.dispose()
+    with database("the registry's database") as engine:
+        try:
+            with engine.begin() as conn:
+                return action(conn)
+        except RegistryError as exc:
+            fail(str(exc))
 
 
 def _show(row) -> str:
