@@ -77,7 +77,8 @@ async def start_services(settings: Settings) -> Services:
     read (see ``/readyz``), and the catalog watcher keeps looking."""
     catalog = await asyncio.to_thread(load_catalog, settings.data_dir)
     live = LiveCatalog(catalog)
-    await asyncio.to_thread(_first_look, live, settings.database_url)
+    if settings.catalog_versions:
+        await asyncio.to_thread(_first_look, live, settings.database_url)
     holder = ModelHolder(catalog, settings, live=live)
     keys = KeyRing(settings.api_key_names, settings.admin_token_sha256)
     limiter = RateLimiter(settings.rate_limit, settings.rate_limit_overrides)
@@ -99,7 +100,7 @@ async def start_services(settings: Settings) -> Services:
     if settings.registry_poll_s > 0:
         services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
         services.watcher.start()
-    if settings.catalog_poll_s > 0:
+    if settings.catalog_versions and settings.catalog_poll_s > 0:
         services.catalog_watcher = CatalogWatcher(live, settings.database_url, settings.catalog_poll_s)
         services.catalog_watcher.start()
     return services

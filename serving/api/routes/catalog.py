@@ -66,13 +66,17 @@ async def catalog(services: ServicesDep) -> CatalogStatus:
     "/items/retire",
     response_model=Retired,
     responses=errors(*GUARDED, 400, 409, 422, 503, s422="Invalid body, or unknown item ids (listed)",
-                     s409="Postgres holds a catalog this service cannot serve; nothing was served differently",
+                     s409="Postgres holds a catalog this service cannot serve, or the service keeps no catalog "
+                     "versions (RECAST_CATALOG_VERSIONS=false); nothing changed",
                      s503="The catalog's database is unreachable; nothing changed"),
     summary="Retire items: a new catalog version, served before the call returns (no model swap)",
 )  # fmt: skip
 async def retire(body: RetireRequest, services: ServicesDep) -> Retired:
     from sqlalchemy.exc import OperationalError
 
+    if not services.settings.catalog_versions:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
+                            "(RECAST_CATALOG_VERSIONS=false); retire items where they are kept")  # fmt: skip
     unknown = list(dict.fromkeys(services.catalog.unknown(body.item_ids)))
     if unknown:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,

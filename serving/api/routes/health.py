@@ -42,7 +42,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     # An unreadable registry is reported, not failed on: every replica would leave the pool at once while the
     # database restarts, though each still serves the model the registry named when it last answered.
     catalog = catalog_status(services)
-    if catalog.read_at is None:
+    if services.settings.catalog_versions and catalog.read_at is None:
         # The same holds for the catalog once it was read. Before that, the service knows none of the items that
         # were retired, and it would serve them, so traffic stays away until the first read succeeds.
         reasons.append(f"catalog versions never read from Postgres ({catalog.error or 'not yet'}); retired items "
