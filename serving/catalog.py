@@ -125,6 +125,7 @@ class LiveCatalog:
         self._lock = threading.Lock()  # serialises apply(): the watcher and the retire route both apply
         self.read_at: float | None = None  # time.time() of the last good look at Postgres (None: never)
         self.error: str | None = None  # why the last look failed, or why its version was not applied
+        self.conflict: str | None = None  # the head that cannot be served, while it cannot (a readiness failure)
 
     @property
     def current(self) -> CatalogSnapshot:
@@ -177,7 +178,7 @@ class LiveCatalog:
         if state is not None:
             check_data_set(self.base, state)
             changed = self.apply(state)
-        self.read_at, self.error = time.time(), None
+        self.read_at, self.error, self.conflict = time.time(), None, None
         return changed
 
     def retire(self, engine: Engine, item_ids: list[str], reason: str, actor: str, note: str = "") -> Retirement:
@@ -219,7 +220,7 @@ def look(live: LiveCatalog, engine: Engine) -> None:
     try:
         live.refresh(engine)
     except (CatalogConflict, CatalogVersionError) as exc:
-        live.error = str(exc)
+        live.error = live.conflict = str(exc)
         log.error("catalog version not applied: %s", exc)
     except Exception as exc:  # the database away: keep serving, look again next time
         live.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

@@ -94,6 +94,7 @@ async def start_services(settings: Settings) -> Services:
                            on_batch=metrics.observe_batch, max_queue=settings.queue_max,
                            catalog=lambda: live.current)  # fmt: skip
     metrics.queue_depth = batcher.depth
+    metrics.catalog_state = lambda: {"version": live.current.version, "retired": len(live.current.retired_positions)}
     await batcher.start()
     holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
     services = Services(settings, catalog, holder, batcher, publisher, metrics, keys, limiter, live)

@@ -19,7 +19,7 @@ from recast.checkpoint import read_manifest
 from schemas import catalog as ledger
 from schemas.api import MAX_EXCLUDE
 from schemas.events import parse_impression
-from tests.support.api import ADMIN, ApiServer, api_settings
+from tests.support.api import ADMIN, ApiServer, api_settings, metric
 from tests.support.cli import recast
 from tests.support.data import histories
 from tests.support.databases import fresh_database
@@ -77,6 +77,9 @@ def test_a_retired_item_never_appears_after_the_call_returns_under_load(env):
     assert all(a.status == 200 and len(a.items) == a.k for a in after)  # k items still, from the rest
     assert all(a.catalog_version >= version for a in after)
     assert all(a.status == 200 for a in load.answers)  # no request failed around the retirement
+    metrics = server.metrics()
+    assert metric(metrics, "recast_catalog_version") == server.services.live.current.version >= version
+    assert metric(metrics, "recast_catalog_retired_items") == len(retired_now(server))
 
 
 def test_a_retirement_is_recorded_and_served_by_a_restarted_service(env, stack, tmp_path, shipped_data,
@@ -206,3 +209,27 @@ def test_a_checkpoint_whose_catalog_the_served_one_does_not_extend_is_refused(en
                                 registry_poll_s=0, catalog_poll_s=0)  # fmt: skip
         with pytest.raises(RuntimeError, match=f"cannot serve .*item '{live_item}' is retired in version 99"):
             asyncio.run(start_services(settings))
+
+
+def test_a_head_version_that_cannot_be_served_makes_the_service_not_ready(stack, tmp_path, shipped_data,
+                                                                          tiny_checkpoint):  # fmt: skip
+    with fresh_database(stack, "conflict") as db:
+        settings = api_settings(stack, shipped_data, tmp_path / "spool", checkpoint=tiny_checkpoint, beam_width=20,
+                                database_url=db, registry_poll_s=0, catalog_poll_s=0.2)  # fmt: skip
+        with ApiServer(settings) as server, server.client(None) as anyone:
+            wait_for(lambda: anyone.get("/readyz").status_code == 200, "ready (Kafka reached, the catalog read)",
+                     timeout=60, state=lambda: anyone.get("/readyz").text)  # fmt: skip
+            engine = create_engine(db)
+            with engine.begin() as conn:  # written by hand: its recorded digest is not its contents'
+                ledger.append(conn, digest="f" * 64, items=3686, retired=1, actor="hand",
+                              retirements={"3112": "retired"})  # fmt: skip
+            engine.dispose()
+
+            def not_ready():
+                r = anyone.get("/readyz")
+                return r.status_code == 503 and r.json()
+
+            body = wait_for(not_ready, "/readyz reporting the version it cannot serve", timeout=30)
+            (reason,) = body["reasons"]
+            assert "the catalog in Postgres cannot be served: catalog version 2" in reason
+            assert body["catalog"]["version"] == 1  # it keeps serving what it had

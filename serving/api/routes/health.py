@@ -47,6 +47,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
         # were retired, and it would serve them, so traffic stays away until the first read succeeds.
         reasons.append(f"catalog versions never read from Postgres ({catalog.error or 'not yet'}); retired items "
                        "could be served")  # fmt: skip
+    elif services.live.conflict is not None:
+        # Postgres holds retirements this service cannot apply: the same danger, until an operator sorts it out.
+        reasons.append(f"the catalog in Postgres cannot be served: {services.live.conflict}")
     body = Readiness(model_version=model.version if model else None, broker_up=broker, registry=registry,
                      catalog=catalog, reasons=reasons)  # fmt: skip
     return JSONResponse(body.model_dump(), status_code=503 if reasons else 200)
