@@ -89,26 +89,6 @@ def test_beams_are_distinct_items_best_first(engines, prompts):
         assert (got.scores[row][:-1] >= got.scores[row][1:]).all()
 
 
-def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoint, prompts):
-    """A 30-item trie at width 50: beams through tokens the trie forbids (vLLM keeps 2 * width
-    candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""
-    subset = torch.arange(0, checkpoint.codes.shape[0], checkpoint.codes.shape[0] // 30)[:30]
-    trie = ItemTrie.build(checkpoint.codes[subset], len(checkpoint.tokenizer), items=subset)
-    threads = torch.get_num_threads()
-    engine = VllmEngine(tiny_checkpoint, trie, max_width=50)
-    assert torch.get_num_threads() == threads  # vLLM lowers them to 1 for the process; the engine restores them
-    try:
-        batch = [[checkpoint.tokenizer.bos_id]] + prompts[:3]
-        got = engine.beams(batch, 50)
-        expected = TorchEngine(checkpoint.model, trie, checkpoint.tokenizer.pad_id).beams(batch, 50)
-    finally:
-        engine.close()
-    assert (got.items[:, :30] >= 0).all() and (got.items[:, 30:] == -1).all()
-    assert torch.isneginf(got.scores[:, 30:]).all()
-    assert set(got.items[0, :30].tolist()) == set(subset.tolist())
-    assert_same_top(expected, got, len(batch), k=30)
-
-
 def test_removed_items_leave_both_engines_alike(engines, trie, checkpoint, prompts):
     """Per-row live masks (retired items for all, exclusions per request): both engines decode each row over the
     trie of its live items, the same top items in the same order, with the same renormalised scores. Rows 0-2
@@ -131,6 +111,26 @@ def test_removed_items_leave_both_engines_alike(engines, trie, checkpoint, promp
         assert (got.items[row] >= 0).all(), f"row {row}"  # the beam never spent a slot on a removed item
     assert got.items[0].tolist() != got.items[1].tolist() != got.items[2].tolist()
     assert vllm_engine.processor.live is None  # the masks were for that call only
+
+
+def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoint, prompts):
+    """A 30-item trie at width 50: beams through tokens the trie forbids (vLLM keeps 2 * width
+    candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""
+    subset = torch.arange(0, checkpoint.codes.shape[0], checkpoint.codes.shape[0] // 30)[:30]
+    trie = ItemTrie.build(checkpoint.codes[subset], len(checkpoint.tokenizer), items=subset)
+    threads = torch.get_num_threads()
+    engine = VllmEngine(tiny_checkpoint, trie, max_width=50)
+    assert torch.get_num_threads() == threads  # vLLM lowers them to 1 for the process; the engine restores them
+    try:
+        batch = [[checkpoint.tokenizer.bos_id]] + prompts[:3]
+        got = engine.beams(batch, 50)
+        expected = TorchEngine(checkpoint.model, trie, checkpoint.tokenizer.pad_id).beams(batch, 50)
+    finally:
+        engine.close()
+    assert (got.items[:, :30] >= 0).all() and (got.items[:, 30:] == -1).all()
+    assert torch.isneginf(got.scores[:, 30:]).all()
+    assert set(got.items[0, :30].tolist()) == set(subset.tolist())
+    assert_same_top(expected, got, len(batch), k=30)
 
 
 def test_a_width_past_max_width_is_refused(engines):
