@@ -1,8 +1,9 @@
 """Spreading the fitted catalog's colliding items over free last-level codewords.
 
 Near-duplicate items (the same filament in twelve colours) share every nearest codeword, so their SIDs
-collide and only the catalog's disambiguation token ``<d_n>``, which means nothing, tells them apart
-(41 items under one SID in a plain fit of the shipped catalog). At fit time only, items that collide
+collide and only the catalog's disambiguation token ``<d_n>``, which means nothing, tells them apart:
+fitted without spreading, the shipped catalog's 3,686 items get 2,439 SIDs, 573 of them shared, up to
+27 items under one (the shipped SIDs: 15 shared, at most 3 items). At fit time only, items that collide
 are moved, within their prefix (the codes of every level but the last), to the nearest last-level
 codeword that no item of that prefix holds, as LC-Rec's uniform semantic mapping does for its last
 level. The item nearest to the shared codeword keeps it, and an item that does not collide never
