@@ -65,14 +65,20 @@ demo: install
 # FULL=1 runs the confirmation grid of BENCHMARKS.md (3 seeds, the key ablations; hours).
 EXP_ARMS  := grpo,recast,recast-literal
 EXP_SEEDS := 0
+EXP_FLAGS :=
+EXP_THREADS := 2
 ifdef FULL
-EXP_ARMS  := grpo,recast,recast-literal,above,sup+replay
+# The quality runs use grpo's lean twin (the same updates, a tenth of the rows); ops.bench.rl_step times grpo itself.
+EXP_ARMS  := grpo-lean,recast,above,recast-literal
 EXP_SEEDS := 0,1,2
+EXP_FLAGS := --eval-every 20 --probe-every 2 --jobs 2
+EXP_THREADS := 1
 endif
 experiment: install
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split
-	$(BIN)/recast experiment --data $(DATA) --train $(RUN)/split/train.csv --eval $(RUN)/split/heldout.csv \
-		--out runs/experiment --widths 16,32 --arms $(EXP_ARMS) --seeds $(EXP_SEEDS)
+	RECAST_TORCH_THREADS=$(EXP_THREADS) $(BIN)/recast experiment --data $(DATA) --train $(RUN)/split/train.csv \
+		--eval $(RUN)/split/heldout.csv \
+		--out runs/experiment --widths 16,32 --arms $(EXP_ARMS) --seeds $(EXP_SEEDS) $(EXP_FLAGS)
 	@echo "experiment done: runs/experiment/report.md, report.json, report.png"
 
 lint: install

@@ -84,27 +84,16 @@ class Catalog:
         return {sid: ids for sid, ids in groups.items() if len(ids) > 1}
 
 
-def _id_order(item_id: str) -> tuple[int, int | str]:
-    # Numeric ids sort numerically ("9" < "10"); anything else sorts as text after them.
+def id_order(item_id: str) -> tuple[int, int | str]:
+    """The catalog's item order: numeric ids numerically ("9" < "10"), anything else as text after them."""
     return (0, int(item_id)) if item_id.isdigit() else (1, item_id)
 
 
-def build_catalog(
-    titles: dict[str, str], sids: dict[str, tuple[str, ...]], brands: dict[str, str] | None = None
-) -> Catalog:
-    """Build a catalog from item titles and SIDs (both keyed by item id); brands are optional.
-
-    Every item needs both a title entry and a SID, all SIDs the same number of
-    levels, and each level its own letter (``<a_..>`` first, ``<b_..>`` second ...).
-    """
-    if not sids:
-        raise CatalogError("the catalog is empty: no SIDs")
-    missing = sorted(set(sids) ^ set(titles), key=_id_order)
-    if missing:
-        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
-    ids = sorted(sids, key=_id_order)
-    depth = len(sids[ids[0]])
-    letters: list[str | None] = [None] * depth
+def _level_letters(ids: list[str], sids: dict[str, tuple[str, ...]], depth: int,
+                   letters: list[str | None] | None = None) -> list[str | None]:  # fmt: skip
+    """Each level's letter, checking every SID has ``depth`` levels and level ``l`` always uses one letter
+    (``letters`` pins them, e.g. an existing catalog's)."""
+    letters = list(letters) if letters is not None else [None] * depth
     for item_id in ids:
         sid = sids[item_id]
         if len(sid) != depth:
@@ -121,6 +110,37 @@ def build_catalog(
                     f"item {item_id}: level {level} token {token} should start with "
                     f"'<{letters[level]}_' like the other items"
                 )
+    return letters
+
+
+def _catalog(items: list[Item], disambiguation: str) -> Catalog:
+    return Catalog(
+        items=tuple(items),
+        disambiguation_level=disambiguation,
+        index={item.item_id: i for i, item in enumerate(items)},
+        by_code={item.code: i for i, item in enumerate(items)},
+    )
+
+
+def build_catalog(
+    titles: dict[str, str], sids: dict[str, tuple[str, ...]], brands: dict[str, str] | None = None
+) -> Catalog:
+    """Build a catalog from item titles and SIDs (both keyed by item id); brands are optional.
+
+    Every item needs both a title entry and a SID, all SIDs the same number of
+    levels, and each level its own letter (``<a_..>`` first, ``<b_..>`` second ...).
+    Items are ordered by :func:`id_order` and numbered within a SID in that order, so
+    a catalog rebuilt with a new item whose id sorts before an existing item of the
+    same SID renumbers that item: :func:`extend_catalog` grows a catalog without that.
+    """
+    if not sids:
+        raise CatalogError("the catalog is empty: no SIDs")
+    missing = sorted(set(sids) ^ set(titles), key=id_order)
+    if missing:
+        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
+    ids = sorted(sids, key=id_order)
+    depth = len(sids[ids[0]])
+    letters = _level_letters(ids, sids, depth)
     if len(set(letters)) != depth:
         raise CatalogError(f"SID levels must use distinct letters, got {letters}")
     disambiguation = next(c for c in "abcdefghijklmnopqrstuvwxyz"[depth:] + "xyz" if c not in letters)
@@ -133,9 +153,42 @@ def build_catalog(
         seen[sid] += 1
         brand = (brands or {}).get(item_id) or ""
         items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
-    return Catalog(
-        items=tuple(items),
-        disambiguation_level=disambiguation,
-        index={item.item_id: i for i, item in enumerate(items)},
-        by_code={item.code: i for i, item in enumerate(items)},
-    )
+    return _catalog(items, disambiguation)
+
+
+def extend_catalog(
+    catalog: Catalog,
+    titles: dict[str, str],
+    sids: dict[str, tuple[str, ...]],
+    brands: dict[str, str] | None = None,
+) -> Catalog:
+    """``catalog`` with new items appended (in :func:`id_order`): every existing item keeps its position and
+    its code, disambiguation index included; a new item gets the next free index of its SID (one past the
+    largest any item of that SID holds), whatever its id.
+
+    A policy decodes positions through its checkpoint's ``item_codes.json``, so this is how a served
+    catalog grows: :func:`build_catalog` over the union would renumber an existing item whose SID a new
+    item with a lower id joins.
+    """
+    missing = sorted(set(sids) ^ set(titles), key=id_order)
+    if missing:
+        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
+    known = sorted((i for i in sids if i in catalog.index), key=id_order)
+    if known:
+        raise CatalogError(f"{len(known)} new item(s) are already in the catalog, e.g. {known[:5]}")
+    ids = sorted(sids, key=id_order)
+    depth = len(catalog.items[0].sid)
+    existing_letters = [SID_TOKEN.fullmatch(t).group(1) for t in catalog.items[0].sid]
+    _level_letters(ids, sids, depth, existing_letters)
+    next_index: dict[tuple[str, ...], int] = defaultdict(int)
+    for item in catalog.items:
+        index = int(SID_TOKEN.fullmatch(item.code[-1]).group(2))
+        next_index[item.sid] = max(next_index[item.sid], index + 1)
+    items = list(catalog.items)
+    for item_id in ids:
+        sid = sids[item_id]
+        code = sid + (f"<{catalog.disambiguation_level}_{next_index[sid]}>",)
+        next_index[sid] += 1
+        brand = (brands or {}).get(item_id) or ""
+        items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
+    return _catalog(items, catalog.disambiguation_level)

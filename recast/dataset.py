@@ -65,16 +65,12 @@ def _key_line(text: str, key: str) -> int | None:
 def load_catalog(data_dir: Path | str) -> Catalog:
     """Load ``items.json`` + ``sid_index.json`` (+ ``info.txt`` as a cross-check)."""
     data_dir = Path(data_dir)
-    items_path, sid_path = data_dir / "items.json", data_dir / "sid_index.json"
-    raw_items, items_text = _read_json_object(items_path)
+    sid_path = data_dir / "sid_index.json"
     titles, brands = {}, {}
-    for item_id, entry in raw_items.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
-            problem = f"item {item_id!r}: expected an object with a 'title' string"
-            raise DatasetError(items_path, problem, _key_line(items_text, item_id))
-        titles[str(item_id)] = entry["title"]
+    for item_id, entry in load_item_entries(data_dir).items():
+        titles[item_id] = entry["title"]
         if isinstance(entry.get("brand"), str):
-            brands[str(item_id)] = entry["brand"]
+            brands[item_id] = entry["brand"]
     sids = {}
     raw_sids, sids_text = _read_json_object(sid_path)
     for item_id, tokens in raw_sids.items():
@@ -93,6 +89,23 @@ def load_catalog(data_dir: Path | str) -> Catalog:
     if info_path.is_file():
         _check_info(info_path, catalog)
     return catalog
+
+
+def load_item_entries(data_dir: Path | str) -> dict[str, dict]:
+    """``items.json`` as item id -> its entry (title, description, brand, categories): the text an item
+    tokenizer (``recast.sids``) learns from. Every entry must be an object with a ``title`` string."""
+    return read_item_entries(Path(data_dir) / "items.json")
+
+
+def read_item_entries(path: Path | str) -> dict[str, dict]:
+    """A file in the ``items.json`` format (``{item_id: {"title": ...}}``), checked as :func:`load_item_entries`."""
+    path = Path(path)
+    raw, text = _read_json_object(path)
+    for item_id, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
+            problem = f"item {item_id!r}: expected an object with a 'title' string"
+            raise DatasetError(path, problem, _key_line(text, item_id))
+    return {str(i): e for i, e in raw.items()}
 
 
 def load_categories(data_dir: Path | str) -> dict[str, str]:
@@ -216,3 +229,57 @@ def write_interactions(source: Path | str, dest: Path | str, keep_rows: set[int]
                 writer.writerow(row)
                 kept += 1
     return kept
+
+
+def write_with_sids(source: Path | str, dest: Path | str, sids: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Copy the data set in ``source`` to ``dest`` with other SIDs: ``items.json`` verbatim, ``sid_index.json``
+    from ``sids`` (every item of ``items.json`` needs one), ``info.txt`` with each line's SID replaced (titles and
+    order kept), and every interaction CSV with its ``history_item_sid`` / ``item_sid`` columns rewritten
+    (other columns verbatim). Returns the rows written per CSV. The copy loads as the original did.
+    """
+    source, dest = Path(source), Path(dest)
+    if source.resolve() == dest.resolve():
+        raise DatasetError(dest, "the copy must go to another directory than its source")
+    items = load_item_entries(source)
+    missing = sorted(set(items) - set(sids))
+    if missing:
+        raise DatasetError(source / "items.json", f"{len(missing)} items have no new SID, e.g. {missing[:5]}")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "items.json").write_bytes((source / "items.json").read_bytes())
+    text = {i: "".join(sids[i]) for i in items}
+    (dest / "sid_index.json").write_text(json.dumps({i: list(sids[i]) for i in items}), encoding="utf-8")
+    if (source / "info.txt").is_file():
+        with (source / "info.txt").open(encoding="utf-8") as f, (dest / "info.txt").open("w", encoding="utf-8") as g:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 3 or parts[2] not in text:
+                    raise DatasetError(source / "info.txt", "expected 'SID<TAB>title<TAB>item_id' of a known item",
+                                       line_no)  # fmt: skip
+                g.write(f"{text[parts[2]]}\t{parts[1]}\t{parts[2]}\n")
+    written = {}
+    for csv_path in sorted(source.glob("*.csv")):
+        written[csv_path.name] = _rewrite_row_sids(csv_path, dest / csv_path.name, text)
+    return written
+
+
+def _rewrite_row_sids(source: Path, dest: Path, sid_text: dict[str, str]) -> int:
+    rows = 0
+    with source.open(encoding="utf-8", newline="") as f, dest.open("w", encoding="utf-8", newline="") as out:
+        reader = csv.DictReader(f)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [], lineterminator="\n")
+        writer.writeheader()
+        for row in reader:
+            line = reader.line_num
+            try:
+                if row.get("item_sid"):
+                    row["item_sid"] = sid_text[row["item_id"].strip()]
+                if row.get("history_item_sid"):
+                    history = _parse_list(row["history_item_id"], "history_item_id", source, line)
+                    row["history_item_sid"] = str([sid_text[str(i).strip()] for i in history])
+            except KeyError as exc:
+                raise DatasetError(source, f"unknown item id {exc.args[0]!r}", line) from None
+            writer.writerow(row)
+            rows += 1
+    return rows

@@ -13,6 +13,7 @@ The loop: ``recast worker`` and ``recast beat`` (Celery), ``recast refresh`` (on
 Reliability: ``recast chaos`` (faults under traffic; ``make soak`` and ``make bench-overload`` for the rest).
 RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
 The audit of repaired signals per segment: ``recast audit [--run ID] [--segment S] [--html FILE]``.
+The project's own SIDs: ``recast sids fit``, ``recast sids assign``, ``recast sids measure``.
 The catalog's versions: ``recast items retire ID... [--reason out_of_stock]``, ``recast items versions``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import audit, demo, ingest, items, loop, model, registry, reliability, rl, serve, stack
+from ops.cli import audit, demo, ingest, items, loop, model, registry, reliability, rl, serve, sids, stack
 
 app = typer.Typer(
     help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
@@ -32,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for group in (model, stack, ingest, loop, rl, serve, demo, registry, items, audit, reliability):
+for group in (model, sids, stack, ingest, loop, rl, serve, demo, registry, items, audit, reliability):
     group.register(app)
 
 

@@ -107,7 +107,9 @@ def experiment(
     data: DataOpt = None,
     widths: Annotated[str, typer.Option(help="Comma-separated search widths.")] = "16",
     arms: Annotated[
-        str, typer.Option(help="Comma-separated arms (ops.experiments.rl.ARMS); must include grpo.")
+        str,
+        typer.Option(help="Comma-separated arms (ops.experiments.rl.ARMS); with grpo or grpo-lean among them the "
+                     "report adds the differences and ratios against it."),
     ] = "grpo,recast,recast-literal",
     seeds: Annotated[str, typer.Option(help="Comma-separated RL seeds (context order, replay draw).")] = "0",
     steps: Steps = None,

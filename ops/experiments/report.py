@@ -13,7 +13,9 @@ import json
 import statistics
 from pathlib import Path
 
-BASELINE = "grpo"
+# The baseline the ratios are taken against: the literal one when it ran, else its lean twin (the same updates
+# without the flat groups' KL-only rows: quality runs use it; the step-time ratios then come from ops.bench.rl_step).
+BASELINES = ("grpo", "grpo-lean")
 METRICS = ("Pass@1", "HR@10", "NDCG@10")
 MIB = 2**20
 # Diagnostics averaged over the steps (and seeds) where they were measured.
@@ -113,7 +115,7 @@ def width_block(arms: dict[str, dict[int, dict]], baseline: str | None) -> dict:
             figs["saved_memory_ratio"] = _ratio(figs["saved_bytes_mean"], base["saved_bytes_mean"])
             figs["peak_rss_ratio"] = _ratio(figs["peak_rss_bytes"], base["peak_rss_bytes"])
         per_arm[name] = figs
-    return {"sft": {m: sft.get(m) for m in (*METRICS, "rows", "target_logprob")}, "arms": per_arm}
+    return {"sft": {m: sft.get(m) for m in (*METRICS, "rows", "target_logprob")}, "arms": per_arm, "baseline": baseline}
 
 
 def choose_lrs(block: dict) -> dict:
@@ -140,7 +142,8 @@ def build_report(plan, runs: dict[int, dict[str, dict[int, dict]]], counts: dict
     }
     for width, arms in runs.items():
         # Without the baseline among the arms (a screening batch) there are no ratios against it.
-        block = width_block(arms, None if tuning or BASELINE not in arms else BASELINE)
+        baseline = None if tuning else next((b for b in BASELINES if b in arms), None)
+        block = width_block(arms, baseline)
         if tuning:
             block["chosen_lr"] = choose_lrs(block)
         report["widths"][str(width)] = block
@@ -181,7 +184,7 @@ def markdown(report: dict) -> str:
                 f"{f['saved_bytes_mean'] / MIB:.0f} | {f['peak_rss_bytes'] / MIB:.0f} |"
             )
         lines += ["", "Paired differences pooled over seeds, mean [95% interval, users resampled]:", ""]
-        against = ["SFT"] + ([BASELINE] if any("delta_vs_baseline" in f for f in block["arms"].values()) else [])
+        against = ["SFT"] + ([block["baseline"]] if block.get("baseline") else [])
         head = [f"Δ{m} vs {a}" for a in against for m in METRICS]
         lines += ["| arm | " + " | ".join(head) + " |", "|" + " --- |" * (len(head) + 1)]
         for name, f in block["arms"].items():

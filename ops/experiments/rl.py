@@ -69,9 +69,17 @@ ARMS: dict[str, tuple[str, dict]] = {
         {"hits": "above", "reward": "structural", "anchors": "supervised", "anchor_weight": 0.25, "replay": 16},
     ),  # fmt: skip
 }
-# Learning rates chosen per arm on the tuning users (BENCHMARKS.md, issue 12); an arm not
-# listed runs at the base config's rate.
-TUNED_LR: dict[str, float] = {}
+# Learning rates chosen per arm on the tuning users (BENCHMARKS.md, issue 12: W = 16, seed 0, every arm over
+# 3e-5 / 1e-4 / 3e-4, widened by one step where the best sat at an edge; the rule of report.choose_lrs). An arm
+# not listed runs at the base config's rate. grpo-lean makes grpo's updates, so it takes grpo's rate.
+TUNED_LR: dict[str, float] = {
+    "grpo": 3e-4,
+    "grpo-lean": 3e-4,
+    "recast": 3e-4,
+    "above": 3e-4,
+    "above+reach": 3e-5,
+    "recast-literal": 1e-5,
+}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 import pytest
 
-from recast.catalog import CatalogError, build_catalog, parse_sid
+from recast.catalog import CatalogError, build_catalog, extend_catalog, parse_sid
 from recast.dataset import load_catalog
 from tests.support.data import synthetic_sids
 
@@ -77,3 +77,35 @@ def test_build_catalog_refuses_ids_in_only_one_source():
         build_catalog({"1": "a", "5": "b"}, {"1": ("<a_1>",), "z": ("<a_2>",)})
     with pytest.raises(CatalogError, match="empty"):
         build_catalog({}, {})
+
+
+def test_a_rebuilt_catalog_renumbers_an_item_that_extend_catalog_keeps():
+    sids = {"10": ("<a_1>", "<b_1>"), "20": ("<a_1>", "<b_1>"), "30": ("<a_2>", "<b_0>")}
+    catalog = _catalog({i: list(s) for i, s in sids.items()})
+    assert catalog.items[catalog.index["10"]].code[-1] == "<c_0>"
+    new = {"5": ("<a_1>", "<b_1>"), "40": ("<a_2>", "<b_0>"), "x": ("<a_3>", "<b_3>")}
+    # Rebuilt from files, new item "5" sorts first in its SID and takes <c_0> from item "10".
+    rebuilt = _catalog({i: list(s) for i, s in {**sids, **new}.items()})
+    assert rebuilt.items[rebuilt.index["10"]].code[-1] == "<c_1>"
+    extended = extend_catalog(catalog, {i: f"Item {i}" for i in new}, new)
+    assert extended.items[: len(catalog)] == catalog.items  # same positions, same codes
+    code = {item.item_id: item.code for item in extended.items}
+    assert code["5"] == ("<a_1>", "<b_1>", "<c_2>")  # the next free index, whatever its id
+    assert code["40"] == ("<a_2>", "<b_0>", "<c_1>") and code["x"] == ("<a_3>", "<b_3>", "<c_0>")
+    assert [i.item_id for i in extended.items[3:]] == ["5", "40", "x"]
+    assert all(extended.by_code[item.code] == pos for pos, item in enumerate(extended.items))
+    # Extending again continues after what the first extension gave.
+    again = extend_catalog(extended, {"1": "Item 1"}, {"1": ("<a_1>", "<b_1>")})
+    assert again.items[-1].code == ("<a_1>", "<b_1>", "<c_3>")
+
+
+def test_extend_catalog_refuses_known_ids_and_other_shapes():
+    catalog = _catalog(synthetic_sids())
+    with pytest.raises(CatalogError, match="already in the catalog"):
+        extend_catalog(catalog, {"3": "x"}, {"3": ("<a_0>", "<b_0>", "<c_0>")})
+    with pytest.raises(CatalogError, match="has 2 levels"):
+        extend_catalog(catalog, {"new": "x"}, {"new": ("<a_0>", "<b_0>")})
+    with pytest.raises(CatalogError, match="should start with '<b_'"):
+        extend_catalog(catalog, {"new": "x"}, {"new": ("<a_0>", "<x_0>", "<c_0>")})
+    with pytest.raises(CatalogError, match="only one of items and SIDs"):
+        extend_catalog(catalog, {"new": "x"}, {})

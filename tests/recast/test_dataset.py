@@ -3,7 +3,14 @@ import json
 
 import pytest
 
-from recast.dataset import DatasetError, Interaction, load_catalog, load_interactions, write_interactions
+from recast.dataset import (
+    DatasetError,
+    Interaction,
+    load_catalog,
+    load_interactions,
+    write_interactions,
+    write_with_sids,
+)
 from tests.support.data import HEADER
 
 
@@ -140,3 +147,31 @@ def test_item_without_title_names_its_line(make_dataset):
     line = path.read_text().splitlines().index('  "2": {') + 1
     with pytest.raises(DatasetError, match=rf"items\.json:{line}: item '2': expected an object with a 'title' string"):
         load_catalog(directory)
+
+
+def test_write_with_sids_copies_the_data_set_under_other_sids(make_dataset, tmp_path):
+    source = make_dataset()
+    catalog = load_catalog(source)
+    # Other SIDs: one per item, no collisions, levels x/y instead of a/b/c.
+    new = {item.item_id: (f"<x_{n % 3}>", f"<y_{n}>") for n, item in enumerate(catalog.items)}
+    written = write_with_sids(source, tmp_path / "copy", new)
+    copy, rows = _load(tmp_path / "copy")
+    assert written == {"valid.csv": 35} and len(rows) == 35
+    assert {item.item_id: item.sid for item in copy.items} == new
+    assert (tmp_path / "copy" / "items.json").read_bytes() == (source / "items.json").read_bytes()
+    assert rows == load_interactions(source / "valid.csv", catalog)  # same rows, users and items
+    with (source / "valid.csv").open() as f, (tmp_path / "copy" / "valid.csv").open() as g:
+        for before, after in zip(csv.DictReader(f), csv.DictReader(g)):
+            assert after["item_sid"] == "".join(new[after["item_id"]])
+            unchanged = [k for k in HEADER if "sid" not in k]
+            assert [after[k] for k in unchanged] == [before[k] for k in unchanged]
+    info = (tmp_path / "copy" / "info.txt").read_text().splitlines()
+    assert info[9] == "<x_0><y_9>\tItem 9\t9"
+
+
+def test_write_with_sids_refuses_a_missing_sid_and_its_own_source(make_dataset, tmp_path):
+    source = make_dataset()
+    with pytest.raises(DatasetError, match="40 items have no new SID"):
+        write_with_sids(source, tmp_path / "copy", {})
+    with pytest.raises(DatasetError, match="another directory"):
+        write_with_sids(source, source, {})

@@ -91,3 +91,22 @@ def first_rows(n: int, source: Path = DATA / "valid.csv") -> list[dict[str, str]
 def histories(n: int, source: Path = DATA / "valid.csv") -> list[list[str]]:
     """The item-id histories of the first ``n`` rows of ``valid.csv``, the last 10 of each, as requests send them."""
     return [[str(i) for i in ast.literal_eval(r["history_item_id"])][-10:] for r in first_rows(n, source)]
+
+
+def shipped_subset(dst: Path, rows: int, source: Path = DATA) -> Path:
+    """A data set of the shipped catalog's items that the first ``rows`` rows of ``valid.csv`` mention (histories
+    and targets), with those rows: real item text in the shipped format, small enough to fit a tokenizer and
+    train on in seconds. ``items.json``, ``sid_index.json`` and ``info.txt`` keep the shipped entries verbatim."""
+    dst.mkdir(parents=True, exist_ok=True)
+    kept_rows = first_rows(rows, source / "valid.csv")
+    ids = {r["item_id"] for r in kept_rows}
+    ids |= {str(i) for r in kept_rows for i in ast.literal_eval(r["history_item_id"])}
+    items = json.loads((source / "items.json").read_text(encoding="utf-8"))
+    sids = json.loads((source / "sid_index.json").read_text(encoding="utf-8"))
+    (dst / "items.json").write_text(json.dumps({i: e for i, e in items.items() if i in ids}), encoding="utf-8")
+    (dst / "sid_index.json").write_text(json.dumps({i: s for i, s in sids.items() if i in ids}), encoding="utf-8")
+    with (source / "info.txt").open(encoding="utf-8") as f:
+        lines = [line for line in f if line.rstrip("\n").split("\t")[-1] in ids]
+    (dst / "info.txt").write_text("".join(lines), encoding="utf-8")
+    valid_rows(dst / "valid.csv", rows, source=source / "valid.csv")
+    return dst
