@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from recast.model import SidPolicy, StepCache
-from recast.trie import ROOT, ItemTrie
+from recast.trie import ROOT, ItemTrie, keep_live
 
 NEG_INF = float("-inf")
 
@@ -66,9 +66,13 @@ def pad_prompts(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, to
 
 @torch.no_grad()
 def beam_search(
-    model: SidPolicy, trie: ItemTrie, prompts: list[list[int]], config: BeamSearchConfig, pad_id: int
+    model: SidPolicy, trie: ItemTrie, prompts: list[list[int]], config: BeamSearchConfig, pad_id: int,
+    live: torch.Tensor | None = None,
 ) -> BeamResult:
-    """The top-``width`` distinct catalog items for each prompt, best first."""
+    """The top-``width`` distinct catalog items for each prompt, best first.
+
+    ``live`` (B, num_nodes), from :meth:`ItemTrie.live_nodes`: each prompt decodes over the trie of its live
+    items only. Its scores are renormalised over that trie, as if the removed items had never been in it."""
     idx, valid = pad_prompts(prompts, pad_id)
     B, V = idx.shape[0], trie.vocab_size
     logits, prefix = model.prefill(idx, valid)
@@ -81,6 +85,8 @@ def beam_search(
         if level > 0:
             logits, steps = model.decode(tokens, prefix, steps)  # (B, W, V)
         allowed, next_node = trie.expand(nodes.reshape(-1))
+        if live is not None:
+            allowed = keep_live(allowed, next_node, live, torch.arange(B).repeat_interleave(nodes.shape[1]))
         logp = constrained_log_softmax(logits.reshape(-1, V), allowed)
         candidates = (scores.reshape(-1, 1) + logp).view(B, -1)  # (B, W * V)
         k = min(config.width, candidates.shape[1])

@@ -12,10 +12,13 @@ Layout (every file written atomically, the manifest last):
   in catalog order; decoding maps codes to items through this table alone.
 - ``transition.safetensors``, ``text.safetensors``: the transition and text
   scorers fused into the served ranking.
-- ``manifest.json``: format version, configs, data fingerprint, metrics, and the
-  sha256 of every other file; loading verifies them, so a half-copied or
-  tampered checkpoint is refused rather than served. The manifest must list
-  *every* file of the directory (format 2): a file it does not name (a changed
+- ``manifest.json``: format version, configs, data fingerprint, metrics, the
+  catalog version it was trained on (``catalog``: its Postgres id, digest and retired
+  items, see :mod:`recast.catalog_version`; a manifest without one names the base
+  version of its ``item_codes.json``: every item live), and the sha256 of every other
+  file; loading verifies them, so a half-copied or tampered checkpoint is refused
+  rather than served. The manifest must list *every* file of the directory
+  (format 2): a file it does not name (a changed
   ``tokenizer_config.json``, a stray extra) is refused too, so nothing can change
   under a version. The version is a hash of the whole manifest (:func:`manifest_version`),
   so two checkpoints that differ in any file, config or fact have different versions.
@@ -38,6 +41,7 @@ from safetensors.torch import load_file, save_file
 
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
+from recast.catalog_version import CatalogVersion, CatalogVersionError, base_version, extension_problem, from_manifest
 from recast.model import PolicyConfig, SidPolicy
 from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
@@ -61,6 +65,7 @@ class Checkpoint:
     transition: TransitionModel
     text: TextModel
     manifest: dict
+    catalog: CatalogVersion  # the catalog version it was trained on
 
     @property
     def version(self) -> str:
@@ -117,11 +122,21 @@ def save_checkpoint(
     text: TextModel,
     manifest: dict,
     transient: tuple[str, ...] = (),
+    catalog_version: CatalogVersion | None = None,
 ) -> Path:
     """Write a complete checkpoint directory; ``manifest`` adds run facts (configs, data, metrics).
 
+    ``catalog_version``: the catalog version it was trained on, which must hold exactly ``catalog``'s item codes.
+    The default is ``catalog``'s base version, with every item live and no Postgres id.
+
     Every file in ``out`` is hashed into the manifest except ``transient`` ones, which the caller removes right
     after (a trainer's resume state): until it does, the checkpoint does not verify, which is the point."""
+    base = base_version(catalog)
+    if catalog_version is None:
+        catalog_version = base
+    elif dict(catalog_version.codes) != dict(base.codes):
+        problem = extension_problem(base, catalog_version) or "it holds items the catalog does not"
+        raise ValueError(f"catalog {catalog_version.name} is not the catalog being saved: {problem}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hf_config = model.config.to_hf(tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id)
@@ -146,6 +161,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "policy_config": model.config.to_dict(),
         "num_items": len(catalog),
+        "catalog": catalog_version.manifest_entry(),
         "sha256": {name: sha256_file(out / name) for name in directory_files(out) if name not in transient},
     }
     _write_json(out / MANIFEST, full)
@@ -237,7 +253,19 @@ def _load(path: Path, manifest: dict) -> Checkpoint:
     transition = TransitionModel.from_tensors(load_file(str(path / "transition.safetensors")))
     text = TextModel.from_tensors(load_file(str(path / "text.safetensors")))
     item_ids = [item_id for item_id, _ in table]
-    return Checkpoint(path, model, tokenizer, item_ids, codes, transition, text, manifest)
+    return Checkpoint(path, model, tokenizer, item_ids, codes, transition, text, manifest,
+                      _catalog(path, manifest, {item_id: "".join(code) for item_id, code in table}))  # fmt: skip
+
+
+def _catalog(path: Path, manifest: dict, codes: dict[str, str]) -> CatalogVersion:
+    """The catalog version the manifest names. A manifest from before catalog versions names none, and that
+    means its item codes' base version."""
+    if "catalog" not in manifest:
+        return CatalogVersion(codes)
+    try:
+        return from_manifest(manifest["catalog"], codes)
+    except CatalogVersionError as exc:
+        raise CheckpointError(f"{path / MANIFEST}: catalog: {exc}") from None
 
 
 def update_manifest(path: Path | str, key: str, value) -> None:

@@ -78,9 +78,14 @@ def fuse_batch(
     k: int,
     config: FusionConfig,
     text_scores: torch.Tensor | None = None,
+    removed: torch.Tensor | None = None,
 ) -> list[list[tuple[int, float]]]:
     """:func:`fuse` for a batch in one pass: ``items``/``scores`` (B, W) beams (-1 / -inf where a beam ran
-    out), ``transition_scores``/``text_scores`` (B, N). Row by row it is exactly :func:`fuse`."""
+    out), ``transition_scores``/``text_scores`` (B, N). Row by row it is exactly :func:`fuse`.
+
+    ``removed`` (B, N) bool: items that are not candidates for that row (retired, or excluded by the request).
+    The transition and text scorers cover the whole catalog, so masking the beam alone would not keep them out.
+    A row's list is shorter than k only when fewer than k items remain."""
     w = config.policy_weight
     w_text = config.text_weight if text_scores is not None else 0.0
     fused = mix_scorers(transition_scores, text_scores, 1.0 - w - w_text, w_text)
@@ -90,5 +95,8 @@ def fuse_batch(
         logits = torch.where(valid, scores / config.temperature, float("-inf"))
         policy = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
         fused = fused.scatter_add(1, items.clamp(min=0), w * policy)
+    if removed is not None:
+        fused = fused.masked_fill(removed, float("-inf"))
     order = torch.argsort(-fused, dim=1, stable=True)[:, :k]
-    return [list(zip(o, v)) for o, v in zip(order.tolist(), fused.gather(1, order).tolist(), strict=True)]
+    return [[(i, s) for i, s in zip(o, v) if s != float("-inf")]
+            for o, v in zip(order.tolist(), fused.gather(1, order).tolist(), strict=True)]  # fmt: skip

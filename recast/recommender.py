@@ -75,12 +75,14 @@ class Recommender:
         k: int,
         transition: torch.Tensor | None = None,
         text: torch.Tensor | None = None,
+        removed: torch.Tensor | None = None,
     ) -> list[list[tuple[int, float]]]:
         """Fuse an engine's beams with the transition and text scorers: the served top-k
-        per history. ``transition``/``text`` pass (B, N) scores already computed for these histories."""
+        per history. ``transition``/``text`` pass (B, N) scores already computed for these histories;
+        ``removed`` (B, N) bool: items no row may list (see :func:`recast.fusion.fuse_batch`)."""
         transition = transition if transition is not None else self.transition_scores(histories)
         text = text if text is not None else self.text_scores(histories)
-        return fuse_batch(beams.items, beams.scores, transition, k, self.fusion, text)
+        return fuse_batch(beams.items, beams.scores, transition, k, self.fusion, text, removed)
 
     def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
         return self.rank(histories, self.policy(histories), k)

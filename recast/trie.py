@@ -6,6 +6,11 @@ vectorised ops, and the decoder's state is just one node id per beam. State move
 only through :meth:`ItemTrie.expand`'s explicit ``next_node`` table: nothing is
 inferred from counters or from the previous token alone (the bug that lets
 "tries" in open frameworks emit invalid items).
+
+Items leave the trie without a rebuild. :meth:`ItemTrie.live_nodes` marks, per request, the nodes that still
+lead to an item not removed, and :func:`keep_live` drops the edges into the others. The allowed sets are then
+exactly those of a trie built without the removed items, and node ids stay the same. A retirement therefore
+applies to every engine at once: the vLLM processor's prefix table keeps pointing at the right nodes.
 """
 
 from __future__ import annotations
@@ -73,6 +78,20 @@ class ItemTrie:
             vocab_size=vocab_size,
         )
 
+    def live_nodes(self, removed: torch.Tensor) -> torch.Tensor:
+        """removed (B, N) bool over catalog positions -> (B, num_nodes) bool: True where a node still leads to at
+        least one item that is not removed (a prefix whose items are all removed is dead too)."""
+        B = removed.shape[0]
+        leaves = (self.leaf_item >= 0).nonzero().squeeze(1)
+        live = torch.zeros(B, self.num_nodes, dtype=torch.bool)
+        live[:, leaves] = ~removed[:, self.leaf_item[leaves]]
+        parents = torch.repeat_interleave(torch.arange(self.num_nodes), self.child_offsets.diff())
+        for _ in range(self.depth):  # one level further up per pass; leaves are at depth ``depth``
+            below = torch.zeros(B, self.num_nodes, dtype=torch.int32)
+            below.index_add_(1, parents, live[:, self.child_nodes].to(torch.int32))
+            live = live | (below > 0)
+        return live
+
     def expand(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """For nodes (M,): allowed (M, V) bool and next_node (M, V) long (-1 where not allowed)."""
         M = nodes.shape[0]
@@ -86,3 +105,9 @@ class ItemTrie:
         next_node = torch.full((M, self.vocab_size), -1, dtype=torch.long)
         next_node[rows, self.child_tokens[edges]] = self.child_nodes[edges]
         return allowed, next_node
+
+
+def keep_live(allowed: torch.Tensor, next_node: torch.Tensor, live: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``allowed`` (M, V) with the tokens into dead nodes dropped. ``live`` (R, num_nodes) is from
+    :meth:`ItemTrie.live_nodes`, and ``rows`` (M,) gives the row of ``live`` that each of the M rows uses."""
+    return allowed & live[rows[:, None], next_node.clamp(min=0)]

@@ -14,6 +14,7 @@ from schemas.events import Id, clean_text
 
 MAX_K = 50
 MAX_EVENTS_PER_CALL = 1000
+MAX_EXCLUDE = 500
 
 
 class _Strict(BaseModel):
@@ -32,6 +33,13 @@ class RecommendRequest(_Strict):
         "default", description="Customer segment, carried into the impression for per-segment audits."
     )
     exclude_history: bool = Field(False, description="Leave out items already in the history.")
+    exclude: list[Id] = Field(
+        default_factory=list, max_length=MAX_EXCLUDE,
+        description=f"Item ids that must not be recommended (at most {MAX_EXCLUDE}): they are not candidates at all, "
+        "so the list still has k items. Unknown ids are refused (422), like the history's. Unlike "
+        "`exclude_history`, which only hides history items from the ranked list, excluded items also leave the "
+        "policy's beam, and the scores are those of a catalog without them.",
+    )  # fmt: skip
 
 
 class RecommendedItem(BaseModel):
@@ -46,6 +54,8 @@ class RecommendResponse(BaseModel):
     request_id: str = Field(description="Identifies this list; send it back with outcomes on its items.")
     model_version: str
     items: list[RecommendedItem]
+    catalog_version: int | None = Field(None, description="The catalog version the list was served under (None: "
+                                        "the service has no recorded version yet).")  # fmt: skip
 
 
 class EventsAccepted(BaseModel):

@@ -7,7 +7,9 @@ is refused, because a silently coerced event would corrupt rewards without a tra
 :class:`EventError` whose one-line reason is what the dead-letter table stores.
 
 Every payload carries ``schema_version``. A reader accepts exactly the versions it
-knows (``Literal[1]`` today); a new version is a new literal, never a reinterpretation.
+knows; a new version is a new literal, never a reinterpretation. Outcomes are at version 1.
+Impressions are at version 2, which adds ``catalog_version`` (the catalog version the list
+was served under); a version 1 impression, without it, is still read.
 
 >>> raw = b'{"event_id": "e1", "user_id": "u1", "item_id": "42", "type": "click", "ts": "2026-01-01T00:00:00Z"}'
 >>> parse_outcome(raw).type
@@ -27,7 +29,8 @@ from typing import Annotated, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # outcomes
+IMPRESSION_SCHEMA_VERSION = 2  # 2 adds catalog_version
 OutcomeType = Literal["click", "add_to_cart", "purchase"]
 OUTCOME_TYPES: tuple[str, ...] = get_args(OutcomeType)
 
@@ -74,7 +77,7 @@ class ServedItem(_Event):
 class Impression(_Event):
     """One served list: the context the policy saw and the items it ranked, in order."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1, 2] = IMPRESSION_SCHEMA_VERSION
     request_id: Id = Field(description="Unique per served list; the impression's dedup key.")
     user_id: Id
     segment: Annotated[str, Field(min_length=1, max_length=64), AfterValidator(clean_text)] = "default"
@@ -82,9 +85,13 @@ class Impression(_Event):
     items: list[ServedItem] = Field(min_length=1, max_length=1000)
     model_version: Id
     ts: AwareDatetime
+    catalog_version: int | None = Field(None, ge=1, description="The catalog version the list was served under "
+                                        "(schema 2; None where the service knew no recorded version).")  # fmt: skip
 
     @model_validator(mode="after")
     def _ranks_are_a_list(self) -> Impression:
+        if self.schema_version == 1 and self.catalog_version is not None:
+            raise ValueError("catalog_version: needs schema_version 2")
         # Rewards are stored per served position, so ranks must be exactly 1..n and items distinct.
         n, ranks = len(self.items), {item.rank for item in self.items}  # a set: this runs for every event ingested
         if len(ranks) != n or min(ranks) != 1 or max(ranks) != n:

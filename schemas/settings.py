@@ -75,6 +75,14 @@ class Settings(BaseSettings):
     registry_poll_s: float = Field(
         10.0, ge=0.0, description="Seconds between looks at the model registry for a new active model (0: never)."
     )
+    catalog_versions: bool = Field(
+        True, description="Serve the catalog's versions from Postgres (its retirements; the service is not ready "
+        "until it has read them once). false: the data set's catalog as it is, with no database (benchmarks)."
+    )
+    catalog_poll_s: float = Field(
+        2.0, ge=0.0, description="Seconds between looks at the catalog's versions in Postgres, for retirements "
+        "made elsewhere (the CLI, another replica); 0: only at start."
+    )
     vllm_kv_cache_gib: int = Field(1, ge=1, description="KV cache the vllm engine reserves on the CPU, GiB.")
 
     # Hardening (issue 14): the API's edges, admission control and operations.

@@ -78,6 +78,11 @@ class ImpressionRow(Base):
     schema_version: Mapped[int] = mapped_column(Integer)
     ts: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # No foreign key: an impression is a record of what was served, and it is stored even when its service knew
+    # no recorded version. A reward group reaches it through its request_id, so groups keep no copy.
+    catalog_version: Mapped[int | None] = mapped_column(
+        Integer, comment="the catalog version the list was served under; NULL: schema 1, or none was recorded"
+    )
 
 
 class OutcomeRow(Base):
@@ -269,3 +274,54 @@ class AuditSnapshot(Base):
     flagged: Mapped[list[Any]] = mapped_column(server_default="[]", comment="['dimension:segment', ...]")
     figures: Mapped[dict[str, Any]] = mapped_column(comment="learner.audit.figures.audit_figures's result")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+# Why an item left the catalog (recast.catalog_version.RETIRE_REASONS; schemas imports none of our packages).
+RETIRE_REASONS = ("retired", "out_of_stock")
+
+
+class CatalogVersionRow(Base):
+    """One version of the catalog. Versions form one chain, 1, 2, 3 ..., each the child of the one before, and
+    rows are never changed (a trigger refuses updates and deletes; see migration 0005).
+
+    What a version holds is kept once per item in ``catalog_items`` (a ledger), not copied per version, so a
+    retirement writes one version row and touches one ledger row per item. "What did version N hold" is
+    every ledger row with ``added_in <= N``, retired when ``retired_in <= N``. "Does N+1 extend N" holds by
+    construction: the ledger only gains rows, a row's code never changes, and a retirement is written once.
+    ``digest`` is the hash of N's (item, code, state) set (``recast.catalog_version.catalog_digest``), so a reader
+    can check what it rebuilt from the ledger against what was recorded."""
+
+    __tablename__ = "catalog_versions"
+    __table_args__ = (
+        # One chain: version 1 is the only root, and every other version's parent is the one just before it.
+        CheckConstraint("(version = 1 AND parent IS NULL) OR parent = version - 1", name="chain"),
+    )
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    parent: Mapped[int | None] = mapped_column(Integer, ForeignKey("catalog_versions.version"))
+    digest: Mapped[str] = mapped_column(String(64), comment="sha256 of its (item, code, state) set")
+    items: Mapped[int] = mapped_column(Integer, comment="items it holds, the retired ones included")
+    retired: Mapped[int] = mapped_column(Integer, comment="... of which retired")
+    note: Mapped[str] = mapped_column(Text, server_default="", comment="why this version was made")
+    actor: Mapped[str] = mapped_column(String(128), comment="who made it")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class CatalogItemRow(Base):
+    """One item of the catalog: its code, the version that added it, and the version that retired it and why.
+    A code is written once, and a retirement once (see :class:`CatalogVersionRow`)."""
+
+    __tablename__ = "catalog_items"
+    __table_args__ = (
+        CheckConstraint(f"reason IS NULL OR {_one_of('reason', RETIRE_REASONS)}", name="reason"),
+        CheckConstraint("(retired_in IS NULL) = (reason IS NULL) AND (retired_in IS NULL) = (retired_at IS NULL)",
+                        name="retirement"),  # fmt: skip
+        CheckConstraint("retired_in IS NULL OR retired_in > added_in", name="order"),
+    )
+
+    item_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    code: Mapped[str] = mapped_column(Text, comment="its SID and disambiguation token, e.g. <a_1><b_2><c_3><d_0>")
+    added_in: Mapped[int] = mapped_column(Integer, ForeignKey("catalog_versions.version"), index=True)
+    retired_in: Mapped[int | None] = mapped_column(Integer, ForeignKey("catalog_versions.version"), index=True)
+    retired_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(16), comment="retired | out_of_stock")

@@ -7,7 +7,8 @@ the event loop keeps accepting requests meanwhile, and they form the next batch)
 decode at a time is deliberate: on a CPU box two concurrent decodes only split the cores.
 
 The model is read once per batch: a swap between batches changes the model of the next
-batch, never of a batch in flight (see :mod:`serving.hotswap`).
+batch, never of a batch in flight (see :mod:`serving.hotswap`). So is the catalog's state: the
+retired items of the snapshot a batch read are removed from every request in it (:mod:`serving.catalog`).
 
 The queue is bounded (``max_queue``): past it a request is refused at once with
 :class:`~serving.admission.Overloaded`, carrying an estimate of how long the queue needs to drain, so
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from serving.admission import Overloaded
+from serving.catalog import CatalogSnapshot
 from serving.served_model import ServedModel
 
 log = logging.getLogger("recast.batcher")
@@ -35,7 +37,8 @@ log = logging.getLogger("recast.batcher")
 class RankRequest:
     history: list[int]  # catalog positions, oldest first
     k: int
-    exclude: set[int] = field(default_factory=set)
+    exclude: set[int] = field(default_factory=set)  # left out of the list after ranking (exclude_history)
+    removed: set[int] = field(default_factory=set)  # not candidates at all: out of the trie and the fusion
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Ranked:
     items: list[tuple[int, float]]  # (catalog position, score), best first
     model: ServedModel  # the model that ranked it
     batch_size: int
+    catalog: CatalogSnapshot | None = None  # the catalog state it was ranked under
 
 
 @dataclass
@@ -59,11 +63,13 @@ class MicroBatcher:
         max_wait_ms: float,
         on_batch: Callable[[int, float], None] | None = None,
         max_queue: int | None = None,
+        catalog: Callable[[], CatalogSnapshot] | None = None,
     ):
         if max_size < 1 or max_wait_ms < 0 or (max_queue is not None and max_queue < 1):
             raise ValueError(f"max_size and max_queue must be >= 1 and max_wait_ms >= 0, got {max_size}, "
                              f"{max_queue}, {max_wait_ms}")  # fmt: skip
         self.current, self.max_size, self.max_wait = current, max_size, max_wait_ms / 1000
+        self.catalog = catalog  # the served catalog's state; its retired items are removed from every request
         self.max_queue = max_queue
         self._waiting = 0  # admitted and not yet answered (queued or in the batch being decoded)
         self._batch_s = 0.05  # moving average of one batch's decode, for Retry-After
@@ -144,6 +150,7 @@ class MicroBatcher:
 
     async def _run(self, loop, batch: list[_Waiting]) -> None:
         model = self.current()
+        catalog = self.catalog() if self.catalog is not None else None  # read once per batch, like the model
         requests = [w.request for w in batch]
         t0 = time.perf_counter()
         try:
@@ -153,6 +160,8 @@ class MicroBatcher:
                 [r.history for r in requests],
                 [r.k for r in requests],
                 [r.exclude for r in requests],
+                [r.removed for r in requests],
+                catalog.retired_index if catalog is not None else None,
             )
         except Exception as exc:  # the batch's requests fail; the batcher goes on
             log.exception("decode of a batch of %d failed", len(batch))
@@ -166,4 +175,4 @@ class MicroBatcher:
             self.on_batch(len(batch), seconds)
         for w, items in zip(batch, ranked, strict=True):
             if not w.future.done():
-                w.future.set_result(Ranked(items, model, len(batch)))
+                w.future.set_result(Ranked(items, model, len(batch), catalog))

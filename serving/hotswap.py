@@ -24,6 +24,7 @@ from pathlib import Path
 
 from recast.catalog import Catalog
 from schemas.settings import Settings
+from serving.catalog import LiveCatalog
 from serving.served_model import ModelLoadError, ServedModel, load_served_model
 
 log = logging.getLogger("recast.hotswap")
@@ -39,8 +40,10 @@ class SwapResult:
 
 
 class ModelHolder:
-    def __init__(self, catalog: Catalog, settings: Settings, retire: Callable[[ServedModel], None] | None = None):
+    def __init__(self, catalog: Catalog, settings: Settings, retire: Callable[[ServedModel], None] | None = None,
+                 live: LiveCatalog | None = None):  # fmt: skip
         self.catalog, self.settings = catalog, settings
+        self.live = live  # the served catalog's state: a model is refused unless it extends the one it was trained on
         self.retire = retire or (lambda model: model.close())
         self._current: ServedModel | None = None
         self._swap_lock = threading.Lock()  # one load at a time: two would only compete for the cores
@@ -80,7 +83,8 @@ class ModelHolder:
             previous = self._current
             old_version = previous.version if previous else None
             try:
-                model = load_served_model(path, self.catalog, self.settings, expected_sha256)
+                model = load_served_model(path, self.catalog, self.settings, expected_sha256,
+                                          admit=self.live.admit if self.live is not None else None)  # fmt: skip
             except ModelLoadError as exc:
                 self.swaps["refused"] += 1
                 self.last = SwapResult(False, old_version, old_version, time.monotonic() - t0, str(exc))

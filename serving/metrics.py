@@ -49,7 +49,9 @@ class Metrics:
         self.limited = Counter("recast_rate_limited", "Requests refused with 429: their key was over its rate "
                                "limit.", ["key"], registry=self.registry)  # fmt: skip
         self.queue_depth: Callable[[], int] = lambda: 0  # set once the batcher exists
-        self.registry.register(_StateCollector(publisher_stats, model_state, lambda: self.queue_depth()))
+        self.catalog_state: Callable[[], dict] = lambda: {}  # {"version", "retired"}, set once the catalog exists
+        self.registry.register(_StateCollector(publisher_stats, model_state, lambda: self.queue_depth(),
+                                               lambda: self.catalog_state()))  # fmt: skip
         # The process itself: RSS, CPU seconds, open file descriptors, start time, GC (what a soak watches).
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -65,8 +67,9 @@ class Metrics:
 
 class _StateCollector:
     def __init__(self, publisher_stats: Callable[[], dict], model_state: Callable[[], dict],
-                 queue_depth: Callable[[], int]):  # fmt: skip
+                 queue_depth: Callable[[], int], catalog_state: Callable[[], dict]):  # fmt: skip
         self.publisher_stats, self.model_state, self.queue_depth = publisher_stats, model_state, queue_depth
+        self.catalog_state = catalog_state
 
     def describe(self):
         return []  # collected on every scrape; nothing to check at registration
@@ -92,6 +95,11 @@ class _StateCollector:
         if state.get("version"):
             info.add_metric([state["version"], state["engine"]], 1.0)
         yield info
+        catalog = self.catalog_state()
+        yield GaugeMetricFamily("recast_catalog_version", "The catalog version served (0: none recorded).",
+                                value=catalog.get("version") or 0)  # fmt: skip
+        yield GaugeMetricFamily("recast_catalog_retired_items", "Items retired in the catalog version served.",
+                                value=catalog.get("retired", 0))  # fmt: skip
         swaps = CounterMetricFamily("recast_model_swaps", "Model swaps by result.", labels=["result"])
         for result, count in state.get("swaps", {}).items():
             swaps.add_metric([result], count)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import torch
+
 from recast.catalog import Catalog, sid_text
+from recast.catalog_version import CatalogVersion
 from recast.checkpoint import MANIFEST, CheckpointError, load_checkpoint, sha256_file
 from recast.fusion import FusionConfig
 from recast.recommender import Recommender
@@ -40,13 +44,30 @@ class ServedModel:
     sids: tuple[str, ...]
     load_s: float  # verify + load + build + warm
 
-    def rank(self, histories: list[list[int]], ks: list[int], exclude: list[set[int]]) -> list[list[tuple[int, float]]]:
-        """One decode for the whole batch, then each request's top-k (catalog position, score), best first,
-        without its excluded positions."""
-        beams = self.engine.beams(self.recommender.prompts(histories), self.width)
+    def rank(self, histories: list[list[int]], ks: list[int], exclude: list[set[int]],
+             removed: list[set[int]] | None = None, retired: torch.Tensor | None = None,
+             ) -> list[list[tuple[int, float]]]:  # fmt: skip
+        """One decode for the whole batch, then each request's top-k (catalog position, score), best first.
+
+        ``exclude``: per request, positions left out of its list after ranking (``exclude_history``: the beam
+        may hold them, and the rest keep their order). ``removed``: per request, positions that are not
+        candidates at all, and ``retired`` (positions, a long tensor) are removed for every request. Removed
+        items leave the trie (the beam never spends a slot on them, in any engine) and the fused ranking
+        (the transition and text scorers cover the whole catalog), and k items are still returned while the
+        catalog has them."""
+        B, N = len(histories), self.recommender.num_items
+        mask = None
+        if (removed is not None and any(removed)) or (retired is not None and len(retired)):
+            mask = torch.zeros(B, N, dtype=torch.bool)
+            if retired is not None:
+                mask[:, retired] = True
+            for row, positions in enumerate(removed or []):
+                mask[row, list(positions)] = True
+        live = None if mask is None else self.recommender.trie.live_nodes(mask)
+        beams = self.engine.beams(self.recommender.prompts(histories), self.width, live)
         # The fused ranking is a stable sort, so a request's top-k is a prefix of the batch's deepest list.
-        depth = min(self.recommender.num_items, max(k + len(x) for k, x in zip(ks, exclude, strict=True)))
-        ranked = self.recommender.rank(histories, beams, depth)
+        depth = min(N, max(k + len(x) for k, x in zip(ks, exclude, strict=True)))
+        ranked = self.recommender.rank(histories, beams, depth, removed=mask)
         return [[(i, s) for i, s in r if i not in x][:k] for r, k, x in zip(ranked, ks, exclude, strict=True)]
 
     def close(self) -> None:
@@ -59,13 +80,16 @@ def fusion_config(settings: Settings) -> FusionConfig:
 
 
 def load_served_model(
-    path: Path | str, catalog: Catalog, settings: Settings, expected_sha256: str | None = None
+    path: Path | str, catalog: Catalog, settings: Settings, expected_sha256: str | None = None,
+    admit: Callable[[CatalogVersion], str | None] | None = None,
 ) -> ServedModel:
     """Verify and load a checkpoint, build the settings' engine and decode once; :class:`ModelLoadError`
     if any of it fails (the caller keeps serving what it has).
 
     ``expected_sha256``: the registry's hash of the checkpoint's manifest; every other file is then
-    checked against the manifest's own hashes, so one registered hash pins the whole directory."""
+    checked against the manifest's own hashes, so one registered hash pins the whole directory.
+    ``admit``: given the catalog version the checkpoint was trained on, why it must not be served
+    (:meth:`serving.catalog.LiveCatalog.admit`: the served catalog must extend it), or None."""
     path, t0 = Path(path), time.monotonic()
     try:
         manifest_sha256 = sha256_file(path / MANIFEST)
@@ -76,6 +100,9 @@ def load_served_model(
         ckpt = load_checkpoint(path)  # checks every file against the manifest
     except (CheckpointError, OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(str(exc)) from exc
+    problem = admit(ckpt.catalog) if admit is not None else None
+    if problem is not None:
+        raise ModelLoadError(f"{path} was trained on catalog {ckpt.catalog.name} and {problem}")
     if list(ckpt.item_ids) != [item.item_id for item in catalog.items]:
         raise ModelLoadError(f"{path} was trained on another catalog than the one served ({len(catalog)} items)")
     recommender = Recommender.from_checkpoint(ckpt, settings.beam_width, fusion_config(settings), settings.max_history)

@@ -107,7 +107,7 @@ def _impression_row(e: Impression) -> dict:
     items = [{"item_id": i.item_id, "score": i.score, "rank": i.rank} for i in sorted(e.items, key=_rank)]
     return dict(
         request_id=e.request_id, user_id=e.user_id, segment=e.segment, history=list(e.history), items=items,
-        model_version=e.model_version, schema_version=e.schema_version, ts=e.ts,
+        model_version=e.model_version, schema_version=e.schema_version, ts=e.ts, catalog_version=e.catalog_version,
     )  # fmt: skip
 
 

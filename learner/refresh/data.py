@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, and_, func, not_, or_, select
 
 from recast.catalog import Catalog
+from recast.catalog_version import CatalogVersion
 from recast.feedback import LoggedList
+from schemas import catalog as ledger
 from schemas.tables import RewardGroup, TrainingRun
 
 G = RewardGroup.__table__.c
@@ -46,6 +48,19 @@ class LoggedGroup:
     items: tuple[str, ...]
     rewards: tuple[float, ...]
     organic: tuple[tuple[str, str], ...]  # (item_id, outcome type), first seen first
+
+
+def catalog_version(conn: Connection) -> CatalogVersion | None:
+    """The catalog version a refresh trains under, which its child's manifest names: the ledger's head, checked
+    against the digest recorded with it. None before any version is recorded (the data set's base)."""
+    number = ledger.head_number(conn)
+    if number is None:
+        return None
+    found = ledger.contents(conn, number)
+    version = CatalogVersion(found.codes, found.retired, number)
+    if version.digest != found.version.digest:
+        raise ValueError(f"catalog version {number}: the ledger's items do not hash to the recorded digest")
+    return version
 
 
 def period_floor(now: datetime, period_s: int) -> datetime:

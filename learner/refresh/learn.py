@@ -25,6 +25,7 @@ from learner.rl.contexts import RLContext
 from learner.rl.trainer import REPAIRS, EvalSet, RLTrainer
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
+from recast.catalog_version import CatalogVersion
 from recast.checkpoint import Checkpoint, save_checkpoint
 from recast.dataset import Interaction
 from recast.feedback import LoggedList, anchor_source, anchors, positives, target
@@ -174,9 +175,11 @@ def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> 
 
 
 def save_child(out: Path, ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, transition: TransitionModel,
-               text: TextModel, refresh: dict) -> Path:  # fmt: skip
-    """The child checkpoint: the parent's format and SFT config, its lineage and data window in the manifest."""
+               text: TextModel, refresh: dict, catalog_version: CatalogVersion | None = None) -> Path:  # fmt: skip
+    """The child checkpoint: the parent's format and SFT config, its lineage and data window in the manifest, and
+    the catalog version it was trained under (default: the catalog's base)."""
     keep = {k: v for k, v in ckpt.manifest.items() if k in ("sft_config", "data")}
     manifest = {**keep, "kind": "refresh", "parent": {"version": ckpt.version, "path": str(ckpt.path)},
                 "refresh": refresh, "metrics": {}}  # fmt: skip
-    return save_checkpoint(out, model, ckpt.tokenizer, catalog, transition, text, manifest)
+    return save_checkpoint(out, model, ckpt.tokenizer, catalog, transition, text, manifest,
+                           catalog_version=catalog_version)  # fmt: skip

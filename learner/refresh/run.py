@@ -161,6 +161,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
                         "ingest worker is behind)")  # fmt: skip
         groups = data.read_groups(conn, window)
         older = data.read_replay(conn, groups[0].opened_at if groups else window.end, REPLAY_POOL)
+        trained_under = data.catalog_version(conn)  # retirements so far: the child is never served under fewer
     run.counts.update(groups=len(groups))
     if len(groups) < config.min_groups:
         raise _Skip(f"{len(groups)} new closed groups, fewer than the {config.min_groups} a refresh needs")
@@ -198,7 +199,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     run.phase("scorers")
     transition, text_model = learn.refresh_scorers(parent, catalog, new)
     run.phase("saving")
-    child = _save(settings, parent, rl.model, catalog, transition, text_model, {
+    child = _save(settings, parent, rl.model, catalog, transition, text_model, trained_under, {
         "run_id": run.id, "method": config.method,
         "window": {"start": _iso(window.start), "end": _iso(window.end), "first_group": _iso(groups[0].opened_at),
                    "heldout_from": _iso(heldout_from)},
@@ -287,12 +288,13 @@ def _cached_ranks(settings: Settings, version: str, rows: gate.Slice, beams: int
     return result
 
 
-def _save(settings: Settings, parent, model, catalog, transition, text_model, refresh: dict) -> Path:
+def _save(settings: Settings, parent, model, catalog, transition, text_model, catalog_version,
+          refresh: dict) -> Path:  # fmt: skip
     """Write the child into a fresh folder, then move it to ``models/<version>`` (the checkpoint's version: the hash
     of its whole manifest, so the folder is named as the registry names the model)."""
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".child-", dir=settings.models_dir))
-    learn.save_child(tmp, parent, model, catalog, transition, text_model, refresh)
+    learn.save_child(tmp, parent, model, catalog, transition, text_model, refresh, catalog_version)
     version = manifest_version(json.loads((tmp / "manifest.json").read_text()))
     final = settings.models_dir / version
     if final.exists():  # the same weights again (a retried run): keep the registered copy

@@ -126,6 +126,7 @@ def start_server(config: ServeConfig, checkpoint: Path, args: argparse.Namespace
         "RECAST_IMPRESSIONS_TOPIC": TOPICS[0],
         "RECAST_OUTCOMES_TOPIC": TOPICS[1],
         "RECAST_REGISTRY_POLL_S": "0",  # serve the given checkpoint (and the admin swaps) only; no database
+        "RECAST_CATALOG_VERSIONS": "false",  # the data set's catalog as it is (no database to read retirements from)
     }
     port, log = free_port(), work / f"{tag}.log"
     argv = [sys.executable, "-m", "ops.cli", "serve", "--checkpoint", str(checkpoint), "--engine", config.engine,

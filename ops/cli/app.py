@@ -14,6 +14,7 @@ Reliability: ``recast chaos`` (faults under traffic; ``make soak`` and ``make be
 RL from an SFT checkpoint: ``recast rl``; ReCast vs the baseline, head to head: ``recast experiment``.
 The audit of repaired signals per segment: ``recast audit [--run ID] [--segment S] [--html FILE]``.
 The project's own SIDs: ``recast sids fit``, ``recast sids assign``, ``recast sids measure``.
+The catalog's versions: ``recast items retire ID... [--reason out_of_stock]``, ``recast items versions``.
 
 Defaults come from ``RECAST_*`` environment variables (see ``schemas/settings.py``).
 Each command group lives in its own module of this package; :func:`main` is the console entry point.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import audit, demo, ingest, loop, model, registry, reliability, rl, serve, sids, stack
+from ops.cli import audit, demo, ingest, items, loop, model, registry, reliability, rl, serve, sids, stack
 
 app = typer.Typer(
     help="Recast: a generative recommender over semantic IDs. Run a command with --help for its options.",
@@ -32,7 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for group in (model, sids, stack, ingest, loop, rl, serve, demo, registry, audit, reliability):
+for group in (model, sids, stack, ingest, loop, rl, serve, demo, registry, items, audit, reliability):
     group.register(app)
 
 

@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from schemas.settings import Settings, get_settings
 from serving.api import errors
 from serving.api.guard import GuardMiddleware
-from serving.api.routes import admin, audit, events, health, recommend
+from serving.api.routes import admin, audit, catalog, events, health, recommend
 from serving.api.state import start_services
 from serving.observe import ObservedMiddleware
 
@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # so the page works on a machine with no internet (and leaks no visit to a third party).
     app = FastAPIOffline(title="Recast", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                          redoc_url=None)  # fmt: skip
-    for module in (recommend, events, admin, audit, health):
+    for module in (recommend, events, admin, catalog, audit, health):
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(GuardMiddleware, fastapi=app, error_response=errors.error_response)

@@ -15,6 +15,7 @@ from schemas.settings import Settings
 from serving.admission import RateLimiter
 from serving.auth import KeyRing
 from serving.batcher import MicroBatcher
+from serving.catalog import CatalogWatcher, LiveCatalog, look
 from serving.hotswap import ModelHolder, RegistryWatcher
 from serving.metrics import Metrics
 from serving.publisher import Publisher
@@ -32,7 +33,9 @@ class Services:
     metrics: Metrics
     keys: KeyRing
     limiter: RateLimiter
+    live: LiveCatalog  # the served catalog's state: what is retired, under which version
     watcher: RegistryWatcher | None = None
+    catalog_watcher: CatalogWatcher | None = None
     _engine: object | None = None  # the registry's database, made on first use by an admin route
 
     def database(self):
@@ -44,19 +47,21 @@ class Services:
         return self._engine
 
     def publish_impression(self, request_id: str, user_id: str, segment: str, history: list[str],
-                           items: list[RecommendedItem], model_version: str) -> None:  # fmt: skip
+                           items: list[RecommendedItem], model_version: str,
+                           catalog_version: int | None = None) -> None:  # fmt: skip
         """Hand the served list to the publisher (never waits on Kafka; see :mod:`serving.publisher`)."""
         event = Impression(
             request_id=request_id, user_id=user_id, segment=segment, history=history,
             items=[ServedItem(item_id=i.item_id, score=i.score, rank=i.rank) for i in items],
-            model_version=model_version, ts=datetime.now(UTC),
+            model_version=model_version, ts=datetime.now(UTC), catalog_version=catalog_version,
         )  # fmt: skip
         self.publisher.publish(self.settings.impressions_topic, user_id, event.model_dump_json())
         self.metrics.impressions.inc()
 
     async def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
+        for watcher in (self.watcher, self.catalog_watcher):
+            if watcher is not None:
+                watcher.stop()
         await self.batcher.stop()
         await asyncio.to_thread(self.publisher.close)
         if self.holder.loaded:
@@ -66,10 +71,15 @@ class Services:
 
 
 async def start_services(settings: Settings) -> Services:
-    """Load the catalog and the configured checkpoint (warm), start the batcher, publisher and registry watcher.
-    A configured checkpoint that cannot be served stops the start: better no process than a wrong model."""
+    """Load the catalog and read its retirements from Postgres, load the configured checkpoint (warm), start the
+    batcher, publisher and watchers. A configured checkpoint that cannot be served stops the start: better no
+    process than a wrong model. An unreadable catalog ledger does not: the service is not ready until it is
+    read (see ``/readyz``), and the catalog watcher keeps looking."""
     catalog = await asyncio.to_thread(load_catalog, settings.data_dir)
-    holder = ModelHolder(catalog, settings)
+    live = LiveCatalog(catalog)
+    if settings.catalog_versions:
+        await asyncio.to_thread(_first_look, live, settings.database_url)
+    holder = ModelHolder(catalog, settings, live=live)
     keys = KeyRing(settings.api_key_names, settings.admin_token_sha256)
     limiter = RateLimiter(settings.rate_limit, settings.rate_limit_overrides)
     if not settings.api_key_digests:
@@ -81,12 +91,28 @@ async def start_services(settings: Settings) -> Services:
     publisher = Publisher.from_settings(settings)
     metrics = Metrics(publisher.stats, holder.state)
     batcher = MicroBatcher(lambda: holder.current, settings.batch_max_size, settings.batch_max_wait_ms,
-                           on_batch=metrics.observe_batch, max_queue=settings.queue_max)  # fmt: skip
+                           on_batch=metrics.observe_batch, max_queue=settings.queue_max,
+                           catalog=lambda: live.current)  # fmt: skip
     metrics.queue_depth = batcher.depth
+    metrics.catalog_state = lambda: {"version": live.current.version, "retired": len(live.current.retired_positions)}
     await batcher.start()
     holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
-    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys, limiter)
+    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys, limiter, live)
     if settings.registry_poll_s > 0:
         services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
         services.watcher.start()
+    if settings.catalog_versions and settings.catalog_poll_s > 0:
+        services.catalog_watcher = CatalogWatcher(live, settings.database_url, settings.catalog_poll_s)
+        services.catalog_watcher.start()
     return services
+
+
+def _first_look(live: LiveCatalog, database_url: str) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        look(live, engine)
+    finally:
+        engine.dispose()

@@ -49,7 +49,7 @@ def walk(children: list[dict[int, int]], path: list[int]) -> int | None:
 
 
 def prefix_allowed_tokens_fn(
-    trie: ItemTrie, prompt_len: int, off_trie: int
+    trie: ItemTrie, prompt_len: int, off_trie: int, live: list[bool] | None = None
 ) -> Callable[[int, torch.Tensor], list[int]]:
     """``prefix_allowed_tokens_fn`` for ``generate``: the tokens the trie allows after what was generated
     past the (left-padded) prompt of length ``prompt_len``. The state is the generated tail itself,
@@ -57,12 +57,15 @@ def prefix_allowed_tokens_fn(
 
     A beam off the trie (only when there are more beams than items: generate then fills beams with
     -inf tokens) may continue with ``off_trie`` alone (the pad id): generate refuses an empty list, and
-    the beam's score is -inf already, so it never outranks an item and decoding maps it to no item."""
+    the beam's score is -inf already, so it never outranks an item and decoding maps it to no item.
+
+    ``live`` (one bool per trie node, :meth:`~recast.trie.ItemTrie.live_nodes`): only children that are live."""
     children = trie_children(trie)
 
     def allowed(batch_id: int, input_ids: torch.Tensor) -> list[int]:
         node = walk(children, input_ids[prompt_len:].tolist())
-        return [off_trie] if node is None or not children[node] else list(children[node])
+        kids = [] if node is None else [t for t, c in children[node].items() if live is None or live[c]]
+        return kids or [off_trie]
 
     return allowed
 
@@ -78,7 +81,7 @@ class GenerateEngine:
         self.children = trie_children(trie)
 
     @torch.no_grad()
-    def _one(self, prompt: list[int], width: int) -> tuple[list[int], list[float]]:
+    def _one(self, prompt: list[int], width: int, live: list[bool] | None = None) -> tuple[list[int], list[float]]:
         """One prompt's generate call -> (catalog positions, raw log-prob sums), best first, valid only."""
         idx = torch.tensor([prompt], dtype=torch.long)  # (1, T)
         out = self.hf.generate(
@@ -89,7 +92,7 @@ class GenerateEngine:
             max_new_tokens=self.trie.depth,
             min_new_tokens=self.trie.depth,
             do_sample=False,
-            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(self.trie, len(prompt), self.pad_id),
+            prefix_allowed_tokens_fn=prefix_allowed_tokens_fn(self.trie, len(prompt), self.pad_id, live),
             pad_token_id=self.pad_id,
             eos_token_id=None,  # items have a fixed length; nothing may end a beam early
             early_stopping=False,
@@ -110,13 +113,13 @@ class GenerateEngine:
         order = sorted(range(len(items)), key=lambda i: -scores[i])  # generate sorts already; make it explicit
         return [items[i] for i in order], [scores[i] for i in order]
 
-    def beams(self, prompts: list[list[int]], width: int) -> BeamResult:
+    def beams(self, prompts: list[list[int]], width: int, live: torch.Tensor | None = None) -> BeamResult:
         items = torch.full((len(prompts), width), -1, dtype=torch.long)  # (B, W)
         scores = torch.full((len(prompts), width), NEG_INF)  # (B, W)
         for row, prompt in enumerate(prompts):
             if not prompt:
                 raise ValueError("every prompt needs at least one token (the BOS token)")
-            got, raw = self._one(prompt, width)
+            got, raw = self._one(prompt, width, None if live is None else live[row].tolist())
             items[row, : len(got)] = torch.tensor(got, dtype=torch.long)
             scores[row, : len(raw)] = torch.tensor(raw)
         return BeamResult(items, scores)

@@ -11,15 +11,22 @@ logits is how constrained decoders emit invalid items.
 With ``logprobs_mode="processed_logprobs"`` the logprobs vLLM reports are the log-softmax
 of these masked logits, i.e. the renormalised per-level score :mod:`recast.beam` defines.
 
+Items removed for a request (retired ones, and those it excludes) are masked the way the torch engine
+masks them (:func:`recast.trie.keep_live`). No per-request argument reaches the processor, so it finds a
+beam's live mask by the beam's original prompt: its tokens minus the partial code it is decoding. The
+engine sets :class:`PromptLive` on the bound class for the length of one ``beam_search`` call.
+
 This module imports vLLM; :mod:`serving.engines.vllm_engine` imports it only when an engine is built.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
-from recast.trie import ROOT, ItemTrie
+from recast.trie import ROOT, ItemTrie, keep_live
 
 
 def prefix_nodes(trie: ItemTrie, max_len: int | None = None) -> dict[tuple[int, ...], int]:
@@ -45,12 +52,36 @@ def tail_node(tokens: list[int], depth: int, table: dict[tuple[int, ...], int], 
     return table.get(tail, dead)
 
 
-def mask_logits(logits: torch.Tensor, trie: ItemTrie, nodes: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class PromptLive:
+    """Live masks for the prompts of one ``beam_search`` call. ``rows`` maps a prompt's tokens to its row of
+    ``table`` (K + 1, num_nodes). The last row is all live, for a prompt not named."""
+
+    rows: dict[tuple[int, ...], int]
+    table: torch.Tensor
+
+    @classmethod
+    def of(cls, prompts: list[list[int]], live: torch.Tensor) -> PromptLive:
+        """``live`` (len(prompts), num_nodes); the caller ensures equal prompts have equal masks."""
+        table = torch.cat([live, torch.ones(1, live.shape[1], dtype=torch.bool)])
+        return cls({tuple(p): row for row, p in enumerate(prompts)}, table)
+
+    def row(self, tokens: list[int], depth: int) -> int:
+        """The row of a beam's tokens: ``[BOS]`` + whole codes (its prompt) + the partial code decoded so far."""
+        generated = (len(tokens) - 1) % depth
+        return self.rows.get(tuple(tokens[: len(tokens) - generated]), len(self.table) - 1)
+
+
+def mask_logits(logits: torch.Tensor, trie: ItemTrie, nodes: torch.Tensor, live: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """Set to -inf, in place, every logit the trie does not allow at each row's node (rows (M,) nodes).
+    ``live`` (K, num_nodes) and ``rows`` (M,): row m also drops the tokens into nodes dead in ``live[rows[m]]``.
 
     Columns past the trie's vocabulary (a model whose output is padded) are never allowed.
     """
-    allowed, _ = trie.expand(nodes.cpu())
+    allowed, next_node = trie.expand(nodes.cpu())
+    if live is not None:
+        allowed = keep_live(allowed, next_node, live, rows)
     V = trie.vocab_size
     if logits.shape[1] > V:
         logits[:, V:] = float("-inf")
@@ -63,6 +94,7 @@ class TrieLogitsProcessor(LogitsProcessor):
 
     trie: ItemTrie  # set on the subclass processor_for() makes
     prefixes: dict[tuple[int, ...], int]
+    live: PromptLive | None = None  # set by the engine around one beam_search call; None: every item is live
 
     def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
         # batch row -> (prompt token ids, output token ids). vLLM hands over its own lists and
@@ -91,10 +123,15 @@ class TrieLogitsProcessor(LogitsProcessor):
         batch = logits.shape[0]
         # A row the processor was never told about stays at the dead node (all -inf), never unconstrained.
         nodes = torch.full((batch,), self.trie.dead, dtype=torch.long)
+        live = self.live
+        rows = None if live is None else torch.full((batch,), len(live.table) - 1, dtype=torch.long)
         for index, (prompt, output) in self.rows.items():
             if index < batch:
-                nodes[index] = tail_node(prompt + output, self.trie.depth, self.prefixes, self.trie.dead)
-        return mask_logits(logits, self.trie, nodes)
+                tokens = prompt + output
+                nodes[index] = tail_node(tokens, self.trie.depth, self.prefixes, self.trie.dead)
+                if live is not None:
+                    rows[index] = live.row(tokens, self.trie.depth)
+        return mask_logits(logits, self.trie, nodes, None if live is None else live.table, rows)
 
 
 def processor_for(trie: ItemTrie) -> type[TrieLogitsProcessor]:

@@ -65,13 +65,14 @@ class VllmEngine:
 
         self.trie, self.max_width = trie, max_width
         self.codes = prefix_nodes(trie, trie.depth)  # full codes -> leaves, to read items off beams
+        self.processor = processor_for(trie)  # the class vLLM instantiates; it reads its ``live`` per call
         self._view = tempfile.TemporaryDirectory(prefix="recast-vllm-")
         threads = torch.get_num_threads()
         self.llm = LLM(
             model=str(model_view(Path(checkpoint_dir), Path(self._view.name))),
             dtype="float32",  # the checkpoint's dtype; the torch engine decodes in float32 too
             distributed_executor_backend="uni",
-            logits_processors=[processor_for(trie)],
+            logits_processors=[self.processor],
             logprobs_mode="processed_logprobs",  # logprobs after the trie mask: the renormalised score
             max_logprobs=2 * max_width,  # beam search asks for 2 * width candidates per beam
             seed=0,
@@ -80,24 +81,30 @@ class VllmEngine:
         # silently slow everything else (the torch engine, the scorers), so the caller's setting is restored.
         torch.set_num_threads(threads)
 
-    def beams(self, prompts: list[list[int]], width: int) -> BeamResult:
+    def beams(self, prompts: list[list[int]], width: int, live: torch.Tensor | None = None) -> BeamResult:
         from vllm import TokensPrompt
         from vllm.sampling_params import BeamSearchParams
+
+        from serving.engines.trie_processor import PromptLive
 
         if not 1 <= width <= self.max_width:
             raise ValueError(f"beam width must be in 1..{self.max_width} (the engine's max_width), got {width}")
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token (the BOS token)")
-        outputs = self.llm.beam_search(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
-            BeamSearchParams(beam_width=width, max_tokens=self.trie.depth),
-        )
         items = torch.full((len(prompts), width), -1, dtype=torch.long)
         scores = torch.full((len(prompts), width), float("-inf"))
-        for row, (prompt, output) in enumerate(zip(prompts, outputs)):
-            ranked = self._items(output.sequences, len(prompt))[:width]
-            for col, (item, score) in enumerate(ranked):
-                items[row, col], scores[row, col] = item, score
+        for rows in [list(range(len(prompts)))] if live is None else rounds(prompts, live):
+            batch = [prompts[r] for r in rows]
+            self.processor.live = None if live is None else PromptLive.of(batch, live[rows])
+            try:
+                outputs = self.llm.beam_search([TokensPrompt(prompt_token_ids=list(p)) for p in batch],
+                                               BeamSearchParams(beam_width=width, max_tokens=self.trie.depth))
+            finally:
+                self.processor.live = None
+            for row, prompt, output in zip(rows, batch, outputs, strict=True):
+                ranked = self._items(output.sequences, len(prompt))[:width]
+                for col, (item, score) in enumerate(ranked):
+                    items[row, col], scores[row, col] = item, score
         return BeamResult(items=items, scores=scores)
 
     def _items(self, sequences, prompt_len: int) -> list[tuple[int, float]]:
@@ -123,3 +130,26 @@ class VllmEngine:
                 shutdown()
             del llm
         self._view.cleanup()
+
+
+def rounds(prompts: list[list[int]], live: torch.Tensor) -> list[list[int]]:
+    """Rows split into beam_search calls in which equal prompts have equal live masks: the processor tells
+    requests apart by their prompt alone. Two requests with one history but different exclusions take two
+    calls; everything else takes one.
+
+    >>> live = torch.tensor([[True, True], [True, False], [True, True], [True, True]])
+    >>> rounds([[1, 5], [1, 5], [1, 6], [1, 5]], live)
+    [[0, 2, 3], [1]]
+    """
+    out: list[tuple[list[int], dict[tuple[int, ...], int]]] = []
+    for row, prompt in enumerate(prompts):
+        key = tuple(prompt)
+        for members, first in out:
+            other = first.get(key)
+            if other is None or torch.equal(live[other], live[row]):
+                members.append(row)
+                first.setdefault(key, row)
+                break
+        else:
+            out.append(([row], {key: row}))
+    return [members for members, _ in out]

@@ -11,18 +11,28 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import create_engine, delete, func, insert, inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from ops.stack import migrate
-from schemas.tables import Base, DeadLetter, ImpressionRow, ModelVersion, OutcomeRow, RewardGroup
+from schemas.tables import (
+    Base,
+    CatalogItemRow,
+    CatalogVersionRow,
+    DeadLetter,
+    ImpressionRow,
+    ModelVersion,
+    OutcomeRow,
+    RewardGroup,
+)
 from tests.support.cli import recast_env
 from tests.support.databases import fresh_database
 from tests.support.paths import ROOT
 
 TABLES = {"impressions", "outcomes", "reward_groups", "dead_letters", "model_registry", "training_runs",
-          "model_activations", "repair_ledger", "audit_snapshots", "ingest_watermarks"}
+          "model_activations", "repair_ledger", "audit_snapshots", "ingest_watermarks", "catalog_versions",
+          "catalog_items"}
 
 
 @pytest.fixture
@@ -136,3 +146,41 @@ def test_alembic_command_line_takes_the_url_from_settings(fresh_db):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert tables(engine) == TABLES | {"alembic_version"}
+
+
+def test_the_catalog_ledger_is_append_only_and_one_chain(fresh_db):
+    url, engine = fresh_db
+    migrate(url)
+    versions, items = CatalogVersionRow.__table__, CatalogItemRow.__table__
+
+    def version(n: int, parent: int | None):
+        return insert(versions).values(version=n, parent=parent, digest="0" * 64, items=1, retired=0, actor="t")
+
+    with engine.begin() as conn:
+        conn.execute(version(1, None))
+        conn.execute(insert(items).values(item_id="a", code="<a_1><b_0>", added_in=1))
+        conn.execute(version(2, 1))
+        # A live item is retired once: the one change the ledger takes.
+        conn.execute(update(items).values(retired_in=2, reason="retired", retired_at=func.now()))
+    refused = [
+        (update(items).values(code="<a_2><b_0>"), "code and the version that added it never change"),
+        (update(items).values(reason="out_of_stock"), "was retired in version 2 and stays so"),
+        (update(items).values(retired_in=None, reason=None, retired_at=None), "stays so"),
+        (delete(items), "never deleted"),
+        (update(versions).where(versions.c.version == 2).values(note="edited"), "version 2 is recorded"),
+        (delete(versions).where(versions.c.version == 2), "never deleted"),
+        (version(4, 2), "ck_catalog_versions_chain"),  # a gap
+        (version(3, 1), "ck_catalog_versions_chain"),  # a branch
+        (version(2, 1), "pk_catalog_versions"),  # a second version 2
+        (insert(items).values(item_id="b", code="<a_3>", added_in=2, reason="retired"),
+         "ck_catalog_items_retirement"),
+        (insert(items).values(item_id="b", code="<a_3>", added_in=2, retired_in=2, reason="retired",
+                              retired_at=func.now()), "ck_catalog_items_order"),  # fmt: skip
+    ]
+    for statement, message in refused:
+        with pytest.raises(DBAPIError, match=message), engine.begin() as conn:
+            conn.execute(statement)
+    with engine.connect() as conn:
+        assert conn.execute(select(items.c.code, items.c.retired_in, items.c.reason)).all() == [
+            ("<a_1><b_0>", 2, "retired")]
+        assert conn.scalar(select(func.count()).select_from(versions)) == 2

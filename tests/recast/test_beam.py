@@ -103,3 +103,29 @@ def test_score_codes_gives_minus_inf_for_codes_outside_the_trie():
     bogus[0, 1] = bogus[0, 0]  # a level-0 token where a level-1 token belongs
     scores = score_codes(model, trie, [[BOS]], torch.stack([codes[:1], bogus], dim=1), PAD)
     assert torch.isfinite(scores[0, 0]) and torch.isinf(scores[0, 1])
+
+
+def test_a_live_mask_decodes_as_the_trie_of_the_remaining_items():
+    """Per row: the items removed for that row never come back, and the rest score exactly as under a trie
+    built without them (renormalised over what remains), at every width."""
+    codes, trie, model = setup(num_items=40, branching=4, depth=3, seed=5)
+    histories = [[1, 2], [3], []]
+    prompts = [prompt_of(codes, h) for h in histories]
+    removed = torch.zeros(3, 40, dtype=torch.bool)
+    removed[0, [0, 5, 7, 39]] = True
+    removed[1, :30] = True  # most of the catalog
+    live = trie.live_nodes(removed)
+    for width in (5, 40):
+        got = beam_search(model, trie, prompts, BeamSearchConfig(width), PAD, live=live)
+        for row in range(3):
+            kept = (~removed[row]).nonzero().squeeze(1)
+            subset = ItemTrie.build(codes[kept], trie.vocab_size, items=kept)
+            want = beam_search(model, subset, [prompts[row]], BeamSearchConfig(width), PAD)
+            assert [i for i, _ in got.top(row)] == [i for i, _ in want.top(0)]
+            assert torch.allclose(got.scores[row], want.scores[0], atol=1e-5, equal_nan=True)
+            assert not set(i for i, _ in got.top(row)) & set(removed[row].nonzero().squeeze(1).tolist())
+    # No mask and an all-live mask decode the same.
+    plain = beam_search(model, trie, prompts, BeamSearchConfig(10), PAD)
+    all_live = beam_search(model, trie, prompts, BeamSearchConfig(10), PAD,
+                           live=trie.live_nodes(torch.zeros(3, 40, dtype=torch.bool)))  # fmt: skip
+    assert torch.equal(plain.items, all_live.items) and torch.equal(plain.scores, all_live.scores)

@@ -7,6 +7,7 @@ import torch
 
 from recast.baselines import TransitionModel
 from recast.catalog import build_catalog
+from recast.catalog_version import CatalogVersion
 from recast.checkpoint import CheckpointError, load_checkpoint, manifest_version, save_checkpoint, verify_checkpoint
 from recast.model import PolicyConfig, SidPolicy
 from recast.text import TextModel
@@ -14,7 +15,7 @@ from recast.tokenizer import SidTokenizer
 from recast.windows import Sequence
 
 
-def save(out, facts: dict | None = None, transient=()):
+def save(out, facts: dict | None = None, transient=(), catalog_version=None):
     sids = {str(i): (f"<a_{i % 3}>", f"<b_{i % 5}>", f"<c_{i % 2}>") for i in range(12)}
     catalog = build_catalog({i: f"item {i}" for i in sids}, sids)
     tokenizer = SidTokenizer.from_catalog(catalog)
@@ -23,7 +24,7 @@ def save(out, facts: dict | None = None, transient=()):
     transition = TransitionModel.fit([Sequence("u", (0, 1, 2), (1.0, 1.0, 1.0))], len(catalog))
     text = TextModel.fit([item.title for item in catalog.items], min_df=1)
     return save_checkpoint(out, model, tokenizer, catalog, transition, text, facts or {"kind": "test"},
-                           transient=transient)  # fmt: skip
+                           transient=transient, catalog_version=catalog_version)  # fmt: skip
 
 
 def test_every_file_of_the_directory_is_hashed(tmp_path):
@@ -81,3 +82,31 @@ def test_the_version_covers_the_whole_manifest(tmp_path):
     b = load_checkpoint(save(tmp_path / "b", {"kind": "test", "parent": "x"}))  # same weights, another fact
     assert a.manifest["sha256"]["model.safetensors"] == b.manifest["sha256"]["model.safetensors"]
     assert a.version != b.version and a.version == manifest_version(a.manifest) and len(a.version) == 12
+
+
+def test_the_manifest_names_the_catalog_version_and_an_old_one_means_the_base(tmp_path):
+    path = save(tmp_path / "ckpt")
+    ckpt = load_checkpoint(path)
+    assert ckpt.catalog.version is None and not ckpt.catalog.retired and len(ckpt.catalog.codes) == 12
+    assert ckpt.manifest["catalog"] == {"version": None, "digest": ckpt.catalog.digest, "retired": {}}
+    # A manifest from before catalog versions loads as its item codes' base version.
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["catalog"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert load_checkpoint(path).catalog == CatalogVersion(ckpt.catalog.codes)
+
+
+def test_a_checkpoint_trained_under_a_recorded_version_names_it(tmp_path):
+    base = load_checkpoint(save(tmp_path / "base")).catalog
+    v4 = CatalogVersion(base.codes, {"3": "out_of_stock"}, version=4)
+    path = save(tmp_path / "v4", catalog_version=v4)
+    assert load_checkpoint(path).catalog == v4
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["catalog"]["retired"] = {}  # hand-edited: the digest no longer matches
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="catalog: catalog digest"):
+        load_checkpoint(path, verify=False)
+    other = CatalogVersion({**base.codes, "3": "<a_9><b_9><c_9><d_0>"}, version=5)
+    with pytest.raises(ValueError, match="not the catalog being saved"):
+        save(tmp_path / "other", catalog_version=other)
+

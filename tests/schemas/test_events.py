@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.events import (
+    IMPRESSION_SCHEMA_VERSION,
     OUTCOME_TYPES,
     SCHEMA_VERSION,
     EventError,
@@ -57,6 +58,19 @@ def test_valid_impression_round_trips():
     assert parse_impression(event.model_dump_json()) == event
 
 
+def test_impressions_of_schema_1_and_2_are_read_and_2_carries_the_catalog_version():
+    old = parse_impression(raw(impression()))
+    assert (old.schema_version, old.catalog_version) == (1, None)
+    new = parse_impression(raw(impression(schema_version=2, catalog_version=7)))
+    assert (new.schema_version, new.catalog_version) == (2, 7)
+    built = Impression.model_validate({**impression(ts=datetime.now(UTC), catalog_version=3), "schema_version": 2})
+    assert parse_impression(built.model_dump_json()) == built
+    # What the service builds is schema 2, with or without a recorded version.
+    served = Impression(request_id="r", user_id="u", history=[], items=[ServedItem(item_id="1", score=0.0, rank=1)],
+                        model_version="m", ts=datetime.now(UTC))  # fmt: skip
+    assert (served.schema_version, served.catalog_version) == (IMPRESSION_SCHEMA_VERSION, None) == (2, None)
+
+
 @pytest.mark.parametrize("kind", OUTCOME_TYPES)
 def test_valid_outcome_round_trips(kind):
     event = parse_outcome(raw(outcome(type=kind)))
@@ -85,7 +99,10 @@ def test_built_events_serialise_to_valid_payloads():
         (impression(user_id=17), "user_id: Input should be a valid string"),
         (impression(user_id=""), "user_id: String should have at least 1 character"),
         (impression(ts="2026-11-23T12:00:00"), "ts: Input should have timezone info"),
-        (impression(schema_version=2), "schema_version: Input should be 1"),
+        (impression(schema_version=3), "schema_version: Input should be 1 or 2"),
+        (impression(catalog_version=4), "catalog_version: needs schema_version 2"),
+        (impression(schema_version=2, catalog_version=0), "catalog_version: Input should be greater than or equal"),
+        (impression(schema_version=2, catalog_version="4"), "catalog_version: Input should be a valid integer"),
         (impression(history="7,3"), "history: Input should be a valid array"),
         (impression(items=[{"item_id": "42", "score": "0.5", "rank": 1}]), "items.0.score: Input should be a valid"),
         (impression(items=[{"item_id": "42", "score": 0.5, "rank": 0}]), "items.0.rank: Input should be greater"),

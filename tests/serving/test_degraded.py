@@ -1,6 +1,7 @@
 """The service with its neighbours away, as the README promises: without Kafka it still serves, spools its
 impressions and the events it accepts, and reports not ready; without Postgres it serves its checkpoint and
-logs that the registry is unreadable; without a model it is not ready and says so.
+logs that the registry is unreadable, and is not ready until it has read the catalog's retirements once; without
+a model it is not ready and says so.
 
 Nothing listens on the Kafka and Postgres addresses these servers are given. Every wait is on what the
 server shows (/metrics, its log, the spool files on disk), bounded.
@@ -19,7 +20,7 @@ from schemas.events import parse_impression, parse_outcome
 from schemas.settings import Settings
 from serving.auth import digest
 from serving.spool import SUFFIX, decode
-from tests.support.api import KEY, ApiServer, metric
+from tests.support.api import ADMIN, KEY, ApiServer, metric
 from tests.support.logs import LogWatcher
 from tests.support.wait import wait_for
 
@@ -62,7 +63,10 @@ def test_without_kafka_lists_are_served_impressions_spooled_and_not_ready(alone)
     wait_for(lambda: delta('recast_publisher_records_total{outcome="spooled"}') >= 15,
              "the 15 impressions moved to the spool", timeout=30, state=server.metrics)  # fmt: skip
     assert codes == [200] * 15
-    assert ready.status_code == 503 and ready.json()["reasons"] == ["Kafka unreachable"]
+    # Postgres is away too: the catalog's retirements were never read, so no traffic should come here either.
+    kafka, catalog = ready.json()["reasons"]
+    assert ready.status_code == 503 and kafka == "Kafka unreachable"
+    assert catalog.startswith("catalog versions never read from Postgres (OperationalError")
     assert delta("recast_impressions_total") == 15
     assert delta('recast_publisher_records_total{outcome="spooled"}') == 15
     assert delta('recast_publisher_records_total{outcome="published"}') == 0
@@ -98,6 +102,9 @@ def test_without_postgres_the_checkpoint_is_served_and_the_registry_reported_unr
         status = c.get("/readyz").json()
     assert served.status_code == 200 and served.json()["model_version"] == status["model_version"] is not None
     assert server.services.watcher.is_alive() and server.services.watcher.errors >= 2  # it keeps looking
+    # The catalog is the data set's, with no recorded version, and its watcher keeps looking too.
+    assert served.json()["catalog_version"] is None and status["catalog"]["source"] == "the data set"
+    assert server.services.catalog_watcher.is_alive() and "OperationalError" in status["catalog"]["error"]
 
 
 def test_without_a_model_readyz_is_503_and_recommend_says_so(tmp_path, shipped_data):
@@ -110,9 +117,25 @@ def test_without_a_model_readyz_is_503_and_recommend_says_so(tmp_path, shipped_d
     assert ready.status_code == 503
     body = ready.json()
     assert (body["model_version"], body["broker_up"]) == (None, False)
-    # An unreadable registry is reported, not failed on.
-    assert body["reasons"] == ["no model loaded", "Kafka unreachable"]
+    # An unreadable registry is reported, not failed on; a catalog never read is not ready.
+    assert body["reasons"][:2] == ["no model loaded", "Kafka unreachable"] and len(body["reasons"]) == 3
+    assert body["reasons"][2].startswith("catalog versions never read from Postgres")
     assert body["registry"]["agrees"] and "OperationalError" in body["registry"]["reason"]
     assert recommend.status_code == 503 and recommend.json()["detail"] == "no model loaded yet"
     assert recommend.headers["retry-after"] == "5"
     assert alive.status_code == 200
+
+
+def test_without_catalog_versions_no_database_is_needed_and_nothing_can_be_retired(tmp_path, shipped_data,
+                                                                                    tiny_checkpoint):  # fmt: skip
+    """RECAST_CATALOG_VERSIONS=false (the serving benchmark): the data set's catalog as it is, no Postgres needed."""
+    settings = nowhere(shipped_data, tmp_path / "spool", checkpoint=tiny_checkpoint, registry_poll_s=0,
+                       catalog_versions=False, admin_token_sha256=digest(ADMIN))  # fmt: skip
+    with ApiServer(settings) as server:
+        with server.client(None) as anyone, server.client(ADMIN) as admin:
+            ready = anyone.get("/readyz").json()
+            retire = admin.post("/v1/admin/items/retire", json={"item_ids": ["3112"]})
+        live = server.services.live
+        assert server.services.catalog_watcher is None and (live.read_at, live.error) == (None, None)  # never looked
+    assert ready["reasons"] == ["Kafka unreachable"] and ready["catalog"]["source"] == "the data set"
+    assert retire.status_code == 409 and "RECAST_CATALOG_VERSIONS=false" in retire.json()["detail"]

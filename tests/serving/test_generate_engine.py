@@ -94,3 +94,16 @@ def test_each_engine_wins_under_its_own_score(setup):
         assert raw[0] >= raw_scores(ckpt.model, prompt, ckpt.codes[[torch_top]])[0] - 1e-4
         renorm = score_codes(ckpt.model, trie, [prompt], ckpt.codes[[torch_top, gen_top]][None], pad)[0]
         assert renorm[0] >= renorm[1] - 1e-4
+
+
+def test_removed_items_never_come_out_of_the_baseline_either(setup):
+    """The service removes retired and excluded items in every engine; the baseline walks the live nodes only."""
+    ckpt, trie, prompts, engine = setup
+    plain = engine.beams(prompts[:2], WIDTH)
+    removed = torch.zeros(2, ckpt.codes.shape[0], dtype=torch.bool)
+    removed[0, plain.items[0, :3]] = True
+    removed[1, plain.items[1, :WIDTH]] = True
+    got = engine.beams(prompts[:2], WIDTH, trie.live_nodes(removed))
+    for row in range(2):
+        items = [i for i, _ in got.top(row)]
+        assert len(items) == WIDTH and not removed[row, items].any(), row

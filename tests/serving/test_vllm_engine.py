@@ -89,6 +89,30 @@ def test_beams_are_distinct_items_best_first(engines, prompts):
         assert (got.scores[row][:-1] >= got.scores[row][1:]).all()
 
 
+def test_removed_items_leave_both_engines_alike(engines, trie, checkpoint, prompts):
+    """Per-row live masks (retired items for all, exclusions per request): both engines decode each row over the
+    trie of its live items, the same top items in the same order, with the same renormalised scores. Rows 0-2
+    repeat one prompt with different exclusions, which vLLM must tell apart; rows 3-4 share a prompt and a mask."""
+    torch_engine, vllm_engine = engines
+    batch = [prompts[0], prompts[0], prompts[0], prompts[1], prompts[1], prompts[2]]
+    plain = torch_engine.beams(batch, 20)
+    N = checkpoint.codes.shape[0]
+    removed = torch.zeros(len(batch), N, dtype=torch.bool)
+    removed[:, plain.items[5, :2]] = True  # "retired": the top 2 of row 5, for every row
+    removed[1, plain.items[1, :5]] = True
+    removed[2, plain.items[2, :10]] = True
+    removed[2, N // 2 :] = True  # half the catalog: whole prefixes die
+    removed[3:5, plain.items[3, :3]] = True
+    live = trie.live_nodes(removed)
+    expected, got = torch_engine.beams(batch, 20, live), vllm_engine.beams(batch, 20, live)
+    assert_same_top(expected, got, len(batch), k=20)
+    for row in range(len(batch)):
+        assert not removed[row, got.items[row][got.items[row] >= 0]].any(), f"row {row}"
+        assert (got.items[row] >= 0).all(), f"row {row}"  # the beam never spent a slot on a removed item
+    assert got.items[0].tolist() != got.items[1].tolist() != got.items[2].tolist()
+    assert vllm_engine.processor.live is None  # the masks were for that call only
+
+
 def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoint, prompts):
     """A 30-item trie at width 50: beams through tokens the trie forbids (vLLM keeps 2 * width
     candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""

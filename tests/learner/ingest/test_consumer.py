@@ -22,7 +22,7 @@ from learner.ingest.consumer import IngestConfig, run
 from ops.stack.servers import create_topics
 from schemas.events import Impression, Outcome
 from schemas.settings import Settings
-from schemas.tables import DeadLetter, OutcomeRow, RewardGroup
+from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
 from tests.support.cli import recast, recast_env, start_recast, stop
 from tests.support.databases import fresh_database, locked_tables, refuse_connections, row_counts, waiting_on_locks
 from tests.support.events import at, impression, outcome
@@ -150,6 +150,23 @@ def test_planner_statistics_are_refreshed_as_the_tables_grow(pipeline):
     analyzed = text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
     with p.engine.connect() as conn:
         assert {"impressions", "outcomes", "reward_groups"} <= set(conn.execute(analyzed).scalars())
+
+
+def test_impressions_of_schema_1_and_2_are_stored_with_their_catalog_version(pipeline):
+    """Services from before catalog versions send schema 1 without one; newer ones send schema 2 with one."""
+    p = pipeline(attribution_window_s=100)
+    old = json.loads(impression("r-old", "u1", ["a"], 0).model_dump_json())
+    old["schema_version"] = 1
+    del old["catalog_version"]
+    new = impression("r-new", "u2", ["b"], 1).model_copy(update={"catalog_version": 3})
+    none = impression("r-none", "u3", ["c"], 2)  # schema 2 from a service that knew no recorded version
+    stats = p.ingest(p.send(("imp", json.dumps(old).encode()), new, none))
+    assert (stats.impressions, stats.dead_letters) == (3, 0)
+    with p.engine.connect() as conn:
+        rows = conn.execute(select(ImpressionRow.request_id, ImpressionRow.schema_version,
+                                   ImpressionRow.catalog_version)).all()  # fmt: skip
+    assert sorted(rows) == [("r-new", 2, 3), ("r-none", 2, None), ("r-old", 1, None)]
+    assert set(p.groups()) == {"r-old", "r-new", "r-none"}  # every one is a reward group
 
 
 def test_outcomes_before_their_impression_are_attributed_when_it_arrives(pipeline):

@@ -9,7 +9,9 @@ from sqlalchemy import create_engine, insert, select, text
 
 from learner import registry
 from learner.refresh.run import LOCK_KEY, refresh
+from recast.dataset import load_catalog
 from schemas.tables import ModelActivation, TrainingRun
+from serving.catalog import record_retirement
 from tests.support.groups import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
 
 RUNS = TrainingRun.__table__
@@ -25,6 +27,10 @@ def run_row(url: str, run_id: int) -> dict:
 
 def test_a_refresh_learns_the_window_and_publishes_a_child_of_the_served_model(gated, served, shipped_data):
     seed_groups(gated.database_url, shipped_rows(shipped_data, 60), DAY0)
+    engine = create_engine(gated.database_url)
+    with engine.begin() as conn:  # an item retired before the refresh: the child names the version it trained under
+        record_retirement(conn, load_catalog(shipped_data), ["3112"], "out_of_stock", "test")
+    engine.dispose()
     out = refresh(gated, now=DAY0 + timedelta(hours=2, minutes=5))
     assert (out.status, out.decision, out.parent) == ("succeeded", "published", served), out.reason
 
@@ -47,6 +53,7 @@ def test_a_refresh_learns_the_window_and_publishes_a_child_of_the_served_model(g
     m = manifest(child.path)
     assert m["kind"] == "refresh" and m["parent"]["version"] == served
     assert m["refresh"]["window"]["end"] == (DAY0 + timedelta(hours=2)).isoformat()
+    assert (m["catalog"]["version"], m["catalog"]["retired"]) == (2, {"3112": "out_of_stock"})
 
 
 def test_nothing_new_is_skipped_and_a_new_period_is_read_from_where_the_last_one_ended(gated, served, shipped_data):

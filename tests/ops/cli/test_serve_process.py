@@ -28,14 +28,14 @@ KEY = "readme-storefront-key-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def served(stack, tmp_path, tiny_checkpoint, shipped_data):
+def served(stack, tmp_path, tiny_checkpoint, shipped_data, database_url):
     tag = uuid.uuid4().hex[:8]
     create_topics(stack.services["kafka"].url, [f"imp-{tag}", f"out-{tag}"], 1)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RECAST_KAFKA_BOOTSTRAP": stack.services["kafka"].url,
            "RECAST_IMPRESSIONS_TOPIC": f"imp-{tag}", "RECAST_OUTCOMES_TOPIC": f"out-{tag}",
            "RECAST_API_KEYS": f"shop:{digest(KEY)}", "RECAST_REGISTRY_POLL_S": "0",
-           "RECAST_DATA_DIR": str(shipped_data),
+           "RECAST_DATA_DIR": str(shipped_data), "RECAST_DATABASE_URL": database_url,  # the catalog's versions
            "RECAST_SPOOL_DIR": str(tmp_path / "spool"), "RECAST_BATCH_MAX_SIZE": "1", "RECAST_BEAM_WIDTH": "50",
            "RECAST_LOG_FORMAT": "json"}  # fmt: skip
     log = (tmp_path / "serve.log").open("wb")

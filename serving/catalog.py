@@ -1,0 +1,227 @@
+"""The catalog the service serves right now: the data set's items, with the retirements Postgres has recorded.
+
+It lives beside the model, not in it. A swapped-in model is served under the same retired set, and a retirement
+needs no swap. :class:`LiveCatalog` holds one immutable :class:`CatalogSnapshot`, and changing it is a single
+reference assignment. Every batch reads the snapshot once, when it starts, and removes the snapshot's retired
+items from its trie and its fused ranking (:meth:`serving.served_model.ServedModel.rank`). The recommend route
+reads the snapshot again before it answers, so a list built after a retirement returns never holds the
+retired item, even if its batch started before the retirement.
+
+Postgres is the truth. :func:`record_retirement` appends a version. The service that took the call applies it
+at once, and every other replica picks it up on its next look (:class:`CatalogWatcher`, every
+``RECAST_CATALOG_POLL_S``), as a retirement made with ``recast items retire`` does. The snapshot only moves
+forward: a version is applied only when it is newer than the current one and extends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import torch
+from sqlalchemy import Connection, Engine
+
+from recast.catalog import Catalog
+from recast.catalog_version import CatalogVersion, CatalogVersionError, base_version, extension_problem
+from schemas import catalog as ledger
+
+log = logging.getLogger("recast.catalog")
+
+
+class CatalogConflict(RuntimeError):
+    """Postgres holds a catalog that this service cannot serve: it does not extend what is served, or it is not
+    the data set's. The message says how."""
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    state: CatalogVersion
+    retired_positions: frozenset[int]  # catalog positions of the retired items
+    source: str  # where the state came from: "postgres", "the data set", or "checkpoint <version>"
+    retired_index: torch.Tensor = field(repr=False, compare=False)  # the same positions as a tensor, for masks
+
+    @property
+    def version(self) -> int | None:
+        return self.state.version
+
+
+def snapshot(catalog: Catalog, state: CatalogVersion, source: str) -> CatalogSnapshot:
+    positions = frozenset(catalog.index[i] for i in state.retired)
+    return CatalogSnapshot(state, positions, source, torch.tensor(sorted(positions), dtype=torch.long))
+
+
+@dataclass(frozen=True)
+class Retirement:
+    version: int  # the catalog version that holds the retirement (the head, if nothing was new)
+    digest: str
+    retired: list[str]  # newly retired by this call
+    already: list[str]  # retired before it
+
+
+def read_head(conn: Connection) -> CatalogVersion | None:
+    """The head version's contents from the ledger, checked against the digest recorded with it."""
+    number = ledger.head_number(conn)
+    if number is None:
+        return None
+    found = ledger.contents(conn, number)
+    state = CatalogVersion(found.codes, found.retired, number)
+    if state.digest != found.version.digest:
+        raise CatalogConflict(f"catalog version {number}: the ledger's items hash to {state.digest[:12]}, not to "
+                              f"the recorded {found.version.digest[:12]} (changed outside recast?)")  # fmt: skip
+    return state
+
+
+def ensure_base(conn: Connection, catalog: Catalog, actor: str) -> CatalogVersion:
+    """The head version, after recording the data set's catalog as version 1 if there is none yet. The head must
+    hold exactly the data set's items with their codes: this service can only serve those."""
+    ledger.lock(conn)
+    base = base_version(catalog)
+    head = read_head(conn)
+    if head is None:
+        number = ledger.append(conn, digest=base.digest, items=len(base.codes), retired=0, actor=actor,
+                               note="the data set's catalog", added=dict(base.codes))  # fmt: skip
+        log.info("recorded the data set's catalog as catalog version %d (%d items)", number, len(base.codes))
+        return CatalogVersion(base.codes, {}, number)
+    check_data_set(base, head)
+    return head
+
+
+def check_data_set(base: CatalogVersion, state: CatalogVersion) -> None:
+    """Raise :class:`CatalogConflict` unless ``state`` holds exactly the data set's items with their codes: the
+    service reads titles and positions from the data set, so it can serve no other catalog."""
+    problem = extension_problem(base, CatalogVersion(state.codes, {}, state.version))
+    extra = [i for i in state.codes if i not in base.codes]
+    if problem or extra:
+        problem = problem or (f"{len(extra)} item(s) of version {state.version} are not in it (e.g. {extra[0]!r}); "
+                              "restart the service on a data set that has them")  # fmt: skip
+        raise CatalogConflict(f"the catalog in Postgres (version {state.version}) is not the data set's: {problem}")
+
+
+def record_retirement(conn: Connection, catalog: Catalog, item_ids: list[str], reason: str, actor: str,
+                      note: str = "") -> tuple[Retirement, CatalogVersion]:  # fmt: skip
+    """Retire ``item_ids`` in a new catalog version, in the caller's transaction. If every id was already retired,
+    no version is added. Raises :class:`~recast.catalog_version.CatalogVersionError` for unknown ids or a bad
+    reason, and :class:`CatalogConflict` when Postgres holds another catalog."""
+    head = ensure_base(conn, catalog, actor)
+    state, newly, already = head.retire(item_ids, reason)
+    if not newly:
+        return Retirement(head.version, head.digest, [], already), head
+    number = ledger.append(conn, digest=state.digest, items=len(state.codes), retired=len(state.retired),
+                           actor=actor, note=note or f"retired {len(newly)} item(s): {reason}",
+                           retirements={i: reason for i in newly})  # fmt: skip
+    state = CatalogVersion(state.codes, state.retired, number)
+    return Retirement(number, state.digest, newly, already), state
+
+
+class LiveCatalog:
+    """The served catalog's state: the data set's base version until Postgres is read, then the ledger's head."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.base = base_version(catalog)
+        self._current = snapshot(catalog, self.base, "the data set")
+        self._lock = threading.Lock()  # serialises apply(): the watcher and the retire route both apply
+        self.read_at: float | None = None  # time.time() of the last good look at Postgres (None: never)
+        self.error: str | None = None  # why the last look failed, or why its version was not applied
+        self.conflict: str | None = None  # the head that cannot be served, while it cannot (a readiness failure)
+
+    @property
+    def current(self) -> CatalogSnapshot:
+        return self._current
+
+    def apply(self, state: CatalogVersion, source: str = "postgres") -> bool:
+        """Serve ``state`` from now on, if it is newer than what is served and extends it. Returns whether it was
+        applied. A version that does not extend what is served raises :class:`CatalogConflict`."""
+        with self._lock:
+            current = self._current.state
+            if state.version is not None and current.version is not None and state.version <= current.version:
+                return False  # already served, or older than what is (a slow reader racing a retirement)
+            problem = extension_problem(current, state)
+            if problem is not None:
+                raise CatalogConflict(f"catalog {state.name} does not extend the served {current.name}: {problem}")
+            self._current = snapshot(self.catalog, state, source)  # the change: one reference assignment
+        log.info("serving catalog %s: %d retired item(s)", state.name, len(state.retired))
+        return True
+
+    def admit(self, trained: CatalogVersion) -> str | None:
+        """Why a checkpoint trained on ``trained`` must not be served under this catalog, or None.
+
+        The served catalog must extend it. Before Postgres was ever read, the service knows no retirements. A
+        checkpoint that names some then teaches it at least those: they are adopted, so an item retired before
+        the model was trained is not served while the database is away."""
+        with self._lock:
+            current = self._current
+            if self.read_at is None and current.state.version is None and not extension_problem(self.base, trained):
+                if trained.retired and extension_problem(trained, current.state):
+                    self._current = snapshot(self.catalog, trained, f"checkpoint catalog {trained.name}")
+                    log.warning("catalog versions not read yet: serving the %d retired item(s) the checkpoint "
+                                "names (catalog %s)", len(trained.retired), trained.name)  # fmt: skip
+                return None
+        problem = extension_problem(trained, current.state)
+        return None if problem is None else f"the served catalog ({current.state.name}) does not extend it: {problem}"
+
+    def refresh(self, engine: Engine, actor: str = "recast-serve") -> bool:
+        """Look at Postgres and serve its head version if it is newer (recording the data set's catalog as
+        version 1 when there is none). Returns whether the served catalog changed. Read failures propagate (the
+        caller reports them)."""
+        state = None  # unchanged since the last look: one index lookup per poll
+        with engine.connect() as conn:
+            number = ledger.head_number(conn)
+            if number is not None and number != self._current.version:
+                state = read_head(conn)
+        if number is None:
+            with engine.begin() as conn:
+                state = ensure_base(conn, self.catalog, actor)
+        changed = False
+        if state is not None:
+            check_data_set(self.base, state)
+            changed = self.apply(state)
+        self.read_at, self.error, self.conflict = time.time(), None, None
+        return changed
+
+    def retire(self, engine: Engine, item_ids: list[str], reason: str, actor: str, note: str = "") -> Retirement:
+        """Record the retirement in Postgres, then serve it. When this returns, no list built afterwards holds the
+        items."""
+        with engine.begin() as conn:
+            result, state = record_retirement(conn, self.catalog, item_ids, reason, actor, note)
+        check_data_set(self.base, state)
+        self.apply(state)
+        return result
+
+
+class CatalogWatcher(threading.Thread):
+    """Every ``poll_s``: Postgres's head catalog version, served once it is newer than what is served."""
+
+    def __init__(self, live: LiveCatalog, database_url: str, poll_s: float):
+        super().__init__(name="recast-catalog-watcher", daemon=True)
+        self.live, self.database_url, self.poll_s = live, database_url, poll_s
+        self._stop = threading.Event()
+        self.errors = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        from sqlalchemy import create_engine
+
+        engine = create_engine(self.database_url, pool_pre_ping=True, pool_size=1)
+        try:
+            while not self._stop.wait(self.poll_s):
+                look(self.live, engine)
+        finally:
+            engine.dispose()
+
+
+def look(live: LiveCatalog, engine: Engine) -> None:
+    """One look at Postgres, its failure recorded on ``live`` (and logged) rather than raised: the service keeps
+    serving what it has."""
+    try:
+        live.refresh(engine)
+    except (CatalogConflict, CatalogVersionError) as exc:
+        live.error = live.conflict = str(exc)
+        log.error("catalog version not applied: %s", exc)
+    except Exception as exc:  # the database away: keep serving, look again next time
+        live.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        log.warning("catalog versions unreadable: %s", live.error)
