@@ -75,4 +75,10 @@ def test_rl_with_repair_learns_the_contexts_it_is_rewarded_on(files, tmp_path, m
                     contexts_per_step=40, lr=1e-2, eval_rows=None)  # fmt: skip
     torch.manual_seed(0)
     result = train_rl(DATA, sft, eval_csv, eval_csv, config, tmp_path / method, progress=False)
-    assert result.final_eval["Pass@1"] >= result.start_eval["Pass@1"] + 0.1, (result.start_eval, result.final_eval)
+    start, final = result.start_eval, result.final_eval
+    # 32 rows from zero hits: at least two more at the top and several more in the top 10, and the targets' mean
+    # log-probability up by over half a nat (a flipped sign lowers all three). The margins leave room for the
+    # float noise of another machine: recast-literal measured 3 / 32, 10 / 32 and +1.4 nats here.
+    assert final["Pass@1"] >= start["Pass@1"] + 2 / final["rows"], (start, final)
+    assert final["HR@10"] >= start["HR@10"] + 0.15, (start, final)
+    assert final["target_logprob"] >= start["target_logprob"] + 0.5, (start, final)
