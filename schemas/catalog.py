@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, null, select, update
 
 from schemas.tables import CatalogItemRow, CatalogVersionRow
 
@@ -96,7 +96,8 @@ def append(conn: Connection, *, digest: str, items: int, retired: int, actor: st
                                          retired=retired, note=note, actor=actor))  # fmt: skip
     if added:
         entries = entries or {}
-        conn.execute(insert(ITEMS), [{"item_id": i, "code": code, "added_in": version, "entry": entries.get(i)}
+        # SQL NULL, not JSON null, for the data set's items: added_items() selects the rows that have an entry.
+        conn.execute(insert(ITEMS), [{"item_id": i, "code": code, "added_in": version, "entry": entries.get(i, null())}
                                      for i, code in added.items()])  # fmt: skip
     if retirements:
         now = conn.execute(select(func.now())).scalar_one()

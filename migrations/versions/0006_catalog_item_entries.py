@@ -30,7 +30,7 @@ BEGIN
         RAISE EXCEPTION 'catalog_versions: version % is recorded and never changes', OLD.version;
     END IF;
     IF NEW.item_id <> OLD.item_id OR NEW.code <> OLD.code OR NEW.added_in <> OLD.added_in{entry} THEN
-        RAISE EXCEPTION 'catalog_items: item %''s code{what} and the version that added it never change', OLD.item_id;
+        RAISE EXCEPTION 'catalog_items: item %''s code and the version that added it never change{what}', OLD.item_id;
     END IF;
     IF OLD.retired_in IS NOT NULL AND (NEW.retired_in, NEW.reason, NEW.retired_at)
             IS DISTINCT FROM (OLD.retired_in, OLD.reason, OLD.retired_at) THEN
@@ -45,7 +45,7 @@ def upgrade() -> None:
     op.add_column("catalog_items", sa.Column("entry", postgresql.JSONB(astext_type=sa.Text()), nullable=True,
                                              comment="an item added online: its items.json entry (null: the "
                                              "data set's item)"))  # fmt: skip
-    op.execute(APPEND_ONLY.format(entry=" OR NEW.entry IS DISTINCT FROM OLD.entry", what=", its entry"))
+    op.execute(APPEND_ONLY.format(entry=" OR NEW.entry IS DISTINCT FROM OLD.entry", what=" (nor its entry)"))
 
 
 def downgrade() -> None:
