@@ -134,3 +134,20 @@ def test_recast_items_add_records_them_and_a_swap_serves_them(env, db, entries, 
     bad.write_text(json.dumps({"new-4": {"title": ""}}))
     refused = recast("items", "add", str(bad), check=False, env={"RECAST_DATABASE_URL": db})
     assert refused.returncode == 2 and "title" in refused.stderr and "nothing was added" in refused.stderr
+
+
+def test_an_item_added_elsewhere_can_be_retired_before_a_swap_serves_it(env, db, entries, tmp_path):
+    server, _ = env
+    file = tmp_path / "new.json"
+    file.write_text(json.dumps({"new-5": {k: v for k, v in copy_of(entries, "3", "x").items() if k != "item_id"}}))
+    recast("items", "add", str(file), env={"RECAST_DATABASE_URL": db})
+    wait_for(lambda: "new-5" in server.services.live.current.catalog.index, "the poll reads the addition", timeout=10)
+    with server.client(ADMIN) as admin:
+        retired = admin.post("/v1/admin/items/retire", json={"item_ids": ["new-5"]})
+    assert retired.status_code == 200 and retired.json()["retired"] == ["new-5"]
+    assert recommend(server, ["3"]).status_code == 200  # the retired set holds an item this model does not have
+    model = server.services.holder.current
+    with server.client(ADMIN) as admin:
+        assert admin.post("/v1/admin/model", json={"path": str(model.path)}).status_code == 200
+    assert recommend(server, ["new-5"]).status_code == 200  # known to the model now, as a history item
+    assert "new-5" not in [i["item_id"] for i in recommend(server, ["3"]).json()["items"]]
