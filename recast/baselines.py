@@ -113,6 +113,20 @@ class TransitionModel:
         scale = BACKFILL * min(1.0, reached.min().item()) if reached.numel() else BACKFILL
         return out + scale * self.popularity / self.popularity.max().clamp(min=1e-12)
 
+    def extended(self, num_items: int) -> TransitionModel:
+        """The model over a catalog grown to ``num_items``: the added items have no transitions and no targets
+        yet, so they score nothing here (the text scorer and the policy rank them) until a refresh counts
+        their interactions (:meth:`update` needs them in the model first)."""
+        n = self.popularity.shape[0]
+        if num_items < n:
+            raise ValueError(f"a catalog only grows: {num_items} items < the model's {n}")
+        more = num_items - n
+        offsets = torch.cat((self.offsets, self.offsets[-1:].expand(more)))
+        popularity = torch.cat((self.popularity, torch.zeros(more)))
+        totals = None if self.row_totals is None else torch.cat((self.row_totals, torch.zeros(more)))
+        return TransitionModel(offsets, self.next_items, self.next_probs, popularity, self.decay, totals,
+                               self.target_total)  # fmt: skip
+
     def to_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {
             "offsets": self.offsets,

@@ -192,3 +192,23 @@ def extend_catalog(
         brand = (brands or {}).get(item_id) or ""
         items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
     return _catalog(items, catalog.disambiguation_level)
+
+
+def append_items(catalog: Catalog, items: list[Item]) -> Catalog:
+    """``catalog`` with ``items`` appended in the given order, each with the code it already has (items added
+    online, read back from the catalog ledger in the order they were added). Every existing item keeps its
+    position; an id or a code the catalog already holds, or a code of another shape, raises."""
+    taken = [i.item_id for i in items if i.item_id in catalog.index]
+    if taken:
+        raise CatalogError(f"{len(taken)} item(s) are already in the catalog, e.g. {taken[:5]}")
+    shape = [SID_TOKEN.fullmatch(t).group(1) for t in catalog.items[0].code]
+    codes = set(catalog.by_code)
+    for item in items:
+        letters = [m.group(1) if (m := SID_TOKEN.fullmatch(t)) else None for t in item.code]
+        if letters != shape or item.sid != item.code[:-1]:
+            raise CatalogError(f"item {item.item_id}: code {sid_text(item.code)} is not of the catalog's shape "
+                               f"({''.join(f'<{c}_n>' for c in shape)})")  # fmt: skip
+        if item.code in codes:
+            raise CatalogError(f"item {item.item_id}: code {sid_text(item.code)} is another item's")
+        codes.add(item.code)
+    return _catalog([*catalog.items, *items], catalog.disambiguation_level)

@@ -103,6 +103,18 @@ class CatalogVersion:
         already = [i for i in ids if i in self.retired]
         return CatalogVersion(self.codes, {**self.retired, **{i: reason for i in newly}}), newly, already
 
+    def add(self, codes: Mapping[str, str]) -> CatalogVersion:
+        """The next version's contents with ``codes`` (item id -> code text) added, live. An id or a code this
+        version already holds raises: a version never renames an item or gives two items one code."""
+        taken = [i for i in codes if i in self.codes]
+        if taken:
+            raise CatalogVersionError(f"{len(taken)} item id(s) are already in {self.name}: {_ids(taken)}")
+        held = {code: i for i, code in self.codes.items()}
+        clash = [i for i, code in codes.items() if code in held]
+        if clash or len(set(codes.values())) != len(codes):
+            raise CatalogVersionError(f"codes already held: {_ids(clash) if clash else 'two new items share one'}")
+        return CatalogVersion({**self.codes, **codes}, self.retired)
+
     def manifest_entry(self) -> dict:
         """What a checkpoint's manifest records: the version and its digest, and the retired items. The codes are
         not repeated, because ``item_codes.json`` holds them."""

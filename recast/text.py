@@ -64,18 +64,8 @@ class TextModel:
 
     @classmethod
     def fit(cls, texts: Sequence[str], min_df: int = 2, decay: float = 0.5) -> TextModel:
-        docs = [words(t) for t in texts]
-        df = Counter(w for doc in docs for w in set(doc))
-        vocab = {w: i for i, w in enumerate(sorted(w for w, c in df.items() if c >= min_df))}
-        n = len(docs)
-        crow, col, val = [0], [], []
-        for doc in docs:
-            tf = Counter(w for w in doc if w in vocab)
-            row = sorted((vocab[w], (1 + math.log(c)) * math.log(n / df[w])) for w, c in tf.items())
-            norm = math.sqrt(sum(v * v for _, v in row)) or 1.0
-            col.extend(i for i, _ in row)
-            val.extend(v / norm for _, v in row)
-            crow.append(len(col))
+        vocab, idf = _vocabulary(texts, min_df)
+        crow, col, val = _rows(texts, vocab, idf, [0], [], [])
         return cls(
             torch.tensor(crow, dtype=torch.long),
             torch.tensor(col, dtype=torch.long),
@@ -83,6 +73,23 @@ class TextModel:
             len(vocab),
             decay,
         )
+
+    def extend(self, fitted_texts: Sequence[str], new_texts: Sequence[str], min_df: int = 2) -> TextModel:
+        """This model with rows for ``new_texts`` appended, weighted with the fitted vocabulary and idf, so an
+        added item is scored by its own words before anyone bought it. The model keeps no vocabulary, so it is
+        recovered by refitting ``fitted_texts`` (the texts it was fitted on, in order); a refit that does not
+        reproduce this model raises ``ValueError``, because the new rows would then mean other words. The idf
+        is not updated: the existing rows keep their values and a word the fitted texts lacked counts for
+        nothing (the next refresh refits over every item)."""
+        refit = TextModel.fit(fitted_texts, min_df, self.decay)
+        if (refit.num_words != self.num_words or not torch.equal(refit.crow, self.crow)
+                or not torch.equal(refit.col, self.col) or not torch.allclose(refit.val, self.val)):  # fmt: skip
+            raise ValueError(f"the text scorer ({self.num_items} items, {self.num_words} words) was not fitted on "
+                             f"these {len(fitted_texts)} texts with min_df={min_df}")  # fmt: skip
+        vocab, idf = _vocabulary(fitted_texts, min_df)
+        crow, col, val = _rows(new_texts, vocab, idf, self.crow.tolist(), self.col.tolist(), self.val.tolist())
+        return TextModel(torch.tensor(crow, dtype=torch.long), torch.tensor(col, dtype=torch.long),
+                         torch.tensor(val, dtype=torch.float), self.num_words, self.decay)  # fmt: skip
 
     @property
     def num_items(self) -> int:
@@ -117,3 +124,24 @@ class TextModel:
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> TextModel:
         return cls(t["crow"], t["col"], t["val"], int(t["num_words"]), float(t["decay"]))
+
+
+def _vocabulary(texts: Sequence[str], min_df: int) -> tuple[dict[str, int], dict[str, float]]:
+    """Word -> column, and word -> idf ``log(N / df)``, over ``texts``."""
+    docs = [words(t) for t in texts]
+    df = Counter(w for doc in docs for w in set(doc))
+    vocab = {w: i for i, w in enumerate(sorted(w for w, c in df.items() if c >= min_df))}
+    return vocab, {w: math.log(len(docs) / df[w]) for w in vocab}
+
+
+def _rows(texts: Sequence[str], vocab: dict[str, int], idf: dict[str, float], crow: list[int], col: list[int],
+          val: list[float]) -> tuple[list[int], list[int], list[float]]:  # fmt: skip
+    """Append the L2-normalised sublinear TF-IDF row of each text to the CSR lists ``crow``, ``col``, ``val``."""
+    for text in texts:
+        tf = Counter(w for w in words(text) if w in vocab)
+        row = sorted((vocab[w], (1 + math.log(c)) * idf[w]) for w, c in tf.items())
+        norm = math.sqrt(sum(v * v for _, v in row)) or 1.0
+        col.extend(i for i, _ in row)
+        val.extend(v / norm for _, v in row)
+        crow.append(len(col))
+    return crow, col, val

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import Id, clean_text
+from schemas.events import Id, Text, clean_text
 
 MAX_K = 50
 MAX_EVENTS_PER_CALL = 1000
 MAX_EXCLUDE = 500
+MAX_ADD = 100  # items per addition: each one's code is chosen against the whole catalog
 
 
 class _Strict(BaseModel):
@@ -77,3 +78,49 @@ class ErrorBody(BaseModel):
     detail: str | list[FieldError] | dict = Field(description="The problem: a sentence, the invalid fields, or "
                                                   "a structured reason.")  # fmt: skip
     request_id: str | None = Field(None, description="The request's id (also in the X-Request-ID header).")
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must hold more than whitespace")
+    return value
+
+
+class NewItem(_Strict):
+    """An item added online (``POST /v1/admin/items``, ``recast items add``): the fields of ``items.json``. Its text
+    chooses its code and feeds the text scorer, so the title is required and every field is bounded."""
+
+    item_id: Id = Field(description="A new id: an id the catalog holds, retired or not, is refused (409).")
+    title: Annotated[Text, Field(min_length=1, max_length=500), AfterValidator(not_blank)]
+    description: Annotated[Text, Field(max_length=5000)] = ""
+    brand: Annotated[Text, Field(max_length=200)] = ""
+    categories: list[Annotated[Text, Field(min_length=1, max_length=200)]] = Field(default_factory=list,
+                                                                                 max_length=20)  # fmt: skip
+
+    def entry(self) -> dict:
+        """Its ``items.json`` entry (what the catalog ledger keeps)."""
+        return self.model_dump(exclude={"item_id"})
+
+
+class AddItemsRequest(_Strict):
+    items: list[NewItem] = Field(min_length=1, max_length=MAX_ADD, description=f"1-{MAX_ADD} new items.")
+    note: Annotated[Text, Field(max_length=2000)] = Field("", description="Why (kept with the catalog version).")
+    actor: Annotated[Text, Field(min_length=1, max_length=128)] = Field("admin-api", description="Who asks.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AddItemsRequest:
+        ids = [i.item_id for i in self.items]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"item ids given more than once: {twice[:10]}")
+        return self
+
+
+class ItemsAdded(BaseModel):
+    catalog_version: int = Field(description="The catalog version that holds the new items.")
+    digest: str = Field(description="sha256 of that version's (item, code, state) set.")
+    codes: dict[str, str] = Field(description="Each new item's code (its SID and disambiguation token).")
+    served: bool = Field(description="The served model was reloaded over the grown catalog and can return them.")
+    model_version: str | None = Field(description="The model serving them (None: no model loaded).")
+    error: str | None = Field(None, description="Why the reload failed (the items are recorded; the next swap "
+                              "serves them).")  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, null, select, update
 
 from schemas.tables import CatalogItemRow, CatalogVersionRow
 
@@ -83,8 +83,10 @@ def contents(conn: Connection, version: int) -> Contents | None:
 
 
 def append(conn: Connection, *, digest: str, items: int, retired: int, actor: str, note: str = "",
-           added: dict[str, str] | None = None, retirements: dict[str, str] | None = None) -> int:  # fmt: skip
-    """Record the next version: ``added`` items (id -> code) enter the ledger, and ``retirements`` (id -> reason),
+           added: dict[str, str] | None = None, retirements: dict[str, str] | None = None,
+           entries: dict[str, dict] | None = None) -> int:  # fmt: skip
+    """Record the next version: ``added`` items (id -> code) enter the ledger, with their ``entries`` (id -> the
+    ``items.json`` entry of an item added online; the data set's items have none), and ``retirements`` (id -> reason),
     which must be live items, are retired in it. ``digest``, ``items`` and ``retired`` describe the new version's
     whole contents. The caller holds :func:`lock` and computed them from :func:`contents` of the head. Returns
     the new version's number."""
@@ -93,7 +95,10 @@ def append(conn: Connection, *, digest: str, items: int, retired: int, actor: st
     conn.execute(insert(VERSIONS).values(version=version, parent=parent, digest=digest, items=items,
                                          retired=retired, note=note, actor=actor))  # fmt: skip
     if added:
-        conn.execute(insert(ITEMS), [{"item_id": i, "code": code, "added_in": version} for i, code in added.items()])
+        entries = entries or {}
+        # SQL NULL, not JSON null, for the data set's items: added_items() selects the rows that have an entry.
+        conn.execute(insert(ITEMS), [{"item_id": i, "code": code, "added_in": version, "entry": entries.get(i, null())}
+                                     for i, code in added.items()])  # fmt: skip
     if retirements:
         now = conn.execute(select(func.now())).scalar_one()
         for reason in sorted(set(retirements.values())):
@@ -104,3 +109,25 @@ def append(conn: Connection, *, digest: str, items: int, retired: int, actor: st
                 raise ValueError(f"version {version}: {len(ids) - done} of the items to retire are not live items "
                                  "of the ledger")  # fmt: skip
     return version
+
+
+@dataclass(frozen=True)
+class AddedItem:
+    item_id: str
+    code: str
+    added_in: int
+    entry: dict
+
+
+def added_items(conn: Connection, version: int) -> list[AddedItem]:
+    """The items added online by ``version`` (those with an entry), in the order they were added: by version,
+    then by id as recorded. The grown catalog appends them in this order."""
+    c = ITEMS.c
+    rows = conn.execute(select(c.item_id, c.code, c.added_in, c.entry)
+                        .where(and_(c.added_in <= version, c.entry.is_not(None))))  # fmt: skip
+    return sorted((AddedItem(*r) for r in rows), key=lambda a: (a.added_in, _id_key(a.item_id)))
+
+
+def _id_key(item_id: str) -> tuple[int, int | str]:
+    # recast.catalog.id_order, repeated: schemas imports none of our packages.
+    return (0, int(item_id)) if item_id.isdigit() else (1, item_id)

@@ -325,3 +325,5 @@ class CatalogItemRow(Base):
     retired_in: Mapped[int | None] = mapped_column(Integer, ForeignKey("catalog_versions.version"), index=True)
     retired_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(16), comment="retired | out_of_stock")
+    entry: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="an item added online: its items.json entry (null: the data set's item)")

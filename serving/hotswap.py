@@ -82,8 +82,10 @@ class ModelHolder:
             t0 = time.monotonic()
             previous = self._current
             old_version = previous.version if previous else None
+            # Loaded over the live catalog: the data set's items and every item added online so far.
+            catalog = self.live.current.catalog if self.live is not None else self.catalog
             try:
-                model = load_served_model(path, self.catalog, self.settings, expected_sha256,
+                model = load_served_model(path, catalog, self.settings, expected_sha256,
                                           admit=self.live.admit if self.live is not None else None)  # fmt: skip
             except ModelLoadError as exc:
                 self.swaps["refused"] += 1
@@ -91,6 +93,7 @@ class ModelHolder:
                 log.error("swap to %s refused, %s keeps serving: %s", path, old_version, exc)
                 return self.last
             self._current = model  # the swap: one reference assignment
+            self.catalog = catalog  # after the model: a request that reads an added item's id finds a model with it
             if previous is not None:
                 self.retire(previous)
             self.swaps["ok"] += 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from recast.added_items import grow_checkpoint
 from recast.catalog import Catalog, sid_text
 from recast.catalog_version import CatalogVersion
 from recast.checkpoint import MANIFEST, CheckpointError, load_checkpoint, sha256_file
@@ -56,6 +57,9 @@ class ServedModel:
         (the transition and text scorers cover the whole catalog), and k items are still returned while the
         catalog has them."""
         B, N = len(histories), self.recommender.num_items
+        # The live catalog may hold items added after this model was loaded: they are not its candidates yet.
+        retired = None if retired is None else retired[retired < N]
+        removed = None if removed is None else [{p for p in r if p < N} for r in removed]
         mask = None
         if (removed is not None and any(removed)) or (retired is not None and len(retired)):
             mask = torch.zeros(B, N, dtype=torch.bool)
@@ -103,8 +107,12 @@ def load_served_model(
     problem = admit(ckpt.catalog) if admit is not None else None
     if problem is not None:
         raise ModelLoadError(f"{path} was trained on catalog {ckpt.catalog.name} and {problem}")
-    if list(ckpt.item_ids) != [item.item_id for item in catalog.items]:
+    if list(ckpt.item_ids) != [item.item_id for item in catalog.items[: len(ckpt.item_ids)]]:
         raise ModelLoadError(f"{path} was trained on another catalog than the one served ({len(catalog)} items)")
+    try:  # over the items added online since it was trained: no new weights (see recast.added_items)
+        ckpt = grow_checkpoint(ckpt, catalog)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
     recommender = Recommender.from_checkpoint(ckpt, settings.beam_width, fusion_config(settings), settings.max_history)
     try:
         engine = build_engine(settings.engine, path, ckpt.model, recommender.trie, ckpt.tokenizer.pad_id,

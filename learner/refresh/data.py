@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, not_, or_, select
 
-from recast.catalog import Catalog
+from recast.added_items import added_item
+from recast.catalog import Catalog, append_items
 from recast.catalog_version import CatalogVersion
 from recast.feedback import LoggedList
 from schemas import catalog as ledger
@@ -61,6 +62,16 @@ def catalog_version(conn: Connection) -> CatalogVersion | None:
     if version.digest != found.version.digest:
         raise ValueError(f"catalog version {number}: the ledger's items do not hash to the recorded digest")
     return version
+
+
+def grown_catalog(conn: Connection, catalog: Catalog, version: CatalogVersion | None) -> Catalog:
+    """The data set's ``catalog`` with the items added online by ``version`` (the ledger's, with their entries)
+    appended in the order they were added: the catalog a refresh trains on, so it learns their interactions."""
+    if version is None:
+        return catalog
+    added = [added_item(a.item_id, a.code, a.entry) for a in ledger.added_items(conn, version.version)
+             if a.item_id not in catalog.index]  # fmt: skip
+    return append_items(catalog, added) if added else catalog
 
 
 def period_floor(now: datetime, period_s: int) -> datetime:

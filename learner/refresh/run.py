@@ -37,6 +37,7 @@ from learner import registry
 from learner.audit import record as audit_record
 from learner.refresh import data, gate, learn
 from learner.refresh.config import RefreshConfig
+from recast.added_items import grow_checkpoint
 from recast.checkpoint import CheckpointError, load_checkpoint, manifest_version
 from recast.dataset import load_catalog, load_categories, load_interactions
 from recast.feedback import LoggedList, target
@@ -162,13 +163,16 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
         groups = data.read_groups(conn, window)
         older = data.read_replay(conn, groups[0].opened_at if groups else window.end, REPLAY_POOL)
         trained_under = data.catalog_version(conn)  # retirements so far: the child is never served under fewer
+        catalog = data.grown_catalog(conn, catalog, trained_under)  # and the items added online so far
     run.counts.update(groups=len(groups))
     if len(groups) < config.min_groups:
         raise _Skip(f"{len(groups)} new closed groups, fewer than the {config.min_groups} a refresh needs")
     registry.verify_registered(current)
     parent = load_checkpoint(current.path)
-    if parent.item_ids != [item.item_id for item in catalog.items]:
-        raise CheckpointError(f"the served model {current.version} was trained on another catalog")
+    try:  # over the items added since it was trained, so their interactions are learnt (recast.added_items)
+        parent = grow_checkpoint(parent, catalog)
+    except ValueError as exc:
+        raise CheckpointError(f"the served model {current.version} was trained on another catalog: {exc}") from None
     max_history = parent.manifest.get("sft_config", {}).get("max_history", 10)
     to_list = lambda g: data.to_logged(g, catalog, settings.reward_weights, max_history)  # noqa: E731
     train_groups, slice_groups, heldout_from = data.split_slice(groups, config.heldout_share)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from recast.catalog import Catalog
-from recast.dataset import load_catalog
+from recast.dataset import load_catalog, load_item_entries
 from schemas.api import RecommendedItem
 from schemas.events import Impression, ServedItem
 from schemas.settings import Settings
@@ -26,7 +26,6 @@ log = logging.getLogger("recast.api")
 @dataclass
 class Services:
     settings: Settings
-    catalog: Catalog
     holder: ModelHolder
     batcher: MicroBatcher
     publisher: Publisher
@@ -37,6 +36,12 @@ class Services:
     watcher: RegistryWatcher | None = None
     catalog_watcher: CatalogWatcher | None = None
     _engine: object | None = None  # the registry's database, made on first use by an admin route
+
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog the served model was loaded over: request ids resolve here. It grows at a swap after items
+        are added online (``services.live.current.catalog`` holds them from the moment they are recorded)."""
+        return self.holder.catalog
 
     def database(self):
         """A SQLAlchemy engine on the registry's database (the admin routes'; requests never touch it)."""
@@ -76,7 +81,9 @@ async def start_services(settings: Settings) -> Services:
     process than a wrong model. An unreadable catalog ledger does not: the service is not ready until it is
     read (see ``/readyz``), and the catalog watcher keeps looking."""
     catalog = await asyncio.to_thread(load_catalog, settings.data_dir)
-    live = LiveCatalog(catalog)
+    # The data set's item text: what new items' codes are chosen by (read here, once, not per addition).
+    texts = await asyncio.to_thread(load_item_entries, settings.data_dir) if settings.catalog_versions else None
+    live = LiveCatalog(catalog, texts)
     if settings.catalog_versions:
         await asyncio.to_thread(_first_look, live, settings.database_url)
     holder = ModelHolder(catalog, settings, live=live)
@@ -97,7 +104,7 @@ async def start_services(settings: Settings) -> Services:
     metrics.catalog_state = lambda: {"version": live.current.version, "retired": len(live.current.retired_positions)}
     await batcher.start()
     holder.retire = batcher.retire  # a swapped-out model closes after the batches still on it
-    services = Services(settings, catalog, holder, batcher, publisher, metrics, keys, limiter, live)
+    services = Services(settings, holder, batcher, publisher, metrics, keys, limiter, live)
     if settings.registry_poll_s > 0:
         services.watcher = RegistryWatcher(holder, settings.database_url, settings.registry_poll_s)
         services.watcher.start()

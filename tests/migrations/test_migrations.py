@@ -164,6 +164,7 @@ def test_the_catalog_ledger_is_append_only_and_one_chain(fresh_db):
         conn.execute(update(items).values(retired_in=2, reason="retired", retired_at=func.now()))
     refused = [
         (update(items).values(code="<a_2><b_0>"), "code and the version that added it never change"),
+        (update(items).values(entry={"title": "edited"}), r"never change \(nor its entry\)"),
         (update(items).values(reason="out_of_stock"), "was retired in version 2 and stays so"),
         (update(items).values(retired_in=None, reason=None, retired_at=None), "stays so"),
         (delete(items), "never deleted"),

@@ -58,3 +58,15 @@ def test_top_items_breaks_ties_by_lower_position():
     scores = torch.tensor([1.0, 3.0, 3.0, 0.0, 3.0])
     assert top_items(scores, 3) == [1, 2, 4]
     assert top_items(scores, 10) == [1, 2, 4, 0, 3]
+
+
+def test_extended_gives_added_items_nothing_and_can_then_learn_them():
+    base = TransitionModel.fit([Sequence("u", (0, 1, 2), (1.0, 1.0, 1.0))], 3)
+    grown = base.extended(5)
+    scores = grown.scores([0])
+    assert scores.shape == (5,) and scores[3] == scores[4] == 0
+    assert torch.equal(scores[:3], base.scores([0]))
+    learnt = grown.update([Sequence("v", (0, 4), (1.0, 1.0))])
+    assert learnt.scores([0])[4] > 0
+    with pytest.raises(ValueError, match="only grows"):
+        base.extended(2)

@@ -109,3 +109,18 @@ def test_extend_catalog_refuses_known_ids_and_other_shapes():
         extend_catalog(catalog, {"new": "x"}, {"new": ("<a_0>", "<x_0>", "<c_0>")})
     with pytest.raises(CatalogError, match="only one of items and SIDs"):
         extend_catalog(catalog, {"new": "x"}, {})
+
+
+def test_append_items_keeps_every_position_and_refuses_a_taken_id_or_code():
+    from recast.catalog import Item, append_items
+
+    base = _catalog({"1": ["<a_1>", "<b_1>"], "2": ["<a_1>", "<b_2>"]})
+    new = Item("9", "new", "", ("<a_1>", "<b_1>"), ("<a_1>", "<b_1>", "<c_1>"))
+    grown = append_items(base, [new])
+    assert [i.item_id for i in grown.items] == ["1", "2", "9"] and grown.by_code[new.code] == 2
+    with pytest.raises(CatalogError, match="already in the catalog"):
+        append_items(grown, [new])
+    with pytest.raises(CatalogError, match="is another item's"):
+        append_items(base, [Item("8", "x", "", new.sid, base.items[0].code)])
+    with pytest.raises(CatalogError, match="not of the catalog's shape"):
+        append_items(base, [Item("8", "x", "", ("<a_1>",), ("<a_1>", "<c_5>"))])

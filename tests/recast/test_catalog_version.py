@@ -80,3 +80,17 @@ def test_a_manifest_entry_round_trips_and_an_edited_one_is_refused():
         from_manifest(entry, {**CODES, "3": "<a_7><b_7>"})  # other item codes beside the manifest
     with pytest.raises(CatalogVersionError, match="positive integer"):
         from_manifest({**entry, "version": "3"}, CODES)
+
+
+def test_add_extends_and_refuses_a_taken_id_or_code():
+    from recast.catalog_version import CatalogVersion, CatalogVersionError, extension_problem
+
+    v1 = CatalogVersion({"1": "<a_1><d_0>", "2": "<a_2><d_0>"}, {"2": "retired"}, version=1)
+    v2 = v1.add({"3": "<a_1><d_1>"})
+    assert extension_problem(v1, v2) is None and v2.state("3") == "live" and v2.retired == v1.retired
+    with pytest.raises(CatalogVersionError, match="already in version 1: '2'"):
+        v1.add({"2": "<a_9><d_0>"})
+    with pytest.raises(CatalogVersionError, match="codes already held: '3'"):
+        v1.add({"3": "<a_1><d_0>"})
+    with pytest.raises(CatalogVersionError, match="share one"):
+        v1.add({"3": "<a_1><d_1>", "4": "<a_1><d_1>"})

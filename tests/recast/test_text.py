@@ -43,3 +43,20 @@ def test_round_trip():
     model = TextModel.fit(TITLES)
     again = TextModel.from_tensors(model.to_tensors())
     assert torch.equal(again.scores([0, 3]), model.scores([0, 3]))
+
+
+def test_extend_scores_a_new_item_by_its_words_with_the_fitted_idf():
+    fitted = ["epoxy glue metal", "epoxy glue plastic", "duct tape roll", "duct tape silver", "drill bit"]
+    model = TextModel.fit(fitted)
+    grown = model.extend(fitted, ["epoxy glue wood", "unheard words"])
+    assert grown.num_items == 7 and grown.num_words == model.num_words
+    scores = grown.scores([0])
+    assert scores[5] > 0 and scores[5] > scores[2]  # the new glue reads like the history's glue
+    assert scores[6] == 0  # no fitted word: nothing to score by
+    assert torch.equal(grown.scores([0])[:5], model.scores([0]))  # the existing items score as before
+
+
+def test_extend_refuses_texts_the_model_was_not_fitted_on():
+    model = TextModel.fit(["epoxy glue metal", "epoxy glue plastic", "duct tape roll", "duct tape silver"])
+    with pytest.raises(ValueError, match="not fitted on these 4 texts"):
+        model.extend(["epoxy glue metal", "epoxy glue plastic", "duct tape roll", "drill bit"], ["glue"])

@@ -1,4 +1,8 @@
-"""Catalog routes (admin token): the catalog version being served, and retiring items from it.
+"""Catalog routes (admin token): the catalog version being served, retiring items from it, and adding items.
+
+Adding items is a new catalog version too. This service then reloads the checkpoint it serves over the grown
+catalog (a swap), so the items can be returned when the call returns; other replicas serve them from their next
+swap. A model needs no retraining for them: an item is its code (see ``serving.served_model.with_added_items``).
 
 A retirement is recorded in Postgres as a new catalog version, and this service serves it before the call
 returns: no list built afterwards holds the items, in either engine, with no model swap. Other replicas
@@ -13,11 +17,13 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from recast.catalog import CatalogError
 from recast.catalog_version import RETIRE_REASONS, CatalogVersionError
+from schemas.api import AddItemsRequest, ItemsAdded
 from schemas.events import Id, Text
 from serving.api.deps import Admin, ServicesDep
 from serving.api.responses import GUARDED, errors
-from serving.catalog import CatalogConflict
+from serving.catalog import CatalogConflict, ItemsExist
 
 router = APIRouter(prefix="/v1/admin", tags=["catalog"], dependencies=[Admin])
 MAX_RETIRE = 1000
@@ -77,7 +83,8 @@ async def retire(body: RetireRequest, services: ServicesDep) -> Retired:
     if not services.settings.catalog_versions:
         raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
                             "(RECAST_CATALOG_VERSIONS=false); retire items where they are kept")  # fmt: skip
-    unknown = list(dict.fromkeys(services.catalog.unknown(body.item_ids)))
+    # The live catalog: an item added online can be retired before a swap serves it.
+    unknown = list(dict.fromkeys(services.live.current.catalog.unknown(body.item_ids)))
     if unknown:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             {"message": f"{len(unknown)} unknown item id(s); nothing was retired",
@@ -93,3 +100,40 @@ async def retire(body: RetireRequest, services: ServicesDep) -> Retired:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the catalog's database is unreachable: {exc.orig}",
                             {"Retry-After": "5"}) from None  # fmt: skip
     return Retired(catalog_version=done.version, digest=done.digest, retired=done.retired, already_retired=done.already)
+
+
+@router.post(
+    "/items",
+    response_model=ItemsAdded,
+    responses=errors(*GUARDED, 400, 409, 422, 503, s422="Invalid items (each wrong field listed), or no code can "
+                     "be given", s409="An item id the catalog already holds (listed), Postgres holds a catalog this "
+                     "service cannot serve, or it keeps no catalog versions; nothing changed",
+                     s503="The catalog's database is unreachable; nothing changed"),
+    summary="Add items: codes in the served code space, a new catalog version, and the served model reloaded over it",
+)  # fmt: skip
+async def add_items(body: AddItemsRequest, services: ServicesDep) -> ItemsAdded:
+    from sqlalchemy.exc import OperationalError
+
+    if not services.settings.catalog_versions:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
+                            "(RECAST_CATALOG_VERSIONS=false); add items where they are kept")  # fmt: skip
+    entries = {item.item_id: item.entry() for item in body.items}
+    try:
+        done = await asyncio.to_thread(services.live.add, services.database(), entries, body.actor, body.note)
+    except ItemsExist as exc:
+        detail = {"message": str(exc), "existing_item_ids": exc.ids[:10]}
+        raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
+    except (CatalogVersionError, CatalogError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except CatalogConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except OperationalError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the catalog's database is unreachable: {exc.orig}",
+                            {"Retry-After": "5"}) from None  # fmt: skip
+    model, error = services.holder.get(), None
+    if model is not None:
+        result = await asyncio.to_thread(services.holder.swap, model.path, model.manifest_sha256)
+        error = result.error
+    served = model is not None and error is None
+    return ItemsAdded(catalog_version=done.version, digest=done.digest, codes=done.codes, served=served,
+                      model_version=services.holder.get().version if model else None, error=error)  # fmt: skip

@@ -9,9 +9,10 @@ from sqlalchemy import create_engine, insert, select, text
 
 from learner import registry
 from learner.refresh.run import LOCK_KEY, refresh
-from recast.dataset import load_catalog
+from recast.checkpoint import load_checkpoint
+from recast.dataset import load_catalog, load_item_entries
 from schemas.tables import ModelActivation, TrainingRun
-from serving.catalog import record_retirement
+from serving.catalog import record_addition, record_retirement
 from tests.support.groups import DAY0, PERIOD_S, manifest, seed_groups, shipped_rows
 
 RUNS = TrainingRun.__table__
@@ -54,6 +55,29 @@ def test_a_refresh_learns_the_window_and_publishes_a_child_of_the_served_model(g
     assert m["kind"] == "refresh" and m["parent"]["version"] == served
     assert m["refresh"]["window"]["end"] == (DAY0 + timedelta(hours=2)).isoformat()
     assert (m["catalog"]["version"], m["catalog"]["retired"]) == (2, {"3112": "out_of_stock"})
+
+
+def test_a_refresh_learns_the_interactions_of_items_added_online(gated, served, shipped_data):
+    catalog, texts = load_catalog(shipped_data), load_item_entries(shipped_data)
+    engine = create_engine(gated.database_url)
+    with engine.begin() as conn:
+        added, _, _ = record_addition(conn, catalog, {"900001": dict(texts["7"])}, "test", texts=texts)
+    engine.dispose()
+    rows = shipped_rows(shipped_data, 60)
+    rows = [(u, h, "900001") if n < 30 and n % 3 == 0 else (u, h, t) for n, (u, h, t) in enumerate(rows)]
+    seed_groups(gated.database_url, rows, DAY0)  # the new item bought on 10 lists, before the held-out slice
+    out = refresh(gated, now=DAY0 + timedelta(hours=2, minutes=5))
+    assert out.status == "succeeded", out.reason
+    engine = create_engine(gated.database_url)
+    with engine.connect() as conn:
+        child = registry.get(conn, out.version)
+    engine.dispose()
+    assert manifest(child.path)["catalog"]["version"] == added.version
+    learnt = load_checkpoint(child.path)
+    assert learnt.item_ids[-1] == "900001" and len(learnt.item_ids) == len(catalog) + 1
+    assert "".join(learnt.tokenizer.vocab[t] for t in learnt.codes[-1].tolist()) == added.codes["900001"]
+    assert learnt.transition.popularity[-1] > 0  # its purchases were counted
+    assert learnt.text.num_items == len(catalog) + 1
 
 
 def test_nothing_new_is_skipped_and_a_new_period_is_read_from_where_the_last_one_ended(gated, served, shipped_data):

@@ -1,0 +1,74 @@
+import pytest
+
+from recast.catalog import CatalogError, build_catalog, extend_catalog
+from recast.sids.served import ServedCoder
+from recast.tokenizer import SidTokenizer
+from tests.support.items import COLOURS, KINDS, item_entries, new_entry
+
+KIND_NAMES = list(KINDS)
+
+
+def shipped_sid(entry: dict) -> tuple[str, ...]:
+    """A stand-in for the data set's SIDs: the kind at level a, the colour at level b (28 and 29 collide)."""
+    title = entry["title"].lower()
+    kind = next(n for n, k in enumerate(KIND_NAMES) if k in title)
+    colour = next(n for n, c in enumerate(COLOURS) if c in title)
+    return (f"<a_{kind}>", f"<b_{colour}>", "<c_0>")
+
+
+@pytest.fixture(scope="module")
+def served():
+    entries = item_entries()
+    catalog = build_catalog({i: e["title"] for i, e in entries.items()},
+                            {i: shipped_sid(e) for i, e in entries.items()})  # fmt: skip
+    vocab = SidTokenizer.from_catalog(catalog).vocab
+    return catalog, entries, ServedCoder.from_catalog(catalog, entries, known_tokens=vocab, dim=16)
+
+
+def test_a_new_item_gets_the_existing_path_its_text_is_near(served):
+    catalog, _, coder = served
+    codes = coder.assign({"100": new_entry("Bolt green glue pack", "green epoxy glue adhesive bonds metal")})
+    assert codes["100"][:3] == shipped_sid({"title": "green glue"})
+    assert codes["100"][3] == "<d_1>"  # d_0 is taken by the existing green glue; d_1 is known (28 and 29)
+    assert codes["100"] not in catalog.by_code
+
+
+def test_an_item_with_an_existing_items_text_collides_and_gets_a_distinct_code(served):
+    catalog, entries, coder = served
+    codes = coder.assign({"100": dict(entries["7"])})
+    assert codes["100"][:3] == catalog.items[catalog.position("7")].sid
+    assert codes["100"] != catalog.items[catalog.position("7")].code
+
+
+def test_a_sid_whose_known_indices_are_taken_sends_the_item_to_the_next_path(served):
+    catalog, entries, coder = served
+    full = catalog.items[catalog.position("28")].sid  # 28 and 29 hold d_0 and d_1, the largest known
+    codes = coder.assign({"100": dict(entries["28"])})
+    assert codes["100"][:3] != full and codes["100"][3] in coder.known_tokens
+    # The first copy of item 3 takes its SID's d_1; the second finds d_2 unknown and goes to the next path.
+    sid = catalog.items[catalog.position("3")].sid
+    twice = coder.assign({"100": dict(entries["3"]), "101": dict(entries["3"])})
+    assert twice["100"] == sid + ("<d_1>",)
+    assert twice["101"][:3] != sid and twice["101"][3] in coder.known_tokens
+
+
+def test_the_codes_are_those_extend_catalog_gives(served):
+    catalog, entries, coder = served
+    new = {"100": dict(entries["7"]), "101": new_entry("Acme red saw pack"), "99": dict(entries["7"])}
+    codes = coder.assign(new)
+    grown = extend_catalog(catalog, {i: e["title"] for i, e in new.items()}, {i: c[:3] for i, c in codes.items()})
+    assert {i: grown.items[grown.position(i)].code for i in new} == codes
+
+
+def test_no_path_with_a_known_free_index_is_a_clear_refusal(served):
+    catalog, entries, _ = served
+    only_d0 = [t for t in SidTokenizer.from_catalog(catalog).vocab if t != "<d_1>"]
+    coder = ServedCoder.from_catalog(catalog, entries, known_tokens=only_d0, dim=16)
+    with pytest.raises(CatalogError, match=r"item '100'.*largest is <d_0>"):
+        coder.assign({"100": new_entry("Acme red saw pack")})
+
+
+def test_without_a_vocabulary_any_index_is_allowed(served):
+    catalog, entries, _ = served
+    coder = ServedCoder.from_catalog(catalog, entries, dim=16)
+    assert coder.assign({"100": dict(entries["28"])})["100"] == catalog.items[catalog.position("28")].sid + ("<d_2>",)
