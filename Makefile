@@ -68,7 +68,8 @@ EXP_SEEDS := 0
 EXP_FLAGS :=
 EXP_THREADS := 2
 ifdef FULL
-# The quality runs use grpo's lean twin (the same updates, a tenth of the rows); ops.bench.rl_step times grpo itself.
+# The quality runs use grpo's lean relative (no flat groups' KL-only rows: a tenth of the rows, more drift);
+# BENCHMARKS.md adds the literal grpo at W = 16, and ops.bench.rl_step times grpo itself.
 EXP_ARMS  := grpo-lean,recast,above,recast-literal
 EXP_SEEDS := 0,1,2
 EXP_FLAGS := --eval-every 20 --probe-every 2 --jobs 2

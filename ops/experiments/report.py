@@ -13,8 +13,8 @@ import json
 import statistics
 from pathlib import Path
 
-# The baseline the ratios are taken against: the literal one when it ran, else its lean twin (the same updates
-# without the flat groups' KL-only rows: quality runs use it; the step-time ratios then come from ops.bench.rl_step).
+# The baseline the ratios are taken against: the literal one when it ran, else its lean relative (without the flat
+# groups' KL-only rows, recast.signals.spec skip_flat; the step-time ratios then come from ops.bench.rl_step).
 BASELINES = ("grpo", "grpo-lean")
 METRICS = ("Pass@1", "HR@10", "NDCG@10")
 MIB = 2**20

@@ -33,8 +33,9 @@ class SignalSpec:
     ranking_reward: bool = _help("group_normalised: ReRe's rank penalty on the negatives of a group with a hit.", False)
     skip_flat: bool = _help(
         "group_normalised: leave out groups whose advantages are all 0. Their rows carry only the k3 term, "
-        "1e-6 to 1e-4 of the step's squared gradient norm (BENCHMARKS.md), so the update is the same for a tenth of "
-        "the rows; off, the actor pays for them as the literal baseline does.",
+        "1e-6 to 1e-4 of one step's squared gradient norm, but over a run they hold the policy nearer the "
+        "reference: without them it can drift several times further (BENCHMARKS.md, issue 12). A cheaper relative "
+        "of the baseline, not the same one; off, the actor pays for them as the literal baseline does.",
         False,
     )
     anchor_weight: float = _help("Scale of every term a repaired anchor enters (pair, boundary, supervised).", 1.0)
@@ -82,9 +83,10 @@ METHODS: dict[str, SignalSpec] = {
     # The literal reading measured in issue 4: repair, then +1 / -1 on (p*, n*) for every group,
     # the boundary rule with margin 1 (it rarely fires: the positive is an anchor far below n*).
     "recast-literal": SignalSpec(repair=True, hits="pair", anchors="pair", contrast_loss="boundary", margin=1.0),
-    # The candidate form (issue 12): real hits contrasted against every negative above them, anchors as a small
-    # supervised term with replay of older windows. Provisional: the one-seed screen on the tuning users did not
-    # separate it from the other variants; the confirmation runs (3 seeds, W = 16 and 32) are still to come.
+    # The chosen form (issue 12): real hits contrasted against every negative above them, anchors as a small
+    # supervised term with replay of older windows. Chosen on the tuning users as the best of the forms that
+    # repair (BENCHMARKS.md, issue 12); on the held-out users it ties SFT and the baseline (3 seeds, W = 16 and
+    # 32): no form of repair-then-contrast measured here beats the baseline beyond the noise.
     "recast": SignalSpec(repair=True, hits="above", anchors="supervised", anchor_weight=0.25, replay=16),
 }
 
