@@ -15,7 +15,7 @@
 
 Training is the long part: run it on a machine with time (the smoke line takes a few minutes on 2 cores):
 
-    python -m ops.experiments.coldstart --out runs/coldstart --preset small
+    python -m ops.experiments.coldstart --out runs/coldstart --preset default
     python -m ops.experiments.coldstart --out /tmp/coldstart-smoke --preset tiny --epochs 1 --max-train-rows 3000
 """
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/coldstart"))
     parser.add_argument("--item-share", type=float, default=0.1)
     parser.add_argument("--user-share", type=float, default=0.2)
-    parser.add_argument("--preset", default="small")
+    parser.add_argument("--preset", default="default", help="SFT preset (recast.sft.PRESETS)")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--max-train-rows", type=int, default=None, help="cap the training rows (a smoke run)")
     parser.add_argument("--beam-width", type=int, default=20)
