@@ -55,6 +55,30 @@ class CatalogStatus(BaseModel):
     error: str | None = Field(description="Why the last look failed, or why its version was not served.")
 
 
+def _require_versions(services, what: str) -> None:
+    if not services.settings.catalog_versions:
+        raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
+                            f"(RECAST_CATALOG_VERSIONS=false); {what} where they are kept")  # fmt: skip
+
+
+async def _write(services, call, *args):
+    """Run one ledger write off the event loop; its refusals become the 4xx/503 the routes declare."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        return await asyncio.to_thread(call, services.database(), *args)
+    except ItemsExist as exc:
+        detail = {"message": str(exc), "existing_item_ids": exc.ids[:10]}
+        raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
+    except (CatalogVersionError, CatalogError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    except CatalogConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except OperationalError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the catalog's database is unreachable: {exc.orig}",
+                            {"Retry-After": "5"}) from None  # fmt: skip
+
+
 def catalog_status(services) -> CatalogStatus:
     live = services.live
     current = live.current
@@ -78,27 +102,14 @@ async def catalog(services: ServicesDep) -> CatalogStatus:
     summary="Retire items: a new catalog version, served before the call returns (no model swap)",
 )  # fmt: skip
 async def retire(body: RetireRequest, services: ServicesDep) -> Retired:
-    from sqlalchemy.exc import OperationalError
-
-    if not services.settings.catalog_versions:
-        raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
-                            "(RECAST_CATALOG_VERSIONS=false); retire items where they are kept")  # fmt: skip
+    _require_versions(services, "retire items")
     # The live catalog: an item added online can be retired before a swap serves it.
     unknown = list(dict.fromkeys(services.live.current.catalog.unknown(body.item_ids)))
     if unknown:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             {"message": f"{len(unknown)} unknown item id(s); nothing was retired",
                              "unknown_item_ids": [i[:64] for i in unknown[:SHOWN_UNKNOWN]]})  # fmt: skip
-    try:
-        done = await asyncio.to_thread(services.live.retire, services.database(), body.item_ids, body.reason,
-                                       body.actor, body.note)  # fmt: skip
-    except CatalogVersionError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    except CatalogConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except OperationalError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the catalog's database is unreachable: {exc.orig}",
-                            {"Retry-After": "5"}) from None  # fmt: skip
+    done = await _write(services, services.live.retire, body.item_ids, body.reason, body.actor, body.note)
     return Retired(catalog_version=done.version, digest=done.digest, retired=done.retired, already_retired=done.already)
 
 
@@ -112,24 +123,9 @@ async def retire(body: RetireRequest, services: ServicesDep) -> Retired:
     summary="Add items: codes in the served code space, a new catalog version, and the served model reloaded over it",
 )  # fmt: skip
 async def add_items(body: AddItemsRequest, services: ServicesDep) -> ItemsAdded:
-    from sqlalchemy.exc import OperationalError
-
-    if not services.settings.catalog_versions:
-        raise HTTPException(status.HTTP_409_CONFLICT, "this service keeps no catalog versions "
-                            "(RECAST_CATALOG_VERSIONS=false); add items where they are kept")  # fmt: skip
+    _require_versions(services, "add items")
     entries = {item.item_id: item.entry() for item in body.items}
-    try:
-        done = await asyncio.to_thread(services.live.add, services.database(), entries, body.actor, body.note)
-    except ItemsExist as exc:
-        detail = {"message": str(exc), "existing_item_ids": exc.ids[:10]}
-        raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
-    except (CatalogVersionError, CatalogError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    except CatalogConflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except OperationalError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"the catalog's database is unreachable: {exc.orig}",
-                            {"Retry-After": "5"}) from None  # fmt: skip
+    done = await _write(services, services.live.add, entries, body.actor, body.note)
     model, error = services.holder.get(), None
     if model is not None:
         result = await asyncio.to_thread(services.holder.swap, model.path, model.manifest_sha256)
