@@ -121,6 +121,18 @@ class CatalogVersion:
         return {"version": self.version, "digest": self.digest, "retired": dict(sorted(self.retired.items()))}
 
 
+def recorded_version(
+    codes: Mapping[str, str], retired: Mapping[str, str], version: int, digest: str
+) -> CatalogVersion:
+    """A version read back from where it was recorded, refused unless its items hash to the digest recorded with
+    it (a ledger changed outside recast)."""
+    state = CatalogVersion(codes, retired, version)
+    if state.digest != digest:
+        raise CatalogVersionError(f"catalog version {version}: the ledger's items hash to {state.digest[:12]}, not "
+                                  f"to the recorded {digest[:12]} (changed outside recast?)")  # fmt: skip
+    return state
+
+
 def base_version(catalog: Catalog) -> CatalogVersion:
     """A data set's catalog as a version: every item live, never recorded."""
     return CatalogVersion({item.item_id: sid_text(item.code) for item in catalog.items})

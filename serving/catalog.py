@@ -32,7 +32,13 @@ from sqlalchemy import Connection, Engine
 
 from recast.added_items import added_item
 from recast.catalog import Catalog, CatalogError, append_items, sid_text
-from recast.catalog_version import CatalogVersion, CatalogVersionError, base_version, extension_problem
+from recast.catalog_version import (
+    CatalogVersion,
+    CatalogVersionError,
+    base_version,
+    extension_problem,
+    recorded_version,
+)
 from recast.sids.served import ServedCoder
 from recast.tokenizer import SidTokenizer
 from schemas import catalog as ledger
@@ -77,11 +83,10 @@ def read_head(conn: Connection) -> CatalogVersion | None:
     if number is None:
         return None
     found = ledger.contents(conn, number)
-    state = CatalogVersion(found.codes, found.retired, number)
-    if state.digest != found.version.digest:
-        raise CatalogConflict(f"catalog version {number}: the ledger's items hash to {state.digest[:12]}, not to "
-                              f"the recorded {found.version.digest[:12]} (changed outside recast?)")  # fmt: skip
-    return state
+    try:
+        return recorded_version(found.codes, found.retired, number, found.version.digest)
+    except CatalogVersionError as exc:
+        raise CatalogConflict(str(exc)) from None
 
 
 def ensure_base(conn: Connection, catalog: Catalog, actor: str) -> CatalogVersion:

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, and_, func, not_, or_, select
 
 from recast.added_items import added_item
 from recast.catalog import Catalog, append_items
-from recast.catalog_version import CatalogVersion
+from recast.catalog_version import CatalogVersion, recorded_version
 from recast.feedback import LoggedList
 from schemas import catalog as ledger
 from schemas.tables import RewardGroup, TrainingRun
@@ -58,10 +58,7 @@ def catalog_version(conn: Connection) -> CatalogVersion | None:
     if number is None:
         return None
     found = ledger.contents(conn, number)
-    version = CatalogVersion(found.codes, found.retired, number)
-    if version.digest != found.version.digest:
-        raise ValueError(f"catalog version {number}: the ledger's items do not hash to the recorded digest")
-    return version
+    return recorded_version(found.codes, found.retired, number, found.version.digest)
 
 
 def grown_catalog(conn: Connection, catalog: Catalog, version: CatalogVersion | None) -> Catalog:
