@@ -122,6 +122,25 @@ def _catalog(items: list[Item], disambiguation: str) -> Catalog:
     )
 
 
+def _check_paired(titles: dict[str, str], sids: dict[str, tuple[str, ...]]) -> None:
+    missing = sorted(set(sids) ^ set(titles), key=id_order)
+    if missing:
+        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
+
+
+def _numbered(ids, titles, sids, brands, level: str, next_index: dict[tuple[str, ...], int]) -> list[Item]:
+    """Items of ``ids`` in order, each taking its SID's next free disambiguation index (``next_index``, SID ->
+    index, updated): from 0 for a new catalog, one past the largest held for an extended one."""
+    items = []
+    for item_id in ids:
+        sid = sids[item_id]
+        code = sid + (f"<{level}_{next_index[sid]}>",)
+        next_index[sid] += 1
+        items.append(Item(item_id=item_id, title=titles[item_id], brand=(brands or {}).get(item_id) or "", sid=sid,
+                          code=code))  # fmt: skip
+    return items
+
+
 def build_catalog(
     titles: dict[str, str], sids: dict[str, tuple[str, ...]], brands: dict[str, str] | None = None
 ) -> Catalog:
@@ -135,9 +154,7 @@ def build_catalog(
     """
     if not sids:
         raise CatalogError("the catalog is empty: no SIDs")
-    missing = sorted(set(sids) ^ set(titles), key=id_order)
-    if missing:
-        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
+    _check_paired(titles, sids)
     ids = sorted(sids, key=id_order)
     depth = len(sids[ids[0]])
     letters = _level_letters(ids, sids, depth)
@@ -145,14 +162,7 @@ def build_catalog(
         raise CatalogError(f"SID levels must use distinct letters, got {letters}")
     disambiguation = next(c for c in "abcdefghijklmnopqrstuvwxyz"[depth:] + "xyz" if c not in letters)
 
-    seen: dict[tuple[str, ...], int] = defaultdict(int)
-    items = []
-    for item_id in ids:
-        sid = sids[item_id]
-        code = sid + (f"<{disambiguation}_{seen[sid]}>",)
-        seen[sid] += 1
-        brand = (brands or {}).get(item_id) or ""
-        items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
+    items = _numbered(ids, titles, sids, brands, disambiguation, defaultdict(int))
     return _catalog(items, disambiguation)
 
 
@@ -170,9 +180,7 @@ def extend_catalog(
     catalog grows: :func:`build_catalog` over the union would renumber an existing item whose SID a new
     item with a lower id joins.
     """
-    missing = sorted(set(sids) ^ set(titles), key=id_order)
-    if missing:
-        raise CatalogError(f"{len(missing)} item ids appear in only one of items and SIDs, e.g. {missing[:5]}")
+    _check_paired(titles, sids)
     known = sorted((i for i in sids if i in catalog.index), key=id_order)
     if known:
         raise CatalogError(f"{len(known)} new item(s) are already in the catalog, e.g. {known[:5]}")
@@ -184,13 +192,7 @@ def extend_catalog(
     for item in catalog.items:
         index = int(SID_TOKEN.fullmatch(item.code[-1]).group(2))
         next_index[item.sid] = max(next_index[item.sid], index + 1)
-    items = list(catalog.items)
-    for item_id in ids:
-        sid = sids[item_id]
-        code = sid + (f"<{catalog.disambiguation_level}_{next_index[sid]}>",)
-        next_index[sid] += 1
-        brand = (brands or {}).get(item_id) or ""
-        items.append(Item(item_id=item_id, title=titles[item_id], brand=brand, sid=sid, code=code))
+    items = [*catalog.items, *_numbered(ids, titles, sids, brands, catalog.disambiguation_level, next_index)]
     return _catalog(items, catalog.disambiguation_level)
 
 
