@@ -106,7 +106,8 @@ def load_served_model(
         raise ModelLoadError(str(exc)) from exc
     problem = admit(ckpt.catalog) if admit is not None else None
     if problem is not None:
-        raise ModelLoadError(f"{path} was trained on catalog {ckpt.catalog.name} and {problem}")
+        # The reason first: error bodies are cut at 200 characters, and the caller knows the path it sent.
+        raise ModelLoadError(f"trained on catalog {ckpt.catalog.name} and {problem} ({path})")
     if list(ckpt.item_ids) != [item.item_id for item in catalog.items[: len(ckpt.item_ids)]]:
         raise ModelLoadError(f"{path} was trained on another catalog than the one served ({len(catalog)} items)")
     try:  # over the items added online since it was trained: no new weights (see recast.added_items)
