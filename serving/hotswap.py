@@ -9,8 +9,10 @@ and the old model is closed only after such batches (``retire``).
 :class:`RegistryWatcher` polls the ``model_registry`` table for the newest ``active``
 row: the registry is the truth, so whenever the served model is not the active row's
 checkpoint it swaps to it (an admin swap lasts until the next look). A checkpoint that
-failed to load is tried again as soon as the row (version, hash) *or its files* change,
-never every poll; until then ``/readyz`` says the service disagrees with the registry and why.
+failed to load is tried again as soon as the row (version, hash), *its files* or the served
+catalog version change, never every poll (the catalog is read just before each swap, so a model
+trained on a catalog version this replica had not polled yet is not refused for it); until
+then ``/readyz`` says the service disagrees with the registry and why.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from recast.catalog import Catalog
 from schemas.settings import Settings
-from serving.catalog import LiveCatalog
+from serving.catalog import LiveCatalog, look
 from serving.served_model import ModelLoadError, ServedModel, load_served_model
 
 log = logging.getLogger("recast.hotswap")
@@ -166,13 +168,19 @@ class RegistryWatcher(threading.Thread):
             if self.holder.loaded and self.holder.current.manifest_sha256 == row.sha256.lower():
                 self._refused = None
                 return None
-            key = (row.version, row.sha256, files_fingerprint(row.path))
+            live = self.holder.live
+            if live is not None:
+                # A refresh child may be trained on a catalog version (items added or retired) that this replica's
+                # catalog poll has not read yet: read the catalog first, so the swap is judged against the newest.
+                look(live, engine)
+            key = (row.version, row.sha256, files_fingerprint(row.path), live.current.version if live else None)
             if key == self._refused:
-                return None  # refused before and nothing changed since: /readyz says so
+                return None  # refused before and neither the files nor the served catalog changed: /readyz says so
             self.note = "loading it now"
             result = self.holder.swap(row.path, expected_sha256=row.sha256)
             self._refused = None if result.ok else key
-            self.note = None if result.ok else f"refused: {result.error}; tried again when its files change"
+            self.note = None if result.ok else \
+                f"refused: {result.error}; tried again when its files or the served catalog change"
             return result
 
     def disagreement(self) -> str | None:

@@ -1,6 +1,6 @@
 """The registry is the truth: /readyz, /v1/admin/model and the registry's active row agree, or the service says
 it is not ready and why; a refused swap is retried as soon as the checkpoint's files change (real Postgres,
-real HTTP, real checkpoints)."""
+real HTTP, real checkpoints); a model trained on a catalog version the replica has not polled yet is served."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from learner.registry import RegistryError, activate, register
 from ops.bench.variants import perturbed_copy
 from schemas import registry as statements
 from tests.support.api import ADMIN, ApiServer, api_settings
+from tests.support.cli import recast
 from tests.support.databases import fresh_database
+from tests.support.retire import trained_after_retiring
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -78,3 +80,31 @@ def test_the_service_says_it_disagrees_with_the_registry_and_retries_once_the_fi
         )
         ready = wait_for(lambda: (r := anyone.get("/readyz")).status_code == 200 and r, "ready again", timeout=60)
         assert ready.json()["model_version"] == version and ready.json()["registry"]["agrees"]
+
+
+def test_a_model_trained_on_a_catalog_version_this_replica_has_not_polled_is_served(stack, tmp_path, shipped_data,
+                                                                                     tiny_checkpoint):  # fmt: skip
+    """A refresh child trained after a retirement made elsewhere: the replica reads the catalog before the swap
+    instead of refusing the child until its next catalog poll (an hour away here)."""
+    first = tmp_path / "first"
+    shutil.copytree(tiny_checkpoint, first)
+    with fresh_database(stack, "unpolled") as db:
+        engine = create_engine(db)
+        with engine.begin() as conn:
+            activate(conn, register(conn, first).version, actor="test", reason="start")
+        settings = api_settings(stack, shipped_data, tmp_path / "spool", partitions=1, beam_width=10,
+                                database_url=db, registry_poll_s=0.3, catalog_poll_s=3600)  # fmt: skip
+        with ApiServer(settings) as server, server.client(ADMIN) as admin:
+            wait_for(lambda: admin.get("/v1/admin/model").json()["version"], "serving the registry's model", timeout=60)
+            assert server.services.live.current.version == 1  # read once, at start
+            recast("items", "retire", "3112", "--reason", "retired",
+                   env={"RECAST_DATABASE_URL": db, "RECAST_DATA_DIR": str(shipped_data)})  # fmt: skip
+            child = trained_after_retiring(first, tmp_path / "child", "3112", 2)
+            with engine.begin() as conn:
+                version = register(conn, child).version
+                activate(conn, version, actor="test", reason="the nightly refresh")
+            wait_for(lambda: admin.get("/v1/admin/model").json()["version"] == version, "the child served",
+                     timeout=60, state=lambda: server.services.watcher.note)  # fmt: skip
+            assert server.services.live.current.version == 2 and "3112" in server.services.live.current.state.retired
+            assert server.services.holder.swaps["refused"] == 0
+        engine.dispose()

@@ -7,15 +7,11 @@ that are still live. The vLLM engine's side is in tests/serving/test_retire_vllm
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 
 import pytest
 from sqlalchemy import create_engine
 
 from ops.bench.variants import perturbed_copy
-from recast.catalog_version import CatalogVersion
-from recast.checkpoint import read_manifest
 from schemas import catalog as ledger
 from schemas.api import MAX_EXCLUDE
 from schemas.events import parse_impression
@@ -24,7 +20,7 @@ from tests.support.cli import recast
 from tests.support.data import histories
 from tests.support.databases import fresh_database
 from tests.support.kafka import consume
-from tests.support.retire import most_served, retire_under_load
+from tests.support.retire import most_served, retire_under_load, trained_after_retiring
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -178,16 +174,6 @@ def test_a_swapped_in_model_keeps_the_retired_set(env, tmp_path, shipped_data, t
             assert item not in {i["item_id"] for i in served["items"]}
         finally:
             assert admin.post("/v1/admin/model", json={"path": str(tiny_checkpoint)}).status_code == 200
-
-
-def trained_after_retiring(tiny_checkpoint, out, item: str, version: int):
-    """A copy of the checkpoint whose manifest says it was trained on a catalog version with ``item`` retired."""
-    shutil.copytree(tiny_checkpoint, out)
-    manifest = read_manifest(out)
-    codes = {item_id: "".join(code) for item_id, code in json.loads((out / "item_codes.json").read_text())}
-    manifest["catalog"] = CatalogVersion(codes, {item: "retired"}, version).manifest_entry()
-    (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
 
 
 def test_a_checkpoint_whose_catalog_the_served_one_does_not_extend_is_refused(env, tmp_path, tiny_checkpoint, stack,

@@ -1,12 +1,17 @@
-"""Retiring an item while clients keep asking for lists: the driver the torch and vLLM engine tests share."""
+"""Retiring an item while clients keep asking for lists (the driver the torch and vLLM engine tests share), and a
+checkpoint that says it was trained after a retirement."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from recast.catalog_version import CatalogVersion
+from recast.checkpoint import read_manifest
 from tests.support.api import ADMIN, ApiServer
 from tests.support.wait import wait_for
 
@@ -97,3 +102,13 @@ def retire_under_load(server: ApiServer, bodies: list[dict], item: str, clients:
             t.join(120)
     load.answers = snapshot()
     return load
+
+
+def trained_after_retiring(tiny_checkpoint, out, item: str, version: int):
+    """A copy of the checkpoint whose manifest says it was trained on a catalog version with ``item`` retired."""
+    shutil.copytree(tiny_checkpoint, out)
+    manifest = read_manifest(out)
+    codes = {item_id: "".join(code) for item_id, code in json.loads((out / "item_codes.json").read_text())}
+    manifest["catalog"] = CatalogVersion(codes, {item: "retired"}, version).manifest_entry()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
