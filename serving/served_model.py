@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -44,6 +44,9 @@ class ServedModel:
     titles: tuple[str, ...]
     sids: tuple[str, ...]
     load_s: float  # verify + load + build + warm
+    # The retired set's live-node row, kept for the set it was built from (the one served until the catalog next
+    # changes): most batches remove nothing else, and rebuilding it took a few passes over the trie per batch.
+    _retired_live: dict = field(default_factory=dict, repr=False, compare=False)
 
     def rank(self, histories: list[list[int]], ks: list[int], exclude: list[set[int]],
              removed: list[set[int]] | None = None, retired: torch.Tensor | None = None,
@@ -67,12 +70,27 @@ class ServedModel:
                 mask[:, retired] = True
             for row, positions in enumerate(removed or []):
                 mask[row, list(positions)] = True
-        live = None if mask is None else self.recommender.trie.live_nodes(mask)
+        if mask is None:
+            live = None
+        elif removed is not None and any(removed):
+            live = self.recommender.trie.live_nodes(mask)
+        else:  # the same mask in every row: the retired set's
+            live = self._live_after_retiring(retired, mask[:1]).expand(B, -1)
         beams = self.engine.beams(self.recommender.prompts(histories), self.width, live)
         # The fused ranking is a stable sort, so a request's top-k is a prefix of the batch's deepest list.
         depth = min(N, max(k + len(x) for k, x in zip(ks, exclude, strict=True)))
         ranked = self.recommender.rank(histories, beams, depth, removed=mask)
         return [[(i, s) for i, s in r if i not in x][:k] for r, k, x in zip(ranked, ks, exclude, strict=True)]
+
+    def _live_after_retiring(self, retired: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        """(1, num_nodes) live nodes once ``retired`` is removed (``row``: its (1, N) mask), cached per retired set."""
+        key = retired.numpy().tobytes()
+        live = self._retired_live.get(key)
+        if live is None:
+            live = self.recommender.trie.live_nodes(row)
+            self._retired_live.clear()  # one set at a time: a catalog change replaces it
+            self._retired_live[key] = live
+        return live
 
     def close(self) -> None:
         self.engine.close()
