@@ -3,7 +3,10 @@
 Offline evaluation and every serving engine go through this class, so the list
 ``recast eval --predictions`` writes is the list the service would serve.
 Histories are catalog positions, oldest first; only the last ``max_history``
-items enter the prompt (the policy was trained on at most that many).
+items enter the prompt (the policy was trained on at most that many), and the last
+``scorer_history`` items reach the transition and text scorers. The two cuts differ
+for a policy trained on short contexts: its prompt keeps one or two items, while the
+scorers still read the ten they were measured on.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ class Recommender:
     transition: TransitionModel
     beam: BeamSearchConfig = field(default_factory=BeamSearchConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    max_history: int = 10
+    max_history: int = 10  # the prompt's cut
     text: TextModel | None = None
+    scorer_history: int = 10  # the transition and text scorers' cut
 
     def __post_init__(self) -> None:
         self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
@@ -40,12 +44,13 @@ class Recommender:
     def from_checkpoint(
         cls, ckpt: Checkpoint, beam_width: int, fusion: FusionConfig | None = None, max_history: int = 10
     ) -> Recommender:
-        """The checkpoint's served ranking. Its SFT config's history length wins over ``max_history``:
-        the prompt must be cut the way the policy was trained."""
+        """The checkpoint's served ranking. Its SFT config's history length wins over ``max_history`` for the
+        prompt, which must be cut the way the policy was trained; the scorers keep ``max_history`` items."""
         return cls(
             ckpt.model, ckpt.tokenizer, ckpt.codes, ckpt.transition,
             beam=BeamSearchConfig(beam_width), fusion=fusion or FusionConfig(),
             max_history=ckpt.manifest.get("sft_config", {}).get("max_history", max_history), text=ckpt.text,
+            scorer_history=max_history,
         )  # fmt: skip
 
     @property
@@ -60,13 +65,13 @@ class Recommender:
         return beam_search(self.model, self.trie, self.prompts(histories), self.beam, self.tokenizer.pad_id)
 
     def transition_scores(self, histories: list[list[int]]) -> torch.Tensor:
-        """(B, N) transition scores, each on the same cut history as the prompt."""
-        return torch.stack([self.transition.scores(h[-self.max_history :]) for h in histories])
+        """(B, N) transition scores, each on the last ``scorer_history`` items."""
+        return torch.stack([self.transition.scores(h[-self.scorer_history :]) for h in histories])
 
     def text_scores(self, histories: list[list[int]]) -> torch.Tensor | None:
         if self.text is None:
             return None
-        return self.text.scores_batch([h[-self.max_history :] for h in histories])
+        return self.text.scores_batch([h[-self.scorer_history :] for h in histories])
 
     def rank(
         self,

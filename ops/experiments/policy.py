@@ -73,6 +73,27 @@ VARIANTS: dict[str, dict] = {
     "ctx2-ep16": {"short_context": 2, "max_history": 2, "long_windows": False, "epochs": 16},
     "short1-avg3": {"short_context": 1, "length_pool": 50, "average_last": 3},
     "short1-ep24": {"short_context": 1, "length_pool": 50, "epochs": 24},
+    # One-item contexts only: the input cannot identify a user, so longer training learns transitions, not users.
+    "ctx1-ep24-drop0": {"short_context": 1, "max_history": 1, "long_windows": False, "epochs": 24, "dropout": 0.0},
+    "ctx1-ep16-drop0.1": {"short_context": 1, "max_history": 1, "long_windows": False, "epochs": 16, "dropout": 0.1},
+    "ctx1-ep24-drop0-ff1024": {
+        "short_context": 1,
+        "max_history": 1,
+        "long_windows": False,
+        "epochs": 24,
+        "dropout": 0.0,
+        "d_ff": 1024,
+    },
+    "ctx1-ep24-drop0+items0.5": {
+        "short_context": 1,
+        "max_history": 1,
+        "long_windows": False,
+        "epochs": 24,
+        "dropout": 0.0,
+        "item_teacher_weight": 0.5,
+        "teacher_sharpness": 3.0,
+    },
+    "ctx2-ep24-drop0": {"short_context": 2, "max_history": 2, "long_windows": False, "epochs": 24, "dropout": 0.0},
     "short1-ep16-w2": {"short_context": 1, "length_pool": 50, "epochs": 16, "short_context_weight": 2.0},
     "short1-ep16-d256": {"short_context": 1, "length_pool": 50, "epochs": 16, "d_model": 256, "d_ff": 512},
     "short1-ep16+distill-0.5-sharp6": {
