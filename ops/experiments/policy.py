@@ -193,7 +193,8 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[floa
 
 def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: Path, beam_width: int) -> dict:
     """Train ``config`` on ``train_csv`` into ``out/ckpt`` (reused when finished with the same config),
-    score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``."""
+    score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``. Deleting
+    ``result.json`` re-scores the trained checkpoint (``train.json`` says it finished)."""
     from learner.sft_trainer import train_sft
     from ops.bench.calibrate import cpu_calibration
     from recast.checkpoint import load_checkpoint
@@ -205,10 +206,17 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
         done = json.loads(result_path.read_text())
         if done["config"] == config.to_dict() and done["eval_csv"] == str(eval_csv):
             return done
-    calibration = cpu_calibration()
-    started, cpu = time.perf_counter(), time.process_time()
-    result = train_sft(paths.data, train_csv, config, out / "ckpt", progress=False)
-    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    trained = out / "train.json"  # the training's own figures: a re-score (new rankings) reuses the checkpoint
+    if trained.is_file() and json.loads(trained.read_text())["config"] == config.to_dict():
+        train = json.loads(trained.read_text())
+    else:
+        calibration = cpu_calibration()
+        started, cpu = time.perf_counter(), time.process_time()
+        result = train_sft(paths.data, train_csv, config, out / "ckpt", progress=False)
+        train = {"config": config.to_dict(), "train_seconds": time.perf_counter() - started,
+                 "train_cpu_seconds": time.process_time() - cpu, "calibration": calibration,
+                 "final_loss": result.losses[-1]}  # fmt: skip
+        trained.write_text(json.dumps(train) + "\n")
     catalog = load_catalog(paths.data)
     ckpt = load_checkpoint(out / "ckpt")
     ranks = rankings(ckpt, catalog, load_interactions(eval_csv, catalog), beam_width, FUSIONS)
@@ -216,15 +224,49 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
         "config": config.to_dict(),
         "train_csv": str(train_csv),
         "eval_csv": str(eval_csv),
-        "train_seconds": seconds,
-        "train_cpu_seconds": cpu,  # the machine is shared: CPU time is the steadier cost figure
-        "calibration": calibration,  # how fast the CPU was just before (ops.bench.calibrate)
-        "final_loss": result.losses[-1],
+        "train_seconds": train["train_seconds"],
+        "train_cpu_seconds": train["train_cpu_seconds"],  # the machine is shared: CPU time is the steadier figure
+        "calibration": train["calibration"],  # how fast the CPU was just before (ops.bench.calibrate)
+        "final_loss": train["final_loss"],
         "metrics": {name: summarize(r) for name, r in ranks.items()},
         "ranks": ranks,
     }
     result_path.write_text(json.dumps(done) + "\n")
     return done
+
+
+def mix_grid(paths: Paths, run: Path, beam_width: int, eval_csv: Path | None = None) -> list[tuple]:
+    """The served mix's weights and temperature over a grid for one trained run (``run/ckpt``), scored on the
+    tuning rows: (policy weight, text weight, temperature, HR@10, NDCG@10), best first. For choosing the served
+    mix of a new policy on tuning data only."""
+    import itertools
+
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+    from recast.fusion import FusionConfig
+    from recast.metrics import rank_of, summarize
+    from recast.recommender import Recommender
+
+    catalog = load_catalog(paths.data)
+    rec = Recommender.from_checkpoint(load_checkpoint(run / "ckpt"), beam_width)
+    rows = load_interactions(eval_csv or paths.inner / "tune.csv", catalog)
+    histories = [[catalog.index[i] for i in r.history] for r in rows]
+    targets = [catalog.index[r.target] for r in rows]
+    parts = []  # per batch of 64: histories, targets, beams and scorer outputs, computed once for the whole grid
+    for start in range(0, len(rows), 64):
+        hist = histories[start : start + 64]
+        parts.append((hist, targets[start : start + 64], rec.policy(hist), rec.transition_scores(hist),
+                      rec.text_scores(hist)))  # fmt: skip
+    out = []
+    for w, wt, temp in itertools.product((0.2, 0.4, 0.6, 0.8), (0.1, 0.2, 0.3, 0.4), (1.0, 2.0, 4.0)):
+        if w + wt > 1.0:
+            continue
+        rec.fusion = FusionConfig(policy_weight=w, text_weight=wt, temperature=temp)
+        ranks = [rank_of(t, [i for i, _ in ranked]) for hist, tgt, beams, trans, text in parts
+                 for t, ranked in zip(tgt, rec.rank(hist, beams, 50, trans, text), strict=True)]  # fmt: skip
+        m = summarize(ranks)
+        out.append((w, wt, temp, m["HR@10"], m["NDCG@10"]))
+    return sorted(out, key=lambda r: -(r[3] + r[4]))
 
 
 def _fmt(m: dict) -> str:
@@ -379,6 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a preset field")
     sub.add_parser("table", help="print every tune result as a markdown table")
+    p = sub.add_parser("mixes", help="grid of served-mix weights for trained tune runs, scored on inner/tune.csv")
+    p.add_argument("runs", nargs="+", type=Path, help="tune run folders (each holds ckpt/)")
     args = parser.parse_args(argv)
 
     import torch
@@ -395,6 +439,13 @@ def main(argv: list[str] | None = None) -> None:
         confirm(paths, args.preset, [int(s) for s in args.seeds.split(",")], args.beams, overrides)
     elif args.command == "table":
         print(table(paths))
+    elif args.command == "mixes":
+        grids = [{r[:3]: r[3:] for r in mix_grid(paths, run, args.beams)} for run in args.runs]
+        mean = {key: [sum(g[key][m] for g in grids) / len(grids) for m in (0, 1)] for key in grids[0]}
+        print(f"mean over {len(grids)} run(s)\n\n| policy w | text w | temperature | HR@10 | NDCG@10 |\n"
+              "| --- | --- | --- | --- | --- |")
+        for (w, wt, temp), (hr, nd) in sorted(mean.items(), key=lambda kv: -sum(kv[1]))[:12]:
+            print(f"| {w} | {wt} | {temp} | {hr:.4f} | {nd:.4f} |")
 
 
 if __name__ == "__main__":

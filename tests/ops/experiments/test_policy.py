@@ -1,0 +1,26 @@
+"""The policy experiments' plumbing on the shipped data with the tiny preset: splits, a run reused or re-scored
+without retraining, and the served-mix grid."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ops.experiments.policy import Paths, mix_grid, prepare, train_and_score
+from recast.sft import preset
+
+
+def test_a_run_is_reused_then_rescored_without_retraining_and_the_mix_grid_is_ranked(tmp_path, shipped_data):
+    paths = Paths(shipped_data, tmp_path)
+    counts = prepare(paths)
+    assert counts["train"] + counts["heldout"] == 4532 and counts["fit"] + counts["tune"] == counts["train"]
+    config, out = replace(preset("tiny"), epochs=1), tmp_path / "run"
+    first = train_and_score(paths, paths.inner / "fit.csv", paths.inner / "tune.csv", config, out, beam_width=10)
+    assert len(first["ranks"]["policy"]) == counts["tune"] and {"transition", "text", "served"} <= set(first["ranks"])
+    weights = (out / "ckpt" / "model.safetensors").stat().st_mtime_ns
+    (out / "result.json").unlink()  # a re-score: the checkpoint and its training figures are kept
+    again = train_and_score(paths, paths.inner / "fit.csv", paths.inner / "tune.csv", config, out, beam_width=10)
+    assert (out / "ckpt" / "model.safetensors").stat().st_mtime_ns == weights
+    assert again["ranks"] == first["ranks"] and again["train_seconds"] == first["train_seconds"]
+    grid = mix_grid(paths, out, beam_width=10)
+    assert len(grid) == 42 and all(w + wt <= 1.0 for w, wt, *_ in grid)
+    assert [hr + nd for *_, hr, nd in grid] == sorted((hr + nd for *_, hr, nd in grid), reverse=True)
