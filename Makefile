@@ -79,7 +79,8 @@ experiment: install
 	$(BIN)/recast split --data $(DATA) --out $(RUN)/split
 	RECAST_TORCH_THREADS=$(EXP_THREADS) $(BIN)/recast experiment --data $(DATA) --train $(RUN)/split/train.csv \
 		--eval $(RUN)/split/heldout.csv \
-		--out runs/experiment --widths 16,32 --arms $(EXP_ARMS) --seeds $(EXP_SEEDS) $(EXP_FLAGS)
+		--sft-preset long-context --out runs/experiment --widths 16,32 --arms $(EXP_ARMS) --seeds $(EXP_SEEDS) \
+		$(EXP_FLAGS)
 	@echo "experiment done: runs/experiment/report.md, report.json, report.png"
 
 lint: install

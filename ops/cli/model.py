@@ -77,7 +77,8 @@ def train(
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write (resumes if a run there was interrupted).")],
     data: DataOpt = None,
     preset: Annotated[
-        str, typer.Option(help="Training preset: 'tiny' (seconds, tests) or 'default' (minutes, demo).")
+        str, typer.Option(help="Training preset: 'tiny' (seconds, tests), 'default' (minutes, demo and "
+                    "service: one-item prompts) or 'long-context' (the former default: ten-item prompts).")
     ] = "default",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epoch count.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,

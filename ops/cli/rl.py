@@ -127,7 +127,8 @@ def experiment(
         int | None, typer.Option(help="Score only the first N eval entries (the same for every arm).")
     ] = None,
     probe_every: Annotated[int | None, typer.Option(help="Steps between after-update probes (0: never).")] = None,
-    sft_preset: Annotated[str, typer.Option(help="SFT preset of the shared start.")] = "default",
+    sft_preset: Annotated[str, typer.Option(help="SFT preset of the shared start (the learning rates in "
+                                            "ops.experiments.rl were tuned from long-context).")] = "long-context",
     preset: Preset = "default",
     seed: Annotated[int, typer.Option(help="Seed of the user split and the SFT start (one start for every run).")] = 0,
     jobs: Annotated[int, typer.Option(help="Runs at once, each its own process.")] = 1,

@@ -94,7 +94,7 @@ class ExperimentPlan:
     base: RLConfig = RLConfig()
     lr: dict | None = None  # arm -> learning rate (over TUNED_LR)
     lr_grid: tuple[float, ...] = ()  # tuning: every arm at every rate
-    sft_preset: str = "default"
+    sft_preset: str = "long-context"  # the start TUNED_LR was chosen from (issue 12)
     rl_share: float = 0.2
     tune_share: float = 0.1
     seed: int = 0  # the split's and the SFT start's: one start for every run
