@@ -159,6 +159,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     n_new = len(held_items)
     out = {"new_items": n_new, "cold_rows": len(cold), "warm_rows": len(warm), "codes": {}, "variants": {}}
     text_ranks = warm_before = None
+    old_paths = set(coder.paths)
     for scheme in code_schemes:
         codes = coder.assign(new, unused_paths=scheme == "unused")
         grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
@@ -170,7 +171,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
         out["codes"][scheme] = {
             "disambiguation_tokens": sorted({c[-1] for c in codes.values()}),
             "beyond_d_0": sum(c[-1] != f"<{base.disambiguation_level}_0>" for c in codes.values()),
-            "paths_shared_with_an_old_item": sum(c[:-1] in set(coder.paths) for c in codes.values())}  # fmt: skip
+            "paths_shared_with_an_old_item": sum(c[:-1] in old_paths for c in codes.values())}  # fmt: skip
         if text_ranks is None:  # the text scorer and the base model do not depend on the codes
             text_ranks = ranks(partial(text_top, unborrowed.text), ch, ct)
             # The base catalog's positions are the grown one's first ones, so the same histories serve it.

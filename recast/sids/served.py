@@ -25,7 +25,8 @@ only tokens it has embeddings for. So a new item must get a code made of tokens 
   takes probability from an old item with its prefix, and never needs ``<d_n>`` tokens the policy rarely saw;
   the price is a prefix the policy never decoded. An item whose text duplicates an existing item's still takes
   that item's path (the collision the disambiguation token is for), and an item for which every searched path
-  is taken falls back to a used path.
+  is taken falls back to a used path. Measured on the cold-start experiment (BENCHMARKS.md, "Cold start"): no
+  different from a used path beyond the noise, so it is not what serving assigns.
 
 Pure: the featuriser is fitted with an explicit generator, so the same catalog and entries give the same codes.
 """
