@@ -47,7 +47,13 @@ class TransitionModel:
 
     ``row_totals`` (the counted weight leaving each item) and ``target_total`` (the counted targets behind
     ``popularity``) keep the raw counts recoverable, so :meth:`update` adds new sequences exactly, as if
-    fitted on old and new together, without the old sequences (the nightly refresh has only the new)."""
+    fitted on old and new together, without the old sequences (the nightly refresh has only the new).
+
+    Those fields hold *counted* interactions only. Items added online with no interaction yet may also
+    borrow transitions from known items (:meth:`borrowing`): ``borrowers[m]`` takes ``shares[m]`` of
+    ``lenders[m]``'s probabilities, in and out. The borrowed edges are never counts; they are laid over
+    the counted ones when the model is built (:meth:`scores` reads the union), so :meth:`update` never
+    counts them and drops a borrower's prior once the item has counts of its own."""
 
     offsets: torch.Tensor  # (N + 1,)
     next_items: torch.Tensor  # (E,)
@@ -56,6 +62,17 @@ class TransitionModel:
     decay: float = 0.5
     row_totals: torch.Tensor | None = None  # (N,); None in checkpoints older than update()
     target_total: float | None = None
+    borrowers: torch.Tensor | None = None  # (M,) items that borrow (none counted yet); None: no borrowing
+    lenders: torch.Tensor | None = None  # (M,) the known item each borrows from
+    shares: torch.Tensor | None = None  # (M,) the share of the lender's probabilities borrowed
+
+    def __post_init__(self) -> None:
+        # What scores() reads: the counted CSR, or the counted edges with the borrowed ones laid over them.
+        served = (self.offsets, self.next_items, self.next_probs, self.popularity)
+        if self.borrowers is not None and self.borrowers.numel():
+            served = _with_borrowed(self)
+        for name, tensor in zip(("_offsets", "_next_items", "_next_probs", "_popularity"), served):
+            object.__setattr__(self, name, tensor)
 
     @classmethod
     def fit(cls, sequences: Sequence[TrainingSequence], num_items: int, decay: float = 0.5) -> TransitionModel:
@@ -82,7 +99,54 @@ class TransitionModel:
         for key, weight in _pair_counts(sequences).items():
             pairs[key] = pairs.get(key, 0.0) + weight
         targets = self.popularity * self.target_total + PopularityModel.fit(sequences, num_items).counts
-        return self._from_counts(pairs, targets, num_items, self.decay)
+        counted = self._from_counts(pairs, targets, num_items, self.decay)
+        if self.borrowers is None:
+            return counted
+        keep = ~counted.has_counts(self.borrowers)
+        if not bool(keep.any()):
+            return counted
+        return counted.borrowing(self.borrowers[keep], self.lenders[keep], self.shares[keep])
+
+    def has_counts(self, items: torch.Tensor) -> torch.Tensor:
+        """(M,) bool: whether each of ``items`` has any counted interaction (leaving it, reaching it, or as a
+        target)."""
+        num_items = self.popularity.shape[0]
+        counted = torch.zeros(num_items, dtype=torch.bool)
+        counted[self.next_items] = True
+        counted |= self.offsets[1:] > self.offsets[:-1]
+        counted |= self.popularity > 0
+        return counted[items]
+
+    def borrowing(self, borrowers: torch.Tensor, lenders: torch.Tensor, shares: torch.Tensor) -> TransitionModel:
+        """This model with ``borrowers[m]`` taking ``shares[m]`` of ``lenders[m]``'s counted transitions, a prior
+        for items added online before anyone interacted with them (``recast.added_items`` picks each new
+        item's nearest known items by text). For each borrower ``j``, lender ``n`` and share ``s``:
+
+        - *incoming*: every item ``i`` reaches ``j`` with ``s * P(n | i)``. The rows are **not** renormalised, so
+          no counted item's score changes; with shares summing to at most 1, ``j`` never outscores its lenders
+          and the per-row maximum the fusion scales by stays a counted item's;
+        - *outgoing*: ``j`` reaches ``k`` with ``s * P(k | n)``, so ``j`` in a history acts as a damped ``n``;
+        - *popularity* (the backfill): ``s * popularity[n]``.
+
+        Why a separate layer rather than pseudo-counts folded into the counts: the nightly refresh
+        (:meth:`update`) recovers the counts from ``next_probs * row_totals`` and adds the day's, exactly. Folded
+        pseudo-counts would be recovered as if they had happened, counted again by every refresh's arithmetic
+        and never leave: a guess about an item would outweigh its real interactions for ever. Kept apart, they
+        are never counted, the borrowed edges follow the lenders' *current* counts (a refresh that learns more
+        about the lender passes it on), and an item's prior is dropped by the first refresh that counts any
+        interaction of its own, after which counts alone rank it, like any other counted item. Borrowers must
+        have no counts, and lenders must be items that do not borrow."""
+        if not (borrowers.shape == lenders.shape == shares.shape) or borrowers.dim() != 1:
+            raise ValueError("borrowers, lenders and shares must be equally long vectors")
+        if borrowers.numel() and bool(self.has_counts(borrowers).any()):
+            raise ValueError("an item with counted interactions cannot borrow transitions")
+        if borrowers.numel() and bool(torch.isin(lenders, borrowers).any()):
+            raise ValueError("a borrowing item cannot lend")
+        if borrowers.numel() and bool((shares < 0).any()):
+            raise ValueError("borrowed shares must be >= 0")
+        return TransitionModel(self.offsets, self.next_items, self.next_probs, self.popularity, self.decay,
+                               self.row_totals, self.target_total, borrowers.long(), lenders.long(),
+                               shares.float())  # fmt: skip
 
     @classmethod
     def _from_counts(cls, pairs: dict[tuple[int, int], float], targets: torch.Tensor, num_items: int,
@@ -105,18 +169,21 @@ class TransitionModel:
         history (which ``decay**distance`` can make far smaller than a fixed epsilon),
         so it only orders the items no transition reaches.
         """
-        out = torch.zeros_like(self.popularity)
+        offsets, next_items, next_probs = self._offsets, self._next_items, self._next_probs
+        popularity = self._popularity
+        out = torch.zeros_like(popularity)
         for distance, item in enumerate(reversed(history)):
-            lo, hi = self.offsets[item].item(), self.offsets[item + 1].item()
-            out.index_add_(0, self.next_items[lo:hi], self.next_probs[lo:hi] * self.decay**distance)
+            lo, hi = offsets[item].item(), offsets[item + 1].item()
+            out.index_add_(0, next_items[lo:hi], next_probs[lo:hi] * self.decay**distance)
         reached = out[out > 0]
         scale = BACKFILL * min(1.0, reached.min().item()) if reached.numel() else BACKFILL
-        return out + scale * self.popularity / self.popularity.max().clamp(min=1e-12)
+        return out + scale * popularity / popularity.max().clamp(min=1e-12)
 
     def extended(self, num_items: int) -> TransitionModel:
         """The model over a catalog grown to ``num_items``: the added items have no transitions and no targets
         yet, so they score nothing here (the text scorer and the policy rank them) until a refresh counts
-        their interactions (:meth:`update` needs them in the model first)."""
+        their interactions (:meth:`update` needs them in the model first), unless they then borrow a prior
+        (:meth:`borrowing`). Items that already borrowed keep their prior."""
         n = self.popularity.shape[0]
         if num_items < n:
             raise ValueError(f"a catalog only grows: {num_items} items < the model's {n}")
@@ -125,7 +192,7 @@ class TransitionModel:
         popularity = torch.cat((self.popularity, torch.zeros(more)))
         totals = None if self.row_totals is None else torch.cat((self.row_totals, torch.zeros(more)))
         return TransitionModel(offsets, self.next_items, self.next_probs, popularity, self.decay, totals,
-                               self.target_total)  # fmt: skip
+                               self.target_total, self.borrowers, self.lenders, self.shares)  # fmt: skip
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {
@@ -137,13 +204,39 @@ class TransitionModel:
         }
         if self.row_totals is not None and self.target_total is not None:
             tensors |= {"row_totals": self.row_totals, "target_total": torch.tensor(self.target_total)}
+        if self.borrowers is not None:
+            tensors |= {"borrowers": self.borrowers, "lenders": self.lenders, "shares": self.shares}
         return tensors
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> TransitionModel:
         total = float(t["target_total"]) if "target_total" in t else None
         return cls(t["offsets"], t["next_items"], t["next_probs"], t["popularity"], float(t["decay"]),
-                   t.get("row_totals"), total)  # fmt: skip
+                   t.get("row_totals"), total, t.get("borrowers"), t.get("lenders"), t.get("shares"))  # fmt: skip
+
+
+def _with_borrowed(model: TransitionModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(offsets, next_items, next_probs, popularity): the counted CSR with the borrowed edges added
+    (:meth:`TransitionModel.borrowing` says which)."""
+    num_items = model.popularity.shape[0]
+    degree = model.offsets[1:] - model.offsets[:-1]
+    src = torch.repeat_interleave(torch.arange(num_items), degree)
+    parts = [(src, model.next_items, model.next_probs)]
+    for j, n, s in zip(model.borrowers.tolist(), model.lenders.tolist(), model.shares.tolist()):
+        into = model.next_items == n  # edges i -> n become i -> j
+        parts.append((src[into], torch.full((int(into.sum()),), j), s * model.next_probs[into]))
+        lo, hi = model.offsets[n].item(), model.offsets[n + 1].item()  # n -> k becomes j -> k
+        parts.append((torch.full((hi - lo,), j), model.next_items[lo:hi], s * model.next_probs[lo:hi]))
+    src_all, dst_all, prob_all = (torch.cat(p) for p in zip(*parts))
+    # Coalesce (two lenders can both reach the same pair) and order by source, as the CSR needs.
+    key = src_all * num_items + dst_all
+    unique, inverse = torch.unique(key, return_inverse=True)
+    probs = torch.zeros(unique.shape[0]).index_add_(0, inverse, prob_all)
+    rows = unique // num_items
+    offsets = torch.zeros(num_items + 1, dtype=torch.long)
+    offsets[1:] = torch.bincount(rows, minlength=num_items).cumsum(0)
+    popularity = model.popularity.clone().index_add_(0, model.borrowers, model.shares * model.popularity[model.lenders])
+    return offsets, unique % num_items, probs, popularity
 
 
 def _pair_counts(sequences: Iterable[TrainingSequence]) -> dict[tuple[int, int], float]:

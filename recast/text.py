@@ -112,6 +112,23 @@ class TextModel:
         out -= weights * self._norms  # each history item's similarity to itself
         return out.clamp(min=0.0)
 
+    def nearest(self, items: Sequence[int], candidates: torch.Tensor, k: int = 1,
+                batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """(positions, cosines), each (len(items), k): the ``k`` items where ``candidates`` (bool, over the first
+        ``len(candidates)`` items) is true whose text is nearest each of ``items``, best first (an item is never
+        its own neighbour). A cosine of 0 means no word in common, or fewer than ``k`` candidates: such a
+        neighbour is no evidence, and callers skip it."""
+        k = min(k, candidates.shape[0])
+        positions, cosines = [], []
+        for start in range(0, len(items), batch):
+            scores = self.scores_batch([[i] for i in items[start:start + batch]])[:, :candidates.shape[0]]
+            best = torch.topk(scores * candidates, k, dim=1)
+            positions.append(best.indices)
+            cosines.append(best.values)
+        if not positions:
+            return torch.zeros(0, k, dtype=torch.long), torch.zeros(0, k)
+        return torch.cat(positions), torch.cat(cosines)
+
     def to_tensors(self) -> dict[str, torch.Tensor]:
         return {
             "crow": self.crow,

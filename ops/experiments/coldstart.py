@@ -1,21 +1,30 @@
 """Cold start: can items added online, with text only, be recommended before anyone bought them?
 
+For each seed of ``--seeds`` (the split's and the training's):
+
 1. Hold out ``--item-share`` of the items (seeded) and ``--user-share`` of the users. The base data set keeps
    the other items with their shipped SIDs; training rows are the other users' rows that touch no held-out item
    (history or target): nothing about a held-out item is learnt.
-2. Train the policy on the base (``learner.sft_trainer.train_sft``, the ``--preset``).
+2. Train the policy on the base (``learner.sft_trainer.train_sft``, the ``--preset``, its seed the seed's).
 3. Add the held-out items with their ``items.json`` text only, as ``POST /v1/admin/items`` does: codes from
-   ``recast.sids.served.ServedCoder`` over the base catalog, the catalog appended, the checkpoint grown
-   (``recast.added_items.grow_checkpoint``: no new weights, text-scorer rows, no transitions).
+   ``recast.sids.served.ServedCoder`` over the base catalog (``--codes``: ``used``, a used path plus the next
+   ``<d_n>``; ``unused``, an unused path of known tokens plus ``<d_0>``), the catalog appended, the checkpoint
+   grown (``recast.added_items.grow_checkpoint``: no new weights, text-scorer rows, and transitions borrowed from
+   each new item's nearest known item by text, ``--factors`` x ``--neighbours``; factor 0 borrows nothing).
 4. On the held-out users' rows (``valid.csv`` only; the test split is never read):
    - *cold* rows (target a held-out item): HR@10 / NDCG@10 of the served ranking (beam + fusion), of the text
      scorer alone, and of a list of 10 random new items (expected HR@10 = 10 / number of new items);
    - *warm* rows (no held-out item anywhere): the served ranking before adding (base model) and after, so adding
-     items does not cost the rest.
+     items does not cost the rest;
+   - *all* rows (cold and warm): before adding, a cold row's target is not in the catalog (a miss).
+   Each variant's hit@10 differences (served - text on cold rows, after - before on warm and all rows) get a paired
+   bootstrap interval per seed and over the seeds' rows pooled.
 
-Training is the long part: run it on a machine with time (the smoke line takes a few minutes on 2 cores):
+The variant is chosen on the first seed alone (the best HR@10 over all rows, old and new targets together; ties:
+the best on cold rows); the other seeds confirm it (``confirmation``). ``--impute`` is a probe of what a bigger
+share for new items buys and costs, not a product path. A seed takes about a minute on one core:
 
-    python -m ops.experiments.coldstart --out runs/coldstart --preset default
+    python -m ops.experiments.coldstart --out runs/coldstart --seeds 0,1,2,3
     python -m ops.experiments.coldstart --out /tmp/coldstart-smoke --preset tiny --epochs 1 --max-train-rows 3000
 """
 
@@ -26,8 +35,11 @@ import ast
 import csv
 import json
 import logging
+import os
 import random
 from dataclasses import replace
+from functools import partial
+from itertools import product
 from pathlib import Path
 
 import torch
@@ -87,8 +99,48 @@ def summary(r: list[int | None]) -> dict:
     return {"rows": len(r), f"hr@{K}": round(hit_rate(r, K), 4), f"ndcg@{K}": round(ndcg(r, K), 4)}
 
 
-def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[str], beam_width: int) -> dict:
-    from recast.added_items import added_item, grow_checkpoint
+def hits(r: list[int | None]) -> list[float]:
+    return [1.0 if x is not None and x < K else 0.0 for x in r]
+
+
+def interval(a: list[float], b: list[float]) -> dict:
+    """Mean of a - b per row and its 95% paired-bootstrap interval (hit@10 per row)."""
+    from recast.metrics import paired_bootstrap
+
+    if not a:
+        return {"rows": 0}
+    mean, lo, hi = paired_bootstrap(a, b)
+    return {"rows": len(a), "diff": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def text_top(text, histories: list[list[int]]) -> list[list[tuple[int, float]]]:
+    """The text scorer alone: its top 10 for each history."""
+    return [[(i, 0.0) for i in torch.topk(s, K).indices.tolist()] for s in text.scores_batch(histories)]
+
+
+def variant_name(codes: str, factor: float, neighbours: int, impute: float) -> str:
+    name = f"codes={codes} factor={factor:g} neighbours={neighbours}"
+    return name + (f" impute={impute:g}" if impute else "")
+
+
+def imputed(rec, histories: list[list[int]], known: int, weight: float) -> torch.Tensor:
+    """(B, N) transition scores, each row scaled so its best item scores 1, in which an added item (position
+    ``known`` on) scores at least ``weight`` times its text score (scaled the same way): a probe, not a product
+    path. An added item has no counts, so its transition score is missing rather than zero; this fills the gap
+    with the one signal it has, and measures what that costs the old targets."""
+    trans = rec.transition_scores(histories)
+    text = rec.text_scores(histories)
+    trans = trans / trans.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    text = text / text.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    trans[:, known:] = torch.maximum(trans[:, known:], weight * text[:, known:])
+    return trans
+
+
+def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[str], beam_width: int,
+             code_schemes: list[str], factors: list[float], neighbours: list[int],
+             imputes: list[float]) -> dict:  # fmt: skip
+    """The seed's figures: per-row ranks of every ranking, and each variant's summary."""
+    from recast.added_items import Borrow, added_item, borrowed_transitions, grow_checkpoint
     from recast.catalog import append_items, sid_text
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions, load_item_entries
@@ -100,45 +152,93 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     entries = load_item_entries(data)
     coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
     new = {i: entries[i] for i in sorted(held_items)}
-    codes = coder.assign(new)
-    grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
-    grown_ckpt = grow_checkpoint(base_ckpt, grown)
-    served = {"before": Recommender.from_checkpoint(base_ckpt, beam_width),
-              "after": Recommender.from_checkpoint(grown_ckpt, beam_width)}  # fmt: skip
-
     rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
     cold = [r for r in rows if r.target in held_items]
     warm = [r for r in rows if r.target not in held_items and not held_items & set(r.history)]
-    at = grown.index
-
-    def positions(rs):
-        return [[at[i] for i in r.history] for r in rs], [at[r.target] for r in rs]
-
-    ch, ct = positions(cold)
-    wh, wt = positions(warm)
-    text = grown_ckpt.text
-    text_top = lambda hs: [[(i, 0.0) for i in torch.topk(s, K).indices.tolist()]  # noqa: E731
-                           for s in text.scores_batch(hs)]  # fmt: skip
+    before = Recommender.from_checkpoint(base_ckpt, beam_width)
     n_new = len(held_items)
-    result = {
-        "new_items": n_new,
-        "codes": {"disambiguation_tokens": sorted({c[-1] for c in codes.values()}),
-                  "beyond_d_0": sum(c[-1] != f"<{base.disambiguation_level}_0>" for c in codes.values())},  # fmt: skip
-        "cold": {
-            "served": summary(ranks(lambda hs: served["after"].recommend(hs, K), ch, ct)),
-            "text": summary(ranks(text_top, ch, ct)),
-            "random_new_item": {"rows": len(cold), f"hr@{K}": round(min(K, n_new) / n_new, 4)},
-        },
-        "warm": {
-            "before": summary(ranks(lambda hs: served["before"].recommend(hs, K), wh, wt)),
-            "after": summary(ranks(lambda hs: served["after"].recommend(hs, K), wh, wt)),
-        },
-    }
-    # How often the served lists hold any new item at all (on the cold rows: is the policy + text path open?).
-    lists = [ranked for s in range(0, len(ch), 64) for ranked in served["after"].recommend(ch[s:s + 64], K)]
-    result["cold"]["lists_with_a_new_item"] = round(sum(any(i >= len(base) for i, _ in r) for r in lists)
-                                                    / max(1, len(lists)), 4)  # fmt: skip
-    return result
+    out = {"new_items": n_new, "cold_rows": len(cold), "warm_rows": len(warm), "codes": {}, "variants": {}}
+    text_ranks = warm_before = None
+    old_paths = set(coder.paths)
+    for scheme in code_schemes:
+        codes = coder.assign(new, unused_paths=scheme == "unused")
+        grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
+        unborrowed = grow_checkpoint(base_ckpt, grown, Borrow(factor=0.0))
+        served = Recommender.from_checkpoint(unborrowed, beam_width)
+        at = grown.index
+        ch, ct = [[at[i] for i in r.history] for r in cold], [at[r.target] for r in cold]
+        wh, wt = [[at[i] for i in r.history] for r in warm], [at[r.target] for r in warm]
+        out["codes"][scheme] = {
+            "disambiguation_tokens": sorted({c[-1] for c in codes.values()}),
+            "beyond_d_0": sum(c[-1] != f"<{base.disambiguation_level}_0>" for c in codes.values()),
+            "paths_shared_with_an_old_item": sum(c[:-1] in old_paths for c in codes.values())}  # fmt: skip
+        if text_ranks is None:  # the text scorer and the base model do not depend on the codes
+            text_ranks = ranks(partial(text_top, unborrowed.text), ch, ct)
+            # The base catalog's positions are the grown one's first ones, so the same histories serve it.
+            warm_before = ranks(lambda hs: before.recommend(hs, K), wh, wt)
+        # The policy's beams depend on the codes only; each borrowing variant re-fuses them.
+        beams = {"cold": [served.policy(ch[s:s + 64]) for s in range(0, len(ch), 64)],
+                 "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)]}  # fmt: skip
+        for factor, k, impute in product(factors, neighbours, imputes):
+            if (factor == 0.0 and k != neighbours[0]) or (impute and factor):
+                continue  # borrowing nothing from 1 or 3 neighbours is one variant; imputing replaces borrowing
+            transition = borrowed_transitions(unborrowed.transition, unborrowed.text, len(base), Borrow(factor, k))
+            fused = replace(served, transition=transition)
+
+            def recommend(hs, part, start, fused=fused, beams=beams, impute=impute):
+                scores = imputed(fused, hs, len(base), impute) if impute else None
+                return fused.rank(hs, beams[part][start // 64], K, transition=scores)
+
+            cold_ranks = _ranked(recommend, "cold", ch, ct)
+            warm_after = _ranked(recommend, "warm", wh, wt)
+            lists = [r for s in range(0, len(ch), 64) for r in recommend(ch[s:s + 64], "cold", s)]
+            out["variants"][variant_name(scheme, factor, k, impute)] = {
+                "cold_served": cold_ranks, "warm_after": warm_after,
+                "lists_with_a_new_item": round(sum(any(i >= len(base) for i, _ in r) for r in lists)
+                                               / max(1, len(lists)), 4)}  # fmt: skip
+    out["cold_text"], out["warm_before"] = text_ranks, warm_before
+    out["random_new_item_hr@10"] = round(min(K, n_new) / n_new, 4)
+    return out
+
+
+def _ranked(recommend, part: str, histories: list[list[int]], targets: list[int]) -> list[int | None]:
+    from recast.metrics import rank_of
+
+    out = []
+    for start in range(0, len(histories), 64):
+        lists = recommend(histories[start:start + 64], part, start)
+        out += [rank_of(t, [i for i, _ in ranked]) for t, ranked in zip(targets[start:start + 64], lists)]
+    return out
+
+
+def report(seeds: dict[int, dict], names: list[str]) -> dict:
+    """Per variant: each seed's and the pooled rows' figures and intervals, the variant chosen on the first seed,
+    and the other seeds' confirmation of it."""
+
+    def figures(runs: list[dict], name: str) -> dict:
+        cold_s = [x for r in runs for x in r["variants"][name]["cold_served"]]
+        cold_t = [x for r in runs for x in r["cold_text"]]
+        warm_a = [x for r in runs for x in r["variants"][name]["warm_after"]]
+        warm_b = [x for r in runs for x in r["warm_before"]]
+        # Every scored row: before adding, a cold row's target is not in the catalog, so it is a miss.
+        all_b, all_a = warm_b + [None] * len(cold_s), warm_a + cold_s
+        return {"cold": {"served": summary(cold_s), "text": summary(cold_t),
+                         "served_minus_text": interval(hits(cold_s), hits(cold_t))},
+                "warm": {"before": summary(warm_b), "after": summary(warm_a),
+                         "after_minus_before": interval(hits(warm_a), hits(warm_b))},
+                "all": {"before": summary(all_b), "after": summary(all_a),
+                        "after_minus_before": interval(hits(all_a), hits(all_b))}}  # fmt: skip
+
+    table = {name: {"per_seed": {s: figures([r], name) for s, r in seeds.items()},
+                    "pooled": figures(list(seeds.values()), name)} for name in names}  # fmt: skip
+    first = next(iter(seeds))
+    on_first = {n: table[n]["per_seed"][first] for n in names}
+    # The quality a storefront sees over old and new targets together; ties go to the new targets.
+    chosen = max(names, key=lambda n: (on_first[n]["all"]["after"].get(f"hr@{K}", 0),
+                                       on_first[n]["cold"]["served"].get(f"hr@{K}", 0)))  # fmt: skip
+    rest = [r for s, r in seeds.items() if s != first]
+    return {"variants": table, "chosen_on_seed": first, "chosen": chosen,
+            "confirmation": figures(rest, chosen) if rest else None}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -151,26 +251,68 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--max-train-rows", type=int, default=None, help="cap the training rows (a smoke run)")
     parser.add_argument("--beam-width", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated; the first chooses the variant")
+    parser.add_argument("--codes", default="used,unused", help="code schemes for the new items: used, unused")
+    parser.add_argument("--factors", default="0,0.25,0.5,1", help="shares of the nearest item's transitions")
+    parser.add_argument("--neighbours", default="1,3", help="how many nearest known items lend")
+    parser.add_argument("--impute", default="0,0.25,0.5", help="a probe: an added item's missing transition score "
+                        "as this share of its text score (0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # The machine is shared: RECAST_TORCH_THREADS bounds this run as it bounds `recast experiment`.
+    torch.set_num_threads(int(os.environ.get("RECAST_TORCH_THREADS", "2")))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    schemes = args.codes.split(",")
+    factors = [float(f) for f in args.factors.split(",")]
+    neighbours = [int(k) for k in args.neighbours.split(",")]
+    imputes = [float(g) for g in args.impute.split(",")]
+    runs = {seed: run_seed(args, seed, schemes, factors, neighbours, imputes) for seed in seeds}
+    names = list(runs[seeds[0]]["variants"])
+    result = {"args": {k: str(v) for k, v in vars(args).items()},
+              "seeds": {s: {k: v for k, v in r.items() if k not in ("variants", "cold_text", "warm_before")}
+                        for s, r in runs.items()},
+              **report(runs, names)}  # fmt: skip
+    (args.out / "result.json").write_text(json.dumps(result, indent=2))
+    for name in names:
+        log.info("%s", one_line(name, result["variants"][name]))
+    log.info("chosen on seed %d: %s; confirmation (seeds %s): %s", seeds[0], result["chosen"], seeds[1:],
+             json.dumps(result["confirmation"]))  # fmt: skip
+
+
+def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbours: list[int],
+             imputes: list[float]) -> dict:  # fmt: skip
+    """One seed: its split and base data set, its trained policy (kept under ``--out/seed-N/ckpt`` and reused by
+    a rerun), and its per-row ranks (``--out/seed-N/ranks.json``)."""
     from learner.sft_trainer import train_sft
     from recast.sft import preset
 
-    held_items, held_users = split(args.data, args.item_share, args.user_share, args.seed)
-    made = write_base(args.data, args.out / "base", held_items, held_users, args.max_train_rows)
-    log.info("held out %d items and %d users; base: %s", len(held_items), len(held_users), made)
-    config = preset(args.preset)
+    out = args.out / f"seed-{seed}"
+    held_items, held_users = split(args.data, args.item_share, args.user_share, seed)
+    made = write_base(args.data, out / "base", held_items, held_users, args.max_train_rows)
+    log.info("seed %d: held out %d items and %d users; base: %s", seed, len(held_items), len(held_users), made)
+    config = replace(preset(args.preset), seed=seed)
     if args.epochs is not None:
         config = replace(config, epochs=args.epochs)
-    ckpt = args.out / "ckpt"
+    ckpt = out / "ckpt"
     if not (ckpt / "manifest.json").exists():
-        train_sft(args.out / "base", args.out / "base" / "valid.csv", config, ckpt, progress=True)
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "base": made,
-              **evaluate(args.data, ckpt, held_items, held_users, args.beam_width)}  # fmt: skip
-    (args.out / "result.json").write_text(json.dumps(result, indent=2))
-    log.info("%s", json.dumps(result, indent=2))
+        train_sft(out / "base", out / "base" / "valid.csv", config, ckpt, progress=False)
+    figures = {"base": made, **evaluate(args.data, ckpt, held_items, held_users, args.beam_width, schemes, factors,
+                                        neighbours, imputes)}  # fmt: skip
+    (out / "ranks.json").write_text(json.dumps(figures))
+    return figures
 
+
+def one_line(name: str, figures: dict) -> str:
+    def part(f: dict) -> str:
+        c, w = f["cold"], f["warm"]
+        return (f"cold {c['served'].get('hr@10')} vs text {c['text'].get('hr@10')} "
+                f"{c['served_minus_text'].get('diff')} {c['served_minus_text'].get('ci95')}; warm "
+                f"{w['before'].get('hr@10')} -> {w['after'].get('hr@10')} {w['after_minus_before'].get('diff')} "
+                f"{w['after_minus_before'].get('ci95')}; all {f['all']['before'].get('hr@10')} -> "
+                f"{f['all']['after'].get('hr@10')} {f['all']['after_minus_before'].get('ci95')}")  # fmt: skip
+
+    seeds = " | ".join(f"seed {s}: {part(f)}" for s, f in figures["per_seed"].items())
+    return f"{name}: {seeds} | pooled: {part(figures['pooled'])}"
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,15 @@ only tokens it has embeddings for. So a new item must get a code made of tokens 
   nearest path is tried, and so on; only when no existing path has a known free index is the item refused
   (:class:`~recast.catalog.CatalogError`). The fallback costs little: the next path is still near the text,
   and the text scorer ranks the item by its own words either way.
+- **Or an unused path** (``assign(..., unused_paths=True)``): a path of known level tokens that no item holds
+  yet, found as a residual quantiser would (the :data:`SEARCH` nearest codewords per level to the item's
+  residual, every combination ranked by the cosine of its vector), ending in ``<d_0>``, the disambiguation
+  token every item's training saw. The new item then shares no code with an old one, so decoding it never
+  takes probability from an old item with its prefix, and never needs ``<d_n>`` tokens the policy rarely saw;
+  the price is a prefix the policy never decoded. An item whose text duplicates an existing item's still takes
+  that item's path (the collision the disambiguation token is for), and an item for which every searched path
+  is taken falls back to a used path. Measured on the cold-start experiment (BENCHMARKS.md, "Cold start"): no
+  different from a used path beyond the noise, so it is not what serving assigns.
 
 Pure: the featuriser is fitted with an explicit generator, so the same catalog and entries give the same codes.
 """
@@ -35,6 +44,7 @@ from recast.catalog import SID_TOKEN, Catalog, CatalogError, id_order
 from recast.sids.features import TextFeaturizer
 
 DUPLICATE = 1.0 - 1e-5  # cosine at which two items' text is the same text
+SEARCH = 6  # codewords tried per level for an unused path: SEARCH**levels combinations an item
 
 
 def catalog_entries(catalog: Catalog, entries: Mapping[str, Mapping] | None = None) -> list[dict]:
@@ -54,6 +64,7 @@ class ServedCoder:
     next_free: Mapping[tuple[str, ...], int]  # SID -> its next free disambiguation index
     disambiguation_level: str
     known_tokens: frozenset[str] | None  # the policy's vocabulary; None: any disambiguation index is allowed
+    codebooks: tuple[tuple[tuple[str, ...], torch.Tensor], ...] = ()  # per level: tokens, their codewords (T, d)
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, entries: Mapping[str, Mapping] | None = None,
@@ -70,6 +81,7 @@ class ServedCoder:
         item_paths = torch.tensor([path_index[item.sid] for item in catalog.items], dtype=torch.long)
         # Residual means per level, as recast.text_init.token_vectors: tokens are shared across prefixes.
         residual, path_sum = vectors.clone(), torch.zeros(len(paths), vectors.shape[1])
+        codebooks = []
         for level in range(len(paths[0])):
             tokens = sorted({p[level] for p in paths})
             token_index = {t: n for n, t in enumerate(tokens)}
@@ -77,6 +89,7 @@ class ServedCoder:
             sums = torch.zeros(len(tokens), vectors.shape[1]).index_add_(0, of_item, residual)
             means = sums / torch.bincount(of_item, minlength=len(tokens)).clamp(min=1).unsqueeze(1)
             residual = residual - means[of_item]
+            codebooks.append((tuple(tokens), means))
             path_sum += means[torch.tensor([token_index[p[level]] for p in paths], dtype=torch.long)]
         next_free: dict[tuple[str, ...], int] = defaultdict(int)
         for item in catalog.items:
@@ -84,7 +97,7 @@ class ServedCoder:
             next_free[item.sid] = max(next_free[item.sid], index + 1)
         known = None if known_tokens is None else frozenset(known_tokens)
         return cls(featurizer, paths, normalize(path_sum, dim=1), vectors, item_paths, dict(next_free),
-                   catalog.disambiguation_level, known)  # fmt: skip
+                   catalog.disambiguation_level, known, tuple(codebooks))  # fmt: skip
 
     def ranked_paths(self, entry: Mapping) -> list[int]:
         """Indices into :attr:`paths`, best first: paths of items with this exact text, then by cosine."""
@@ -94,14 +107,41 @@ class ServedCoder:
         by_cosine = torch.argsort(-(self.path_vectors @ vector), stable=True).tolist()
         return list(dict.fromkeys(first + by_cosine))
 
-    def assign(self, new_entries: Mapping[str, Mapping]) -> dict[str, tuple[str, ...]]:
+    def unused_paths(self, entry: Mapping) -> list[tuple[str, ...]]:
+        """Paths of known level tokens near the item's text, best first (some may be taken): the :data:`SEARCH`
+        codewords per level nearest the item's residual, every combination ranked by the cosine between the item's
+        vector and the sum of the combination's codewords."""
+        vector = self.featurizer.embed([entry])[0]
+        residual = vector.unsqueeze(0)  # (C, d): the residual of each partial combination
+        chosen = torch.zeros(1, 0, dtype=torch.long)  # (C, level): codeword indices so far
+        total = torch.zeros(1, vector.shape[0])  # (C, d): the sum of their codewords
+        for _, means in self.codebooks:
+            near = torch.cdist(residual, means).topk(min(SEARCH, means.shape[0]), largest=False).indices  # (C, S)
+            c, k = near.shape
+            chosen = torch.cat((chosen.repeat_interleave(k, 0), near.reshape(-1, 1)), dim=1)
+            total = total.repeat_interleave(k, 0) + means[near.reshape(-1)]
+            residual = vector.unsqueeze(0) - total
+        order = torch.argsort(-(normalize(total, dim=1) @ vector), stable=True)
+        return [tuple(self.codebooks[level][0][i] for level, i in enumerate(chosen[n].tolist()))
+                for n in order.tolist()]  # fmt: skip
+
+    def assign(self, new_entries: Mapping[str, Mapping], unused_paths: bool = False) -> dict[str, tuple[str, ...]]:
         """Item id -> code (SID + disambiguation token) for each new item, taken in :func:`id_order` so two new
         items of one SID get successive indices. Raises :class:`CatalogError` naming an item no existing path
-        can take with a known disambiguation token."""
+        can take with a known disambiguation token. ``unused_paths``: an item whose text duplicates no existing
+        item's takes the nearest path no item holds yet, with ``<d_0>`` (the module's docstring says why)."""
         taken = dict(self.next_free)
         out = {}
+        first = f"<{self.disambiguation_level}_0>"
         for item_id in sorted(new_entries, key=id_order):
-            for path_index in self.ranked_paths(new_entries[item_id]):
+            entry = new_entries[item_id]
+            if unused_paths and not self._duplicates(entry):
+                sid = next((p for p in self.unused_paths(entry) if p not in taken), None)
+                if sid is not None:
+                    taken[sid] = 1
+                    out[item_id] = sid + (first,)
+                    continue
+            for path_index in self.ranked_paths(entry):
                 sid = self.paths[path_index]
                 token = f"<{self.disambiguation_level}_{taken[sid]}>"
                 if self.known_tokens is None or token in self.known_tokens:
@@ -113,6 +153,9 @@ class ServedCoder:
                                    f"model knows (the largest is {self._largest_known()}); retrain to add more "
                                    "items")  # fmt: skip
         return out
+
+    def _duplicates(self, entry: Mapping) -> bool:
+        return bool((self.item_vectors @ self.featurizer.embed([entry])[0] >= DUPLICATE).any())
 
     def _largest_known(self) -> str:
         letter = self.disambiguation_level

@@ -124,12 +124,35 @@ class VllmEngine:
         # The in-process engine core holds the KV cache and the model; dropping the LLM frees them.
         llm, self.llm = self.llm, None
         if llm is not None:
-            engine = getattr(llm, "llm_engine", None)
-            shutdown = getattr(engine, "shutdown", None) if engine is not None else None
-            if callable(shutdown):
-                shutdown()
+            release(llm)
             del llm
         self._view.cleanup()
+
+
+def release(llm) -> None:
+    """Free an in-process engine's model and KV cache, leaving vLLM's process-wide state alone.
+
+    vLLM's own teardown (``EngineCore.shutdown``, also run by a finaliser when the client is collected) ends with
+    ``cleanup_dist_env_and_memory``, which destroys the process's distributed groups. Every in-process engine
+    shares them, and a hot swap closes the old engine after the new one started, so that teardown broke the
+    model just swapped in: every decode failed with "pipeline model parallel group is not initialized"
+    (tests/serving/test_add_items_vllm.py). So the finaliser is detached and the rest of the teardown is done
+    here; the groups stay for the next engine, which reuses them. Where the engine's parts are not where this
+    vLLM keeps them, nothing is torn down: dropping the references still frees what they hold, and serving goes on.
+    """
+    import gc
+
+    client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)  # the in-process client
+    core = getattr(client, "engine_core", None)
+    finalizer = getattr(client, "_finalizer", None)
+    if core is None or finalizer is None:
+        return
+    finalizer.detach()
+    if getattr(core, "model_executor", None) is not None:
+        core.model_executor.shutdown()
+    if getattr(core, "scheduler", None) is not None:
+        core.scheduler.shutdown()
+    gc.unfreeze()  # the engine froze what it allocated at start; unfrozen, the collector can free it
 
 
 def rounds(prompts: list[list[int]], live: torch.Tensor) -> list[list[int]]:

@@ -70,3 +70,46 @@ def test_extended_gives_added_items_nothing_and_can_then_learn_them():
     assert learnt.scores([0])[4] > 0
     with pytest.raises(ValueError, match="only grows"):
         base.extended(2)
+
+
+def borrowed_model() -> TransitionModel:
+    """Counted: 0->1 (1), 1->2 (2), 1->3 (1); items 4 and 5 are added, 4 borrowing half of item 2's transitions."""
+    return TransitionModel.fit(SEQS, num_items=5).extended(6).borrowing(
+        torch.tensor([4]), torch.tensor([2]), torch.tensor([0.5])
+    )
+
+
+def test_a_borrower_takes_a_share_of_its_lenders_transitions_and_no_counted_score_moves():
+    counted = TransitionModel.fit(SEQS, num_items=5).extended(6)
+    model = borrowed_model()
+    before, after = counted.scores([1]), model.scores([1])
+    assert after[4].item() == pytest.approx(0.5 * 2 / 3)  # half of P(2 | 1)
+    assert after[5].item() == pytest.approx(0.0, abs=1e-5)  # added, borrowing nothing
+    reached = before > 1e-3
+    assert torch.equal(after[reached], before[reached])  # the rows are not renormalised
+    assert model.scores([4]).max() < 1e-5  # item 2 leads nowhere, so neither does its borrower
+    assert model.popularity[4] == 0  # the counted fields stay counts: the prior is a layer over them
+    again = TransitionModel.from_tensors(model.to_tensors())
+    assert torch.equal(again.scores([1]), after) and torch.equal(again.borrowers, model.borrowers)
+
+
+def test_a_refresh_drops_the_prior_of_an_item_it_counts_and_never_counts_the_prior():
+    model = borrowed_model()
+    day = [Sequence("w", (1, 5), (1.0, 1.0))]  # 5 is counted; 4 is not
+    refreshed = model.update(day)
+    counted = TransitionModel.fit(SEQS, num_items=5).extended(6).update(day)
+    for name in ("offsets", "next_items", "next_probs", "popularity", "row_totals"):
+        assert torch.allclose(refreshed.to_tensors()[name], counted.to_tensors()[name]), name
+    assert refreshed.borrowers.tolist() == [4]  # still uncounted: keeps its prior
+    assert refreshed.scores([1])[4] > 0
+    bought = refreshed.update([Sequence("x", (1, 4), (1.0, 1.0))])
+    assert bought.borrowers is None  # counted now: counts alone rank it
+    assert bought.scores([1])[4].item() == pytest.approx(1 / 5)  # P(4 | 1) from counts alone: 1 of the 5 leaving 1
+
+
+def test_borrowing_refuses_counted_borrowers_and_borrowing_lenders():
+    counted = TransitionModel.fit(SEQS, num_items=5).extended(6)
+    with pytest.raises(ValueError, match="counted"):
+        counted.borrowing(torch.tensor([2]), torch.tensor([1]), torch.tensor([0.5]))
+    with pytest.raises(ValueError, match="cannot lend"):
+        counted.borrowing(torch.tensor([4, 5]), torch.tensor([2, 4]), torch.tensor([0.5, 0.5]))

@@ -94,6 +94,12 @@ class ApiServer:
             busy.result(timeout=10)
 
 
+    def on_decoder(self, fn, *args):
+        """``fn(*args)`` run on the batcher's one decode thread, between batches: the vLLM engine runs only on the
+        thread that started it, so a test that drives an engine directly does it there."""
+        return self.services.batcher._decoder.submit(fn, *args).result(timeout=120)
+
+
 def metric(text: str, name: str) -> float:
     """The sum of a Prometheus sample's values over ``text`` (0 when absent); ``name`` may include labels."""
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))

@@ -72,3 +72,36 @@ def test_without_a_vocabulary_any_index_is_allowed(served):
     catalog, entries, _ = served
     coder = ServedCoder.from_catalog(catalog, entries, dim=16)
     assert coder.assign({"100": dict(entries["28"])})["100"] == catalog.items[catalog.position("28")].sid + ("<d_2>",)
+
+
+@pytest.fixture(scope="module")
+def without_green_glue():
+    """The catalog without item 12, the green glue: its path (glue, green) is held by no item, nor is (glove, white)
+    (item 29 repeats 28's black glove)."""
+    entries = {i: e for i, e in item_entries().items() if i != "12"}
+    catalog = build_catalog({i: e["title"] for i, e in entries.items()},
+                            {i: shipped_sid(e) for i, e in entries.items()})  # fmt: skip
+    vocab = SidTokenizer.from_catalog(catalog).vocab
+    return catalog, entries, ServedCoder.from_catalog(catalog, entries, known_tokens=vocab, dim=16)
+
+
+def test_unused_paths_give_a_new_item_the_free_path_its_text_is_near_with_d_0(without_green_glue):
+    catalog, _, coder = without_green_glue
+    green_glue = new_entry("Bolt green glue pack", "green epoxy glue adhesive bonds metal plastic")
+    assert coder.assign({"100": green_glue})["100"][3] == "<d_1>"  # the used-path default: the test can fail
+    codes = coder.assign({"100": green_glue}, unused_paths=True)
+    assert codes["100"] == shipped_sid({"title": "green glue"}) + ("<d_0>",)
+    assert codes["100"][:3] not in coder.paths and set(codes["100"]) <= coder.known_tokens
+
+
+def test_unused_paths_keep_duplicates_on_their_twin_and_fall_back_when_every_path_is_taken(without_green_glue):
+    catalog, entries, coder = without_green_glue
+    twin = coder.assign({"100": dict(entries["7"])}, unused_paths=True)
+    assert twin["100"] == catalog.items[catalog.position("7")].sid + ("<d_1>",)
+    # Three green glues: the first takes the free path nearest, the second the other free one, the third finds
+    # none free and takes a used path's next known index.
+    glue = new_entry("Bolt green glue pack", "green epoxy glue adhesive bonds metal plastic")
+    three = coder.assign({"100": glue, "101": dict(glue), "102": dict(glue)}, unused_paths=True)
+    assert three["100"] == shipped_sid({"title": "green glue"}) + ("<d_0>",)
+    assert three["101"] == shipped_sid({"title": "white glove"}) + ("<d_0>",)
+    assert three["102"][:3] in coder.paths and three["102"][3] == "<d_1>"
