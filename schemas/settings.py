@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data/amazon18-industrial"), description="Data set directory (catalog + interactions).")
     run_dir: Path = Field(Path("runs"), description="Where local runs, checkpoints and embedded services live.")
     beam_width: int = Field(50, ge=1, description="Beams per request for ranking (the anchors use 50).")
-    max_history: int = Field(10, ge=1, description="History items a prompt keeps (the most recent).")
+    max_history: int = Field(10, ge=1, description="History items the transition and text scorers read (the most "
+                             "recent); a prompt keeps as many as its checkpoint was trained on.")  # fmt: skip
     fusion_policy_weight: float | None = Field(
         None, ge=0.0, le=1.0, description="Override the policy share of the served mixture (default: tuned value)."
     )
