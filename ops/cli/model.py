@@ -78,7 +78,8 @@ def train(
     data: DataOpt = None,
     preset: Annotated[
         str, typer.Option(help="Training preset: 'tiny' (seconds, tests), 'default' (minutes, demo and "
-                    "service: one-item prompts) or 'long-context' (the former default: ten-item prompts).")
+                    "service: one-item prompts, distilled from the scorers), 'last-item' (the same, no teacher) "
+                    "or 'long-context' (the former default: ten-item prompts).")
     ] = "default",
     epochs: Annotated[int | None, typer.Option(help="Override the preset's epoch count.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
