@@ -30,7 +30,7 @@ import copy
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -347,6 +347,9 @@ def train_rl(
     sft = load_checkpoint(sft_dir)
     if sft.item_ids != [item.item_id for item in catalog.items]:
         raise CheckpointError(f"{sft_dir} was trained on another catalog than {data_dir}")
+    if config.max_history > sft.prompt_history:  # prompts as served: no longer than the policy was trained on
+        log.info("prompts keep %d history item(s), as %s was trained", sft.prompt_history, sft_dir)
+        config = replace(config, max_history=sft.prompt_history)
     rows = load_interactions(train_csv, catalog)
     contexts = offline_contexts(rows, catalog.index, config.max_history)
     eval_rows = load_interactions(eval_csv, catalog)

@@ -82,3 +82,21 @@ def test_rl_with_repair_learns_the_contexts_it_is_rewarded_on(files, tmp_path, m
     assert final["Pass@1"] >= start["Pass@1"] + 2 / final["rows"], (start, final)
     assert final["HR@10"] >= start["HR@10"] + 0.15, (start, final)
     assert final["target_logprob"] >= start["target_logprob"] + 0.5, (start, final)
+
+
+def test_a_one_item_policy_is_prompted_with_one_item(files, tmp_path):
+    """RL prompts as serving does: a policy trained on one-item prompts (9 positions) gets one-item prompts, not
+    the config's ten (a ten-item prompt would not fit its positions)."""
+    from dataclasses import replace
+
+    from learner.sft_trainer import train_sft
+    from recast.sft import preset as sft_preset
+
+    _, rl_csv, eval_csv = files
+    one = replace(sft_preset("tiny"), epochs=1, short_context=1, max_history=1, long_windows=False)
+    sft = train_sft(DATA, rl_csv, one, tmp_path / "sft", progress=False).checkpoint
+    assert load_checkpoint(sft).prompt_history == 1
+    config = preset("tiny", method="grpo")
+    assert config.max_history == 10
+    train_rl(DATA, sft, rl_csv, eval_csv, config, tmp_path / "rl", progress=False)
+    assert load_checkpoint(tmp_path / "rl" / "checkpoint").prompt_history == 1
