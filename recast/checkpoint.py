@@ -72,11 +72,11 @@ class Checkpoint:
         """Short content id of the whole manifest (so of every file, config and recorded fact)."""
         return manifest_version(self.manifest)
 
-    @property
-    def prompt_history(self) -> int:
-        """History items a prompt to this policy keeps: the cut its SFT was trained with (10 where the manifest
-        does not say). A longer prompt than it was trained on can exceed its positions (a one-item policy has 9)."""
-        return self.manifest.get("sft_config", {}).get("max_history", 10)
+    def prompt_history(self, default: int = 10) -> int:
+        """History items a prompt to this policy keeps: the cut its SFT was trained with (``default`` where the
+        manifest does not say). A longer prompt than it was trained on can exceed its positions (a one-item policy
+        has 9)."""
+        return self.manifest.get("sft_config", {}).get("max_history", default)
 
 
 def manifest_version(manifest: dict) -> str:

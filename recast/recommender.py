@@ -49,7 +49,7 @@ class Recommender:
         return cls(
             ckpt.model, ckpt.tokenizer, ckpt.codes, ckpt.transition,
             beam=BeamSearchConfig(beam_width), fusion=fusion or FusionConfig(),
-            max_history=ckpt.manifest.get("sft_config", {}).get("max_history", max_history), text=ckpt.text,
+            max_history=ckpt.prompt_history(max_history), text=ckpt.text,
             scorer_history=max_history,
         )  # fmt: skip
 

@@ -147,7 +147,7 @@ def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts
     start = replace(ckpt, model=model)
     rl = RLConfig(method=config.method, width=config.rl_width, contexts_per_step=min(config.rl_contexts, len(contexts)),
                   steps=config.rl_steps, lr=config.lr_rl, seed=seed,
-                  max_history=ckpt.prompt_history)  # fmt: skip
+                  max_history=ckpt.prompt_history())  # fmt: skip
     if rl.spec.replay and not replay:
         log.warning("refresh: %s replays older windows but there are none; running without replay", rl.method)
         rl = replace(rl, signal={**rl.signal, "replay": 0})

@@ -173,7 +173,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
         parent = grow_checkpoint(parent, catalog)
     except ValueError as exc:
         raise CheckpointError(f"the served model {current.version} was trained on another catalog: {exc}") from None
-    max_history = parent.prompt_history
+    max_history = parent.prompt_history()
     to_list = lambda g: data.to_logged(g, catalog, settings.reward_weights, max_history)  # noqa: E731
     train_groups, slice_groups, heldout_from = data.split_slice(groups, config.heldout_share)
     train_lists, slice_lists = [to_list(g) for g in train_groups], [to_list(g) for g in slice_groups]

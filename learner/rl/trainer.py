@@ -347,9 +347,10 @@ def train_rl(
     sft = load_checkpoint(sft_dir)
     if sft.item_ids != [item.item_id for item in catalog.items]:
         raise CheckpointError(f"{sft_dir} was trained on another catalog than {data_dir}")
-    if config.max_history > sft.prompt_history:  # prompts as served: no longer than the policy was trained on
-        log.info("prompts keep %d history item(s), as %s was trained", sft.prompt_history, sft_dir)
-        config = replace(config, max_history=sft.prompt_history)
+    cut = sft.prompt_history()
+    if config.max_history > cut:  # prompts as served: no longer than the policy was trained on
+        log.info("prompts keep %d history item(s), as %s was trained", cut, sft_dir)
+        config = replace(config, max_history=cut)
     rows = load_interactions(train_csv, catalog)
     contexts = offline_contexts(rows, catalog.index, config.max_history)
     eval_rows = load_interactions(eval_csv, catalog)

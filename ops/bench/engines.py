@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = load_checkpoint(args.checkpoint)
     catalog = load_catalog(args.data)
     rows = load_interactions(args.data / "valid.csv", catalog)
-    cut = ckpt.prompt_history  # the served prompt: the history cut the policy was trained with
+    cut = ckpt.prompt_history()  # the served prompt: the history cut the policy was trained with
     prompts = [ckpt.tokenizer.encode_history(ckpt.codes, [catalog.index[i] for i in r.history][-cut:]) for r in rows]
     trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
 

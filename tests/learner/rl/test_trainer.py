@@ -95,8 +95,8 @@ def test_a_one_item_policy_is_prompted_with_one_item(files, tmp_path):
     _, rl_csv, eval_csv = files
     one = replace(sft_preset("tiny"), epochs=1, short_context=1, max_history=1, long_windows=False)
     sft = train_sft(DATA, rl_csv, one, tmp_path / "sft", progress=False).checkpoint
-    assert load_checkpoint(sft).prompt_history == 1
+    assert load_checkpoint(sft).prompt_history() == 1
     config = preset("tiny", method="grpo")
     assert config.max_history == 10
     train_rl(DATA, sft, rl_csv, eval_csv, config, tmp_path / "rl", progress=False)
-    assert load_checkpoint(tmp_path / "rl" / "checkpoint").prompt_history == 1
+    assert load_checkpoint(tmp_path / "rl" / "checkpoint").prompt_history() == 1
