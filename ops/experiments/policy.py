@@ -24,6 +24,9 @@ from pathlib import Path
 log = logging.getLogger("policy-experiments")
 BASELINE_HISTORY = 10  # the baselines' history cut, as BENCHMARKS.md measured them
 
+# The one-item policy (``last-item``): every window cut to its last item, 24 epochs, no dropout.
+ONE_ITEM = {"short_context": 1, "max_history": 1, "long_windows": False, "epochs": 24, "dropout": 0.0}
+
 # Variant name -> overrides of the base preset (``--base``, long-context unless given; issue 15's screen ran from
 # it, and its winner became the ``default`` preset). The names are what the table shows.
 VARIANTS: dict[str, dict] = {
@@ -75,40 +78,13 @@ VARIANTS: dict[str, dict] = {
     "short1-avg3": {"short_context": 1, "length_pool": 50, "average_last": 3},
     "short1-ep24": {"short_context": 1, "length_pool": 50, "epochs": 24},
     # One-item contexts only: the input cannot identify a user, so longer training learns transitions, not users.
-    "ctx1-ep24-drop0": {"short_context": 1, "max_history": 1, "long_windows": False, "epochs": 24, "dropout": 0.0},
-    "ctx1-ep16-drop0.1": {"short_context": 1, "max_history": 1, "long_windows": False, "epochs": 16, "dropout": 0.1},
-    "ctx1-ep24-drop0-ff1024": {
-        "short_context": 1,
-        "max_history": 1,
-        "long_windows": False,
-        "epochs": 24,
-        "dropout": 0.0,
-        "d_ff": 1024,
-    },
-    "ctx1-ep24-drop0+items0.5": {
-        "short_context": 1,
-        "max_history": 1,
-        "long_windows": False,
-        "epochs": 24,
-        "dropout": 0.0,
-        "item_teacher_weight": 0.5,
-        "teacher_sharpness": 3.0,
-    },
-    "ctx1-ep24-drop0+distill-0.5-sharp6": {
-        "short_context": 1,
-        "max_history": 1,
-        "long_windows": False,
-        "epochs": 24,
-        "dropout": 0.0,
-        "distill_weight": 0.5,
-        "teacher_sharpness": 6.0,
-    },
+    "ctx1-ep24-drop0": {**ONE_ITEM},
+    "ctx1-ep16-drop0.1": {**ONE_ITEM, "epochs": 16, "dropout": 0.1},
+    "ctx1-ep24-drop0-ff1024": {**ONE_ITEM, "d_ff": 1024},
+    "ctx1-ep24-drop0+items0.5": {**ONE_ITEM, "item_teacher_weight": 0.5, "teacher_sharpness": 3.0},
+    "ctx1-ep24-drop0+distill-0.5-sharp6": {**ONE_ITEM, "distill_weight": 0.5, "teacher_sharpness": 6.0},
     "ctx1-ep24-drop0+distill-0.5-sharp6+items0.5": {
-        "short_context": 1,
-        "max_history": 1,
-        "long_windows": False,
-        "epochs": 24,
-        "dropout": 0.0,
+        **ONE_ITEM,
         "distill_weight": 0.5,
         "teacher_sharpness": 6.0,
         "item_teacher_weight": 0.5,
@@ -309,14 +285,6 @@ def tune(paths: Paths, names: list[str], base: str, seed: int, beam_width: int) 
         )
 
 
-def _per_row(ranks: list, metric: str) -> list[float]:
-    import math
-
-    if metric == "HR@10":
-        return [1.0 if r is not None and r < 10 else 0.0 for r in ranks]
-    return [1.0 / math.log2(r + 2) if r is not None and r < 10 else 0.0 for r in ranks]
-
-
 def _interval(a: list[float], b: list[float]) -> dict:
     from recast.metrics import paired_bootstrap
 
@@ -338,6 +306,7 @@ def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, override
     """The preset (plus ``overrides``) trained on split/train.csv per seed, scored on split/heldout.csv:
     figures per seed, paired intervals against the best single baseline per seed and pooled over seeds
     (each row's mean over the seeds), and hit rates on targets never seen in training."""
+    from recast.metrics import per_entry_scores
     from recast.sft import preset
 
     train_csv, eval_csv = paths.split / "train.csv", paths.split / "heldout.csv"
@@ -363,15 +332,16 @@ def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, override
                 "train_seconds": run["train_seconds"],
                 "train_cpu_seconds": run.get("train_cpu_seconds"),
                 **{
-                    f"d{m}": _interval(_per_row(ranks, m), _per_row(run["ranks"][best], m))
+                    f"d{m}": _interval(per_entry_scores(ranks, m), per_entry_scores(run["ranks"][best], m))
                     for m in ("HR@10", "NDCG@10")
                 },
             }
-            hits = [h for h, u in zip(_per_row(ranks, "HR@10"), unseen) if u]
+            hits = [h for h, u in zip(per_entry_scores(ranks, "HR@10"), unseen) if u]
             entry["never_seen_hr10"][seed] = sum(hits) / max(len(hits), 1)
         for m in ("HR@10", "NDCG@10"):
-            pooled = [sum(col) / len(seeds) for col in zip(*(_per_row(r["ranks"][ranking], m) for r in runs.values()))]
-            entry[f"pooled_d{m}"] = _interval(pooled, _per_row(first["ranks"][best], m))
+            per_seed = (per_entry_scores(r["ranks"][ranking], m) for r in runs.values())
+            pooled = [sum(col) / len(seeds) for col in zip(*per_seed)]
+            entry[f"pooled_d{m}"] = _interval(pooled, per_entry_scores(first["ranks"][best], m))
         report["rankings"][ranking] = entry
     out = paths.out / "confirm" / label / "report.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
