@@ -81,14 +81,16 @@ def write_base(data: Path, out: Path, held_items: set[str], held_users: set[str]
     return {"items": len(items) - len(held_items), "train_rows": kept}
 
 
-def ranks(recommend, histories: list[list[int]], targets: list[int], batch: int = 64) -> list[int | None]:
+def lists_of(recommend, histories: list[list[int]], batch: int = 64) -> list[list[tuple[int, float]]]:
+    """Every history's list, ``recommend(chunk, start)`` called one batch at a time (``start``: the chunk's offset,
+    for callers that decoded the batches beforehand)."""
+    return [r for start in range(0, len(histories), batch) for r in recommend(histories[start:start + batch], start)]
+
+
+def ranks(lists: list[list[tuple[int, float]]], targets: list[int]) -> list[int | None]:
     from recast.metrics import rank_of
 
-    out = []
-    for start in range(0, len(histories), batch):
-        lists = recommend(histories[start:start + batch])
-        out += [rank_of(t, [i for i, _ in ranked]) for t, ranked in zip(targets[start:start + batch], lists)]
-    return out
+    return [rank_of(t, [i for i, _ in ranked]) for t, ranked in zip(targets, lists, strict=True)]
 
 
 def summary(r: list[int | None]) -> dict:
@@ -100,7 +102,9 @@ def summary(r: list[int | None]) -> dict:
 
 
 def hits(r: list[int | None]) -> list[float]:
-    return [1.0 if x is not None and x < K else 0.0 for x in r]
+    from recast.metrics import per_entry_scores
+
+    return per_entry_scores(r, f"HR@{K}")
 
 
 def interval(a: list[float], b: list[float]) -> dict:
@@ -173,9 +177,10 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             "beyond_d_0": sum(c[-1] != f"<{base.disambiguation_level}_0>" for c in codes.values()),
             "paths_shared_with_an_old_item": sum(c[:-1] in old_paths for c in codes.values())}  # fmt: skip
         if text_ranks is None:  # the text scorer and the base model do not depend on the codes
-            text_ranks = ranks(partial(text_top, unborrowed.text), ch, ct)
+            text = unborrowed.text
+            text_ranks = ranks(lists_of(lambda hs, _, text=text: text_top(text, hs), ch), ct)
             # The base catalog's positions are the grown one's first ones, so the same histories serve it.
-            warm_before = ranks(lambda hs: before.recommend(hs, K), wh, wt)
+            warm_before = ranks(lists_of(lambda hs, _: before.recommend(hs, K), wh), wt)
         # The policy's beams depend on the codes only; each borrowing variant re-fuses them.
         beams = {"cold": [served.policy(ch[s:s + 64]) for s in range(0, len(ch), 64)],
                  "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)]}  # fmt: skip
@@ -185,29 +190,19 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             transition = borrowed_transitions(unborrowed.transition, unborrowed.text, len(base), Borrow(factor, k))
             fused = replace(served, transition=transition)
 
-            def recommend(hs, part, start, fused=fused, beams=beams, impute=impute):
+            def recommend(hs, start, part, fused=fused, beams=beams, impute=impute):
                 scores = imputed(fused, hs, len(base), impute) if impute else None
                 return fused.rank(hs, beams[part][start // 64], K, transition=scores)
 
-            cold_ranks = _ranked(recommend, "cold", ch, ct)
-            warm_after = _ranked(recommend, "warm", wh, wt)
-            lists = [r for s in range(0, len(ch), 64) for r in recommend(ch[s:s + 64], "cold", s)]
+            lists = lists_of(partial(recommend, part="cold"), ch)  # ranked once: for the ranks and the share below
+            cold_ranks = ranks(lists, ct)
+            warm_after = ranks(lists_of(partial(recommend, part="warm"), wh), wt)
             out["variants"][variant_name(scheme, factor, k, impute)] = {
                 "cold_served": cold_ranks, "warm_after": warm_after,
                 "lists_with_a_new_item": round(sum(any(i >= len(base) for i, _ in r) for r in lists)
                                                / max(1, len(lists)), 4)}  # fmt: skip
     out["cold_text"], out["warm_before"] = text_ranks, warm_before
     out["random_new_item_hr@10"] = round(min(K, n_new) / n_new, 4)
-    return out
-
-
-def _ranked(recommend, part: str, histories: list[list[int]], targets: list[int]) -> list[int | None]:
-    from recast.metrics import rank_of
-
-    out = []
-    for start in range(0, len(histories), 64):
-        lists = recommend(histories[start:start + 64], part, start)
-        out += [rank_of(t, [i for i, _ in ranked]) for t, ranked in zip(targets[start:start + 64], lists)]
     return out
 
 
