@@ -5,6 +5,7 @@ real HTTP, real checkpoints); a model trained on a catalog version the replica h
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine
@@ -21,19 +22,27 @@ from tests.support.wait import wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def registry_env(stack, tmp_path, shipped_data, tiny_checkpoint):
+@contextmanager
+def registry_server(stack, tmp_path, shipped_data, tiny_checkpoint, name: str, **settings):
+    """(server, engine, database url): a fresh database whose registry has a copy of the tiny checkpoint (``first``)
+    active, and a service started without --checkpoint that serves what the registry names."""
     first = tmp_path / "first"
     shutil.copytree(tiny_checkpoint, first)
-    with fresh_database(stack, "truth") as db:
+    with fresh_database(stack, name) as db:
         engine = create_engine(db)
         with engine.begin() as conn:
             activate(conn, register(conn, first).version, actor="test", reason="start")
-        settings = api_settings(stack, shipped_data, tmp_path / "spool", partitions=1, beam_width=10,
-                                database_url=db, registry_poll_s=0.3)  # fmt: skip
-        with ApiServer(settings) as server:  # no --checkpoint: it serves what the registry names
-            yield server, engine
+        config = api_settings(stack, shipped_data, tmp_path / "spool", partitions=1, beam_width=10, database_url=db,
+                              registry_poll_s=0.3, **settings)  # fmt: skip
+        with ApiServer(config) as server:
+            yield server, engine, db
         engine.dispose()
+
+
+@pytest.fixture
+def registry_env(stack, tmp_path, shipped_data, tiny_checkpoint):
+    with registry_server(stack, tmp_path, shipped_data, tiny_checkpoint, "truth") as (server, engine, _):
+        yield server, engine
 
 
 def test_activating_a_version_whose_files_changed_is_refused(registry_env, tmp_path, shipped_data):
@@ -86,25 +95,17 @@ def test_a_model_trained_on_a_catalog_version_this_replica_has_not_polled_is_ser
                                                                                      tiny_checkpoint):  # fmt: skip
     """A refresh child trained after a retirement made elsewhere: the replica reads the catalog before the swap
     instead of refusing the child until its next catalog poll (an hour away here)."""
-    first = tmp_path / "first"
-    shutil.copytree(tiny_checkpoint, first)
-    with fresh_database(stack, "unpolled") as db:
-        engine = create_engine(db)
+    with (registry_server(stack, tmp_path, shipped_data, tiny_checkpoint, "unpolled", catalog_poll_s=3600)
+          as (server, engine, db), server.client(ADMIN) as admin):  # fmt: skip
+        wait_for(lambda: admin.get("/v1/admin/model").json()["version"], "serving the registry's model", timeout=60)
+        assert server.services.live.current.version == 1  # read once, at start
+        recast("items", "retire", "3112", "--reason", "retired",
+               env={"RECAST_DATABASE_URL": db, "RECAST_DATA_DIR": str(shipped_data)})  # fmt: skip
+        child = trained_after_retiring(tmp_path / "first", tmp_path / "child", "3112", 2)
         with engine.begin() as conn:
-            activate(conn, register(conn, first).version, actor="test", reason="start")
-        settings = api_settings(stack, shipped_data, tmp_path / "spool", partitions=1, beam_width=10,
-                                database_url=db, registry_poll_s=0.3, catalog_poll_s=3600)  # fmt: skip
-        with ApiServer(settings) as server, server.client(ADMIN) as admin:
-            wait_for(lambda: admin.get("/v1/admin/model").json()["version"], "serving the registry's model", timeout=60)
-            assert server.services.live.current.version == 1  # read once, at start
-            recast("items", "retire", "3112", "--reason", "retired",
-                   env={"RECAST_DATABASE_URL": db, "RECAST_DATA_DIR": str(shipped_data)})  # fmt: skip
-            child = trained_after_retiring(first, tmp_path / "child", "3112", 2)
-            with engine.begin() as conn:
-                version = register(conn, child).version
-                activate(conn, version, actor="test", reason="the nightly refresh")
-            wait_for(lambda: admin.get("/v1/admin/model").json()["version"] == version, "the child served",
-                     timeout=60, state=lambda: server.services.watcher.note)  # fmt: skip
-            assert server.services.live.current.version == 2 and "3112" in server.services.live.current.state.retired
-            assert server.services.holder.swaps["refused"] == 0
-        engine.dispose()
+            version = register(conn, child).version
+            activate(conn, version, actor="test", reason="the nightly refresh")
+        wait_for(lambda: admin.get("/v1/admin/model").json()["version"] == version, "the child served",
+                 timeout=60, state=lambda: server.services.watcher.note)  # fmt: skip
+        assert server.services.live.current.version == 2 and "3112" in server.services.live.current.state.retired
+        assert server.services.holder.swaps["refused"] == 0

@@ -16,13 +16,18 @@ def shipped_sid(entry: dict) -> tuple[str, ...]:
     return (f"<a_{kind}>", f"<b_{colour}>", "<c_0>")
 
 
-@pytest.fixture(scope="module")
-def served():
-    entries = item_entries()
+def coded(entries: dict) -> tuple:
+    """(catalog, entries, coder): the entries as a catalog with stand-in shipped SIDs, and its served coder knowing
+    the catalog's tokens."""
     catalog = build_catalog({i: e["title"] for i, e in entries.items()},
                             {i: shipped_sid(e) for i, e in entries.items()})  # fmt: skip
     vocab = SidTokenizer.from_catalog(catalog).vocab
     return catalog, entries, ServedCoder.from_catalog(catalog, entries, known_tokens=vocab, dim=16)
+
+
+@pytest.fixture(scope="module")
+def served():
+    return coded(item_entries())
 
 
 def test_a_new_item_gets_the_existing_path_its_text_is_near(served):
@@ -78,11 +83,7 @@ def test_without_a_vocabulary_any_index_is_allowed(served):
 def without_green_glue():
     """The catalog without item 12, the green glue: its path (glue, green) is held by no item, nor is (glove, white)
     (item 29 repeats 28's black glove)."""
-    entries = {i: e for i, e in item_entries().items() if i != "12"}
-    catalog = build_catalog({i: e["title"] for i, e in entries.items()},
-                            {i: shipped_sid(e) for i, e in entries.items()})  # fmt: skip
-    vocab = SidTokenizer.from_catalog(catalog).vocab
-    return catalog, entries, ServedCoder.from_catalog(catalog, entries, known_tokens=vocab, dim=16)
+    return coded({i: e for i, e in item_entries().items() if i != "12"})
 
 
 def test_unused_paths_give_a_new_item_the_free_path_its_text_is_near_with_d_0(without_green_glue):
