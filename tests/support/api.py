@@ -93,7 +93,6 @@ class ApiServer:
             release.set()
             busy.result(timeout=10)
 
-
     def on_decoder(self, fn, *args):
         """``fn(*args)`` run on the batcher's one decode thread, between batches: the vLLM engine runs only on the
         thread that started it, so a test that drives an engine directly does it there."""

@@ -20,6 +20,7 @@ import pytest
 
 from ops.stack.servers import create_topics, free_port
 from serving.auth import digest
+from tests.support.api import metric
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -102,15 +103,12 @@ def test_sigterm_lets_requests_in_flight_finish(served):
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
             return c.post("/v1/recommend", json=body).status_code
 
-    def metric(prefix: str) -> float:
-        text = httpx.get(f"{url}/metrics", timeout=5).text
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
-
     def all_admitted_some_queued() -> bool:
         # A request still connecting when the signal lands is refused by design (the listener closes), so signal
         # only once the server holds all 24: answered ones plus those queued in the decoder.
-        queued = metric("recast_queue_depth")
-        answered = metric('recast_request_seconds_count{route="/v1/recommend",status="200"}')
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        queued = metric(text, "recast_queue_depth")
+        answered = metric(text, 'recast_request_seconds_count{route="/v1/recommend",status="200"}')
         return queued >= 4 and queued + answered >= 24
 
     with ThreadPoolExecutor(24) as pool:
