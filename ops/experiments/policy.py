@@ -150,7 +150,7 @@ def prepare(paths: Paths, source: str = "valid.csv") -> dict:
     return counts
 
 
-def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[float, float]], depth: int = 50) -> dict:
+def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple], depth: int = 50) -> dict:
     """Per ranking name, the target's 0-based rank per row (None: not in the top ``depth``)."""
     import torch
 
@@ -174,8 +174,8 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple[floa
         base_trans = torch.stack([rec.transition.scores(h) for h in cut])
         base_text = rec.text.scores_batch(cut)
         fused = {}
-        for name, (w, wt) in fusions.items():
-            rec.fusion = FusionConfig(policy_weight=w, text_weight=wt)
+        for name, mix in fusions.items():  # (policy weight, text weight[, temperature])
+            rec.fusion = FusionConfig(*mix)
             fused[name] = rec.rank(hist, beams, depth, trans, text)
         for row, target in enumerate(tgt):
             ranks["policy"].append(rank_of(target, [i for i, _ in beams.top(row, depth)]))
@@ -239,29 +239,15 @@ def mix_grid(paths: Paths, run: Path, beam_width: int, eval_csv: Path | None = N
 
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
-    from recast.fusion import FusionConfig
-    from recast.metrics import rank_of, summarize
-    from recast.recommender import Recommender
+    from recast.metrics import summarize
 
     catalog = load_catalog(paths.data)
-    rec = Recommender.from_checkpoint(load_checkpoint(run / "ckpt"), beam_width)
     rows = load_interactions(eval_csv or paths.inner / "tune.csv", catalog)
-    histories = [[catalog.index[i] for i in r.history] for r in rows]
-    targets = [catalog.index[r.target] for r in rows]
-    parts = []  # per batch of 64: histories, targets, beams and scorer outputs, computed once for the whole grid
-    for start in range(0, len(rows), 64):
-        hist = histories[start : start + 64]
-        parts.append((hist, targets[start : start + 64], rec.policy(hist), rec.transition_scores(hist),
-                      rec.text_scores(hist)))  # fmt: skip
-    out = []
-    for w, wt, temp in itertools.product((0.2, 0.4, 0.6, 0.8), (0.1, 0.2, 0.3, 0.4), (1.0, 2.0, 4.0)):
-        if w + wt > 1.0:
-            continue
-        rec.fusion = FusionConfig(policy_weight=w, text_weight=wt, temperature=temp)
-        ranks = [rank_of(t, [i for i, _ in ranked]) for hist, tgt, beams, trans, text in parts
-                 for t, ranked in zip(tgt, rec.rank(hist, beams, 50, trans, text), strict=True)]  # fmt: skip
-        m = summarize(ranks)
-        out.append((w, wt, temp, m["HR@10"], m["NDCG@10"]))
+    grid = [mix for mix in itertools.product((0.2, 0.4, 0.6, 0.8), (0.1, 0.2, 0.3, 0.4), (1.0, 2.0, 4.0))
+            if mix[0] + mix[1] <= 1.0]  # fmt: skip
+    ranks = rankings(load_checkpoint(run / "ckpt"), catalog, rows, beam_width, {str(mix): mix for mix in grid})
+    scored = {mix: summarize(ranks[str(mix)]) for mix in grid}
+    out = [(*mix, m["HR@10"], m["NDCG@10"]) for mix, m in scored.items()]
     return sorted(out, key=lambda r: -(r[3] + r[4]))
 
 
