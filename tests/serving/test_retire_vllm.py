@@ -60,7 +60,9 @@ def test_exclude_leaves_items_out_and_still_returns_k(server):
         with ThreadPoolExecutor(3) as pool:
             with server.decoder_held():
                 first = pool.submit(ask, {})  # taken into a batch that waits for the decoder ...
-                wait_for(lambda: batcher.depth() == 1 and batcher._queue.qsize() == 0, "a batch waiting to decode")
+                # Not just taken from the queue: handed to the decoder, so the batch is closed (the collector
+                # keeps a batch open for batch_max_wait_ms, and the next two could still have joined it).
+                wait_for(lambda: server.decodes_waiting() == 1, "a batch waiting to decode")
                 pending = [pool.submit(ask, {"exclude": plain[:n]}) for n in (3, 6)]  # ... these two queue behind it
                 wait_for(lambda: batcher._queue.qsize() == 2, "both requests queued for the next batch",
                          state=batcher._queue.qsize)  # fmt: skip

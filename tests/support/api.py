@@ -93,6 +93,11 @@ class ApiServer:
             release.set()
             busy.result(timeout=10)
 
+    def decodes_waiting(self) -> int:
+        """Batches handed to the decode thread and not started (behind :meth:`decoder_held`'s hold): a batch
+        counted here is closed, so requests arriving now queue for the next one."""
+        return self.services.batcher._decoder._work_queue.qsize()
+
     def on_decoder(self, fn, *args):
         """``fn(*args)`` run on the batcher's one decode thread, between batches: the vLLM engine runs only on the
         thread that started it, so a test that drives an engine directly does it there."""
