@@ -62,7 +62,7 @@ def test_exclude_leaves_items_out_and_still_returns_k(server):
                 first = pool.submit(ask, {})  # taken into a batch that waits for the decoder ...
                 # Not just taken from the queue: handed to the decoder, so the batch is closed (the collector
                 # keeps a batch open for batch_max_wait_ms, and the next two could still have joined it).
-                wait_for(lambda: server.decodes_waiting() == 1, "a batch waiting to decode")
+                wait_for(lambda: server.decodes_waiting() == 1 and batcher.depth() == 1, "a batch waiting to decode")
                 pending = [pool.submit(ask, {"exclude": plain[:n]}) for n in (3, 6)]  # ... these two queue behind it
                 wait_for(lambda: batcher._queue.qsize() == 2, "both requests queued for the next batch",
                          state=batcher._queue.qsize)  # fmt: skip

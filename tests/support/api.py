@@ -85,8 +85,15 @@ class ApiServer:
         """Occupy the batcher's one decode thread until the block ends: requests arriving meanwhile queue up
         and must share batches when it is released. (The batcher's executor is private; a test reaches into
         it here, in one place, rather than the product growing a hook for tests.)"""
-        release = threading.Event()
-        busy = self.services.batcher._decoder.submit(release.wait, 120)
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(120)
+
+        busy = self.services.batcher._decoder.submit(hold)
+        # Only once the thread runs it: until then the hold is itself a task waiting to decode (decodes_waiting).
+        wait_for(holding.is_set, "the decode thread held")
         try:
             yield
         finally:
