@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recast.checkpoint import CheckpointError, load_checkpoint
-from recast.metrics import paired_bootstrap, rank_of
+from recast.metrics import paired_bootstrap, per_entry_scores, rank_of
 from recast.recommender import Recommender
 
 GATED = ("HR@10", "NDCG@10")
@@ -72,27 +72,13 @@ def ranks(recommender: Recommender, rows: Slice, batch_size: int = 64) -> dict[s
     return out
 
 
-def per_row(ranks_: list[int | None], metric: str) -> list[float]:
-    """0/1 hits or the NDCG gain per row.
-
-    >>> per_row([0, 3, None], "HR@10"), [round(x, 3) for x in per_row([0, 3, None], "NDCG@10")]
-    ([1.0, 1.0, 0.0], [1.0, 0.431, 0.0])
-    """
-    import math
-
-    k = int(metric.split("@")[1]) if "@" in metric else 1
-    if metric.startswith("NDCG"):
-        return [1.0 / math.log2(r + 2) if r is not None and r < k else 0.0 for r in ranks_]
-    return [1.0 if r is not None and r < k else 0.0 for r in ranks_]
-
-
 def compare(current: dict, candidate: dict, resamples: int, seed: int = 0) -> dict:
     """Per ranking and metric: both means, the paired difference and its 95% interval."""
     out = {}
     for ranking in ("policy", "served"):
         out[ranking] = {}
         for metric in REPORTED:
-            a, b = per_row(candidate[ranking], metric), per_row(current[ranking], metric)
+            a, b = per_entry_scores(candidate[ranking], metric), per_entry_scores(current[ranking], metric)
             if not a:
                 continue
             delta, low, high = paired_bootstrap(a, b, resamples=resamples, seed=seed)
