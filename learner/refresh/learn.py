@@ -28,6 +28,7 @@ from recast.catalog import Catalog
 from recast.catalog_version import CatalogVersion
 from recast.checkpoint import Checkpoint, save_checkpoint
 from recast.dataset import Interaction
+from recast.distill import batch_soft_targets, label_sequences, teacher_scores
 from recast.feedback import LoggedList, anchor_source, anchors, positives, target
 from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.signals.groups import Anchor
@@ -73,9 +74,15 @@ class SFTOutcome:
     losses: list[float]
 
 
-def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig, seed: int,
-                 progress: bool = False) -> SFTOutcome:  # fmt: skip
-    """More epochs of the initial SFT objective from the served weights, at a lower learning rate."""
+def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig, seed: int, progress: bool = False,
+                 scorers: tuple[TransitionModel, TextModel] | None = None) -> SFTOutcome:  # fmt: skip
+    """More epochs of the initial SFT objective from the served weights, at a lower learning rate.
+
+    The objective is the checkpoint's own: a policy trained with a teacher (``distill_weight`` > 0) is
+    trained towards the same mixture here, the teacher being ``scorers`` (the child's transition and text
+    scorers, which have counted the new windows). Without ``scorers`` it is plain next-item SFT. The
+    teacher's made-up one-item pairs (``item_teacher_weight``) are not redrawn: they taught the parent
+    what the catalog's text says, and a night's counts barely move them."""
     base = SFTConfig(**ckpt.manifest.get("sft_config", {})) if "sft_config" in ckpt.manifest else SFTConfig()
     model = copy.deepcopy(ckpt.model)
     if config.sft_epochs == 0 or not train:
@@ -86,6 +93,11 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
                   warmup_steps=max(1, total // 10))  # fmt: skip
     trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
     paths = item_paths(trie, ckpt.codes)
+    labels = None
+    if sft.distill_weight > 0 and scorers is not None:
+        transition, text = scorers
+        labels = label_sequences(train, lambda h: teacher_scores(transition, text, h, sft.teacher_text_weight),
+                                 sft.teacher_top_k, sft.teacher_sharpness)  # fmt: skip
     optimizer = make_optimizer(model, sft)
     torch.manual_seed(seed)
     model.train()
@@ -94,8 +106,14 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
         for epoch in range(config.sft_epochs):
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
             for i in range(steps_per_epoch):
-                chunk = [train[j] for j in order[i * sft.batch_size : (i + 1) * sft.batch_size]]
-                batch = make_batch(chunk, ckpt.codes, paths, ckpt.tokenizer.bos_id, ckpt.tokenizer.pad_id, trie.dead)
+                picked = order[i * sft.batch_size : (i + 1) * sft.batch_size]
+                chunk = [train[j] for j in picked]
+                soft = None
+                if labels is not None:
+                    soft = batch_soft_targets(chunk, [labels.rows[j] for j in picked], labels, ckpt.codes,
+                                              sft.distill_weight, len(ckpt.tokenizer))  # fmt: skip
+                batch = make_batch(chunk, ckpt.codes, paths, ckpt.tokenizer.bos_id, ckpt.tokenizer.pad_id, trie.dead,
+                                   soft)  # fmt: skip
                 loss, _ = train_step(model, optimizer, batch, trie, sft, learning_rate(step, total, sft))
                 losses.append(loss)
                 step += 1

@@ -185,13 +185,16 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     work = settings.run_dir / "refresh" / f"run-{run.id}"
     work.mkdir(parents=True, exist_ok=True)
 
-    run.phase("sft")
+    run.phase("scorers")
     new = learn.sequences(learn.interactions(train_lists, parent.item_ids), catalog, max_history)
     pool = learn.sequences(learn.interactions([to_list(g) for g in older], parent.item_ids), catalog, max_history)
     base_rows = load_interactions(config.train_file, catalog) if config.train_file else []
     pool += learn.sequences(base_rows, catalog, max_history)
     replay = learn.replay_sample(pool, len(new), config.replay_share, seed)
-    sft = learn.continue_sft(parent, new + replay, config, seed, progress)
+    # The scorers first: they count the new windows, and a distilled policy's teacher is made of them.
+    transition, text_model = learn.refresh_scorers(parent, catalog, new)
+    run.phase("sft")
+    sft = learn.continue_sft(parent, new + replay, config, seed, progress, scorers=(transition, text_model))
     run.counts.update(sft_new=len(new), sft_replay=len(replay), sft_steps=sft.steps)
 
     run.phase("rl")
@@ -200,8 +203,6 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
                        replay=learn.replay_contexts(replay, max_history))  # fmt: skip
     run.counts.update({f"rl_{k}": v for k, v in rl.summary.items()})
 
-    run.phase("scorers")
-    transition, text_model = learn.refresh_scorers(parent, catalog, new)
     run.phase("saving")
     child = _save(settings, parent, rl.model, catalog, transition, text_model, trained_under, {
         "run_id": run.id, "method": config.method,

@@ -1,0 +1,47 @@
+"""The refresh's continued SFT keeps the served policy's own objective: a distilled policy keeps its teacher."""
+
+from dataclasses import replace
+
+import torch
+
+from learner.refresh.config import RefreshConfig
+from learner.refresh.learn import continue_sft
+from recast.baselines import TransitionModel
+from recast.checkpoint import load_checkpoint
+from recast.sft import item_paths
+from recast.teacher_forcing import token_logprobs
+from recast.trie import ItemTrie
+from recast.windows import Sequence
+
+
+def _logp(ckpt, model, context: int, item: int) -> float:
+    """log pi(first code token of ``item`` | ``context``): off the logged item's path the teacher's soft targets
+    reach the first level only (``recast.distill``), so that is where the two objectives are compared."""
+    trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
+    prompt = ckpt.tokenizer.encode_history(ckpt.codes, [context])
+    with torch.no_grad():
+        logp = token_logprobs(model, trie, item_paths(trie, ckpt.codes), [prompt], [item], ckpt.codes,
+                              ckpt.tokenizer.pad_id)  # fmt: skip
+    return float(logp[0, 0])
+
+
+def test_a_distilled_policy_is_refreshed_towards_its_teacher_and_a_plain_one_towards_the_logged_item(tiny_checkpoint):
+    ckpt = load_checkpoint(tiny_checkpoint)
+    context, logged = 0, 1
+    # The teacher's choice after `context`: an item that differs from the logged one at the first code level, so
+    # the two objectives disagree from the first token on.
+    teacher_item = next(i for i in range(len(ckpt.item_ids)) if ckpt.codes[i, 0] != ckpt.codes[logged, 0])
+    teacher = TransitionModel.fit([Sequence("t", (context, teacher_item), (0.0, 1.0))] * 5, len(ckpt.item_ids))
+    distilled = replace(ckpt, manifest={**ckpt.manifest, "sft_config": {
+        **ckpt.manifest["sft_config"], "distill_weight": 1.0, "teacher_text_weight": 0.0, "teacher_top_k": 1}})
+    windows = [Sequence("u", (context, logged), (0.0, 1.0))] * 64
+    config = RefreshConfig(sft_epochs=5, sft_lr=1e-2)
+
+    plain = continue_sft(ckpt, windows, config, seed=0, scorers=(teacher, ckpt.text)).model
+    taught = continue_sft(distilled, windows, config, seed=0, scorers=(teacher, ckpt.text)).model
+
+    start = {i: _logp(ckpt, ckpt.model, context, i) for i in (logged, teacher_item)}
+    assert _logp(ckpt, plain, context, logged) > start[logged] + 1.0  # the checkpoint does not distil: the logged item
+    assert _logp(ckpt, taught, context, teacher_item) > start[teacher_item] + 1.0
+    assert _logp(ckpt, taught, context, teacher_item) > _logp(ckpt, plain, context, teacher_item) + 1.0
+    assert _logp(ckpt, taught, context, logged) < _logp(ckpt, plain, context, logged) - 1.0
