@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
-from recast.checkpoint import load_checkpoint, read_manifest, save_checkpoint
+from recast.checkpoint import load_checkpoint, save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
 from recast.distill import (
     TeacherLabels,
@@ -126,7 +126,8 @@ def train_sft(
     ``epoch_budget`` caps the epochs run by this call (a time-boxed job): the
     resume state is kept and a later call with the same arguments carries on.
     ``init_from``: a checkpoint whose weights start the run instead of a fresh
-    init (see :func:`continue_sft`); its catalog and architecture must match.
+    init (more epochs of a trained policy on new rows; the nightly refresh has its own, in-memory
+    loop, ``learner.refresh.learn.continue_sft``); its catalog and architecture must match.
     """
     started = time.perf_counter()
     data = prepare_data(data_dir, train_csv, config, progress)
@@ -164,29 +165,6 @@ def train_sft(
                     transient=(STATE_FILE,))  # fmt: skip
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
-
-
-def continue_sft(
-    checkpoint: Path,
-    data_dir: Path,
-    train_csv: Path,
-    out: Path,
-    overrides: dict | None = None,
-    progress: bool = True,
-    epoch_budget: int | None = None,
-) -> SFTResult:
-    """Continue SFT from a (served) checkpoint on ``train_csv``, e.g. the nightly refresh on newly
-    logged sequences.
-
-    The recipe is the checkpoint's own SFT config with ``overrides`` (typically fewer ``epochs`` and a
-    lower ``lr``); its weights start the run. The transition and text scorers, and the distillation
-    teacher built from them, are refitted on ``train_csv``: pass every sequence the scorers should count
-    (old and new), not only the new ones. The result is a complete checkpoint in ``out`` whose manifest
-    names the checkpoint it continued (``init_from``).
-    """
-    manifest = read_manifest(checkpoint)
-    config = replace(SFTConfig(**manifest.get("sft_config", {})), **(overrides or {}))
-    return train_sft(data_dir, train_csv, config, out, progress, epoch_budget, init_from=checkpoint)
 
 
 def _initial_model(data: TrainingData, config: SFTConfig, init_from: Path | None) -> tuple[SidPolicy, str | None]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from learner.sft_trainer import STATE_FILE, continue_sft, train_sft
+from learner.sft_trainer import STATE_FILE, train_sft
 from recast.checkpoint import load_checkpoint
 from recast.sft import preset
 from tests.support.data import valid_rows
@@ -47,10 +47,10 @@ def test_resume_with_another_config_is_refused(small_train, tmp_path):
         train_sft(DATA, small_train, replace(CONFIG, lr=1e-4), tmp_path / "c", progress=False)
 
 
-def test_continue_sft_starts_from_the_checkpoint_and_changes_every_parameter(small_train, tmp_path):
+def test_a_run_from_a_checkpoint_starts_from_its_weights_and_changes_every_parameter(small_train, tmp_path):
     first = train_sft(DATA, small_train, CONFIG, tmp_path / "first", progress=False)
-    result = continue_sft(first.checkpoint, DATA, small_train, tmp_path / "next", {"epochs": 1, "lr": 1e-3},
-                          progress=False)  # fmt: skip
+    result = train_sft(DATA, small_train, replace(CONFIG, epochs=1, lr=1e-3), tmp_path / "next", progress=False,
+                       init_from=first.checkpoint)  # fmt: skip
     before, after = load_checkpoint(first.checkpoint), load_checkpoint(result.checkpoint)
     assert after.manifest["init_from"] == before.version
     assert after.manifest["sft_config"]["epochs"] == 1 and after.manifest["sft_config"]["lr"] == 1e-3
