@@ -78,6 +78,12 @@ class Checkpoint:
         has 9)."""
         return self.manifest.get("sft_config", {}).get("max_history", default)
 
+    def anchors(self) -> tuple[int, float]:
+        """How the policy is decoded: prompts per request, one per recent item, and the merge's decay
+        (``recast.anchors``); (1, 0.5), the history alone, where the manifest does not say."""
+        sft = self.manifest.get("sft_config", {})
+        return sft.get("anchors", 1), sft.get("anchor_decay", 0.5)
+
 
 def manifest_version(manifest: dict) -> str:
     """The first 12 hex digits of the sha256 of the manifest's canonical JSON: any change anywhere in it (a file's

@@ -6,7 +6,8 @@ Histories are catalog positions, oldest first; only the last ``max_history``
 items enter the prompt (the policy was trained on at most that many), and the last
 ``scorer_history`` items reach the transition and text scorers. The two cuts differ
 for a policy trained on short contexts: its prompt keeps one or two items, while the
-scorers still read the ten they were measured on.
+scorers still read the ten they were measured on. Such a policy may also be decoded once per
+recent history item (``anchors``, :mod:`recast.anchors`), its beams merged into one per request.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from recast.anchors import AnchorLayout, anchor_histories, merge_beams
 from recast.baselines import TransitionModel
 from recast.beam import BeamResult, BeamSearchConfig, beam_search
 from recast.checkpoint import Checkpoint
@@ -36,6 +38,8 @@ class Recommender:
     max_history: int = 10  # the prompt's cut
     text: TextModel | None = None
     scorer_history: int = 10  # the transition and text scorers' cut
+    anchors: int = 1  # prompts decoded per request, one per recent item (recast.anchors); 1: the history alone
+    anchor_decay: float = 0.5  # an anchor's weight in the merge: decay ** its distance from the last item
 
     def __post_init__(self) -> None:
         self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
@@ -45,12 +49,14 @@ class Recommender:
         cls, ckpt: Checkpoint, beam_width: int, fusion: FusionConfig | None = None, max_history: int = 10
     ) -> Recommender:
         """The checkpoint's served ranking. Its SFT config's history length wins over ``max_history`` for the
-        prompt, which must be cut the way the policy was trained; the scorers keep ``max_history`` items."""
+        prompt, which must be cut the way the policy was trained, and its anchors say how it is decoded; the
+        scorers keep ``max_history`` items."""
+        anchors, decay = ckpt.anchors()
         return cls(
             ckpt.model, ckpt.tokenizer, ckpt.codes, ckpt.transition,
             beam=BeamSearchConfig(beam_width), fusion=fusion or FusionConfig(),
             max_history=ckpt.prompt_history(max_history), text=ckpt.text,
-            scorer_history=max_history,
+            scorer_history=max_history, anchors=anchors, anchor_decay=decay,
         )  # fmt: skip
 
     @property
@@ -60,9 +66,24 @@ class Recommender:
     def prompts(self, histories: list[list[int]]) -> list[list[int]]:
         return [self.tokenizer.encode_history(self.codes, h[-self.max_history :]) for h in histories]
 
+    def decode_inputs(self, histories: list[list[int]]) -> tuple[list[list[int]], AnchorLayout | None]:
+        """The prompts an engine decodes for these histories and, with anchors, how their beams merge
+        (:meth:`merge`); without, one prompt per history and no layout."""
+        if self.anchors == 1:
+            return self.prompts(histories), None
+        prefixes, layout = anchor_histories(histories, self.anchors, self.anchor_decay)
+        return self.prompts(prefixes), layout
+
+    def merge(self, beams: BeamResult, layout: AnchorLayout | None, width: int) -> BeamResult:
+        """An engine's beams for :meth:`decode_inputs`' prompts -> one beam of ``width`` per history."""
+        return beams if layout is None else merge_beams(beams, layout, self.num_items, width)
+
     def policy(self, histories: list[list[int]]) -> BeamResult:
-        """The policy alone: top ``beam.width`` items with renormalised log-probabilities."""
-        return beam_search(self.model, self.trie, self.prompts(histories), self.beam, self.tokenizer.pad_id)
+        """The policy alone: top ``beam.width`` items, scored by renormalised log-probabilities (with anchors,
+        the log of their mixture)."""
+        prompts, layout = self.decode_inputs(histories)
+        beams = beam_search(self.model, self.trie, prompts, self.beam, self.tokenizer.pad_id)
+        return self.merge(beams, layout, self.beam.width)
 
     def transition_scores(self, histories: list[list[int]]) -> torch.Tensor:
         """(B, N) transition scores, each on the last ``scorer_history`` items."""

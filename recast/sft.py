@@ -62,6 +62,10 @@ class SFTConfig:
     # Item text in the SID token embeddings (recast.text_init): the text part's std as a multiple of
     # the random init's (0: off).
     text_init: float = 0.0
+    # Decoding, recorded with the recipe so every ranking of this policy decodes it alike: prompts per request,
+    # one per recent history item, merged with weight anchor_decay ** distance (recast.anchors; 1: off).
+    anchors: int = 1
+    anchor_decay: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k", "item_teacher_k"):
@@ -85,6 +89,10 @@ class SFTConfig:
             )
         if self.text_init < 0:
             raise ValueError(f"text_init must be >= 0 (0 turns it off), got {self.text_init}")
+        if self.anchors < 1 or not 0.0 < self.anchor_decay <= 1.0:
+            raise ValueError(
+                f"anchors must be >= 1 and anchor_decay in (0, 1], got {self.anchors} and {self.anchor_decay}"
+            )
         if self.teacher_sharpness <= 0:
             raise ValueError(
                 f"teacher_sharpness must be > 0 (1 keeps the mixed scores' proportions), got {self.teacher_sharpness}"

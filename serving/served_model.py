@@ -70,13 +70,16 @@ class ServedModel:
                 mask[:, retired] = True
             for row, positions in enumerate(removed or []):
                 mask[row, list(positions)] = True
+        # With anchors (recast.anchors) a request is several prompts; their beams merge into the request's.
+        prompts, layout = self.recommender.decode_inputs(histories)
         if mask is None:
             live = None
         elif removed is not None and any(removed):
             live = self.recommender.trie.live_nodes(mask)
+            live = live if layout is None else live[layout.rows]
         else:  # the same mask in every row: the retired set's
-            live = self._live_after_retiring(retired, mask[:1]).expand(B, -1)
-        beams = self.engine.beams(self.recommender.prompts(histories), self.width, live)
+            live = self._live_after_retiring(retired, mask[:1]).expand(len(prompts), -1)
+        beams = self.recommender.merge(self.engine.beams(prompts, self.width, live), layout, self.width)
         # The fused ranking is a stable sort, so a request's top-k is a prefix of the batch's deepest list.
         depth = min(N, max(k + len(x) for k, x in zip(ks, exclude, strict=True)))
         ranked = self.recommender.rank(histories, beams, depth, removed=mask)

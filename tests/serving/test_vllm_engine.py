@@ -113,6 +113,24 @@ def test_removed_items_leave_both_engines_alike(engines, trie, checkpoint, promp
     assert vllm_engine.processor.live is None  # the masks were for that call only
 
 
+def test_anchored_decoding_merges_both_engines_beams_alike(engines, checkpoint, shipped_data):
+    """A request decoded once per recent item (recast.anchors): the merge runs on what an engine returns, so
+    engines that decode alike rank the merged beams alike. 40 histories, three anchors each, one-item prompts."""
+    torch_engine, vllm_engine = engines
+    catalog = load_catalog(shipped_data)
+    rows = first_rows(40, shipped_data / "valid.csv")
+    histories = [[catalog.index[str(i)] for i in ast.literal_eval(row["history_item_id"])] for row in rows]
+    rec = Recommender(checkpoint.model, checkpoint.tokenizer, checkpoint.codes, checkpoint.transition, max_history=1,
+                      anchors=3, anchor_decay=0.5)  # fmt: skip
+    prompts, layout = rec.decode_inputs(histories)
+    assert len(prompts) > len(histories)
+    width = Settings().beam_width
+    expected = rec.merge(torch_engine.beams(prompts, width), layout, width)
+    got = rec.merge(vllm_engine.beams(prompts, width), layout, width)
+    assert got.items.shape == (len(histories), width)
+    assert_same_top(expected, got, len(histories))
+
+
 def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoint, prompts):
     """A 30-item trie at width 50: beams through tokens the trie forbids (vLLM keeps 2 * width
     candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""
