@@ -1,0 +1,123 @@
+"""How far the policy is from its teacher (issue 15), on the inner tuning rows only.
+
+    python -m ops.experiments.teacher cuts                        # the teacher by history cut and text share
+    python -m ops.experiments.teacher agreement runs/policy/tune/default+base/seed0
+
+``cuts`` scores the distillation teacher (the transition and text scorers mixed, ``recast.distill``) on
+``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could
+reach by imitating it, and what longer contexts would add. ``agreement`` takes a trained tune run and
+compares, per tuning row, the policy's beam, the policy scored over every catalog item (is beam search
+losing items?) and the one-item teacher: hit rates and how many of the teacher's top 10 the policy keeps.
+It scores every item for every row, a few minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CUTS = (1, 2, 3, 5, 10)
+TEXT_SHARES = (0.0, 0.3, 0.5)
+
+
+def _rows(data: Path, out: Path):
+    from recast.dataset import load_catalog, load_interactions
+
+    catalog = load_catalog(data)
+    rows = load_interactions(out / "inner" / "tune.csv", catalog)
+    return catalog, [[catalog.index[i] for i in r.history] for r in rows], [catalog.index[r.target] for r in rows]
+
+
+def cuts(data: Path, out: Path) -> list[tuple]:
+    """(history cut, text share, HR@1, HR@10, NDCG@10) of the teacher fitted on ``inner/fit.csv``."""
+    import torch
+
+    from recast.baselines import TransitionModel, top_items
+    from recast.dataset import load_interactions
+    from recast.distill import teacher_scores
+    from recast.metrics import rank_of, summarize
+    from recast.text import TextModel
+    from recast.windows import build_sequences
+
+    catalog, histories, targets = _rows(data, out)
+    sequences = build_sequences(load_interactions(out / "inner" / "fit.csv", catalog), catalog.index, 10)
+    transition = TransitionModel.fit(sequences, len(catalog))
+    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    table = []
+    for n in CUTS:
+        cut = [h[-n:] for h in histories]
+        for share in TEXT_SHARES:
+            with torch.no_grad():
+                scores = teacher_scores(transition, text, cut, share)
+            m = summarize([rank_of(t, top_items(scores[row], 50)) for row, t in enumerate(targets)])
+            table.append((n, share, m["HR@1"], m["HR@10"], m["NDCG@10"]))
+    return table
+
+
+def agreement(data: Path, out: Path, run: Path, beam_width: int = 50) -> dict:
+    """The policy's beam against all items scored, and both against the one-item teacher, on the tuning rows."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from recast.baselines import top_items
+    from recast.beam import score_codes
+    from recast.checkpoint import load_checkpoint
+    from recast.distill import teacher_scores
+    from recast.metrics import rank_of, summarize
+    from recast.recommender import Recommender
+    from recast.sft import SFTConfig
+
+    ckpt = load_checkpoint(run / "ckpt")
+    share = SFTConfig(**ckpt.manifest["sft_config"]).teacher_text_weight
+    rec = Recommender.from_checkpoint(ckpt, beam_width)
+    catalog, histories, targets = _rows(data, out)
+    ranks: dict[str, list] = {"beam": [], "every item": [], "teacher": []}
+    kept: dict[str, list] = {"beam": [], "every item": []}
+    for start in tqdm(range(0, len(histories), 8), desc="rows", unit="batch", leave=False):
+        hist, tgt = histories[start : start + 8], targets[start : start + 8]
+        with torch.no_grad():
+            beams = rec.policy(hist)
+            every = score_codes(rec.model, rec.trie, rec.prompts(hist), ckpt.codes[None].expand(len(hist), -1, -1),
+                                ckpt.tokenizer.pad_id)  # fmt: skip
+            teacher = teacher_scores(ckpt.transition, ckpt.text, [h[-1:] for h in hist], share)
+        for row, target in enumerate(tgt):
+            lists = {"beam": [i for i, _ in beams.top(row, 50)], "every item": top_items(every[row], 50),
+                     "teacher": top_items(teacher[row], 50)}  # fmt: skip
+            for name, items in lists.items():
+                ranks[name].append(rank_of(target, items))
+            for name in kept:
+                kept[name].append(len(set(lists[name][:10]) & set(lists["teacher"][:10])))
+    return {"metrics": {name: summarize(r) for name, r in ranks.items()},
+            "teacher_top10_kept": {name: sum(k) / len(k) for name, k in kept.items()}}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ops.experiments.teacher", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote inner/")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("cuts", help="the teacher on the tuning rows by history cut and text share")
+    p = sub.add_parser("agreement", help="a tune run's policy: beam vs every item scored vs the one-item teacher")
+    p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.command == "cuts":
+        print("| history cut | text share | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- | --- |")
+        for n, share, hr1, hr10, ndcg in cuts(args.data, args.out):
+            print(f"| {n} | {share} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
+    else:
+        result = agreement(args.data, args.out, args.run)
+        print("| ranking | HR@1 | HR@10 | NDCG@10 | of the teacher's top 10, kept in its top 10 |\n"
+              "| --- | --- | --- | --- | --- |")  # fmt: skip
+        for name, m in result["metrics"].items():
+            kept = result["teacher_top10_kept"].get(name)
+            print(f"| {name} | {m['HR@1']:.4f} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | "
+                  f"{'' if kept is None else f'{kept:.2f}'} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
