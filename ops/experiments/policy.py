@@ -116,6 +116,9 @@ VARIANTS: dict[str, dict] = {
     # A two-item prompt, its windows and its teacher cut to the last two items (the teacher gains 0.012 HR@10 from
     # its second item on the tuning rows, ops.experiments.teacher cuts; the policy lost 0.02).
     "ctx2+distill-0.8": {"short_context": 2, "max_history": 2, "distill_weight": 0.8},
+    # Over today's default (distillation 0.8): the flatter item teacher at half the epochs, to fit the demo's time.
+    "items-k20-sharp2-w1-ep12": {"item_teacher_k": 20, "teacher_sharpness": 2.0, "item_teacher_weight": 1.0,
+                                 "epochs": 12},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
