@@ -31,7 +31,7 @@ from recast.distill import (
 )
 from recast.model import PolicyConfig, SidPolicy
 from recast.sft import SFTConfig, epoch_batches, item_paths, learning_rate, make_batch, make_optimizer, train_step
-from recast.text import TextModel
+from recast.text import TextModel, item_text
 from recast.text_init import add_text_to_embeddings, item_vectors
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
@@ -92,12 +92,12 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     trie = ItemTrie.build(codes, len(tokenizer))
     # The scorers are fitted on the rows' windows first: the served mix uses them, and so does the teacher.
     transition = TransitionModel.fit(sequences, len(catalog))
-    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    text = TextModel.fit([item_text(item) for item in catalog.items])
     num_windows = int(sum(sum(s.weights) for s in sequences))
     if config.short_context > 0:
         short = short_context_sequences(sequences, config.short_context, config.short_context_weight)
         sequences = (sequences if config.long_windows else []) + short
-    labels = _teacher_labels(sequences, transition, text, config, progress)
+    labels = teacher_labels(sequences, transition, text, config, progress)
     if config.item_teacher_weight > 0:
         # After the labels: these pairs are the teacher's own, not windows for it to relabel.
         score = lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)  # noqa: E731
@@ -211,9 +211,11 @@ def _run_epoch(model, optimizer, data: TrainingData, config: SFTConfig, epoch: i
     return total / len(batches)
 
 
-def _teacher_labels(
-    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool
+def teacher_labels(
+    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool = False
 ) -> TeacherLabels | None:
+    """The distillation teacher's labels for ``sequences`` under ``config`` (None: it does not distil). The
+    nightly refresh labels its windows with this too, so both train towards one teacher."""
     if config.distill_weight == 0:
         return None
     contexts = len({s.items[:j] for s in sequences for j in range(1, len(s.items)) if s.weights[j] > 0})

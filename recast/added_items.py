@@ -23,7 +23,7 @@ import torch
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog, Item, parse_sid
 from recast.checkpoint import Checkpoint
-from recast.text import TextModel
+from recast.text import TextModel, item_text
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,6 @@ def added_item(item_id: str, code: str, entry: Mapping) -> Item:
     """The catalog item of an item added online: its recorded code, and the title and brand of its entry."""
     tokens = parse_sid(code)
     return Item(item_id, str(entry.get("title") or ""), str(entry.get("brand") or ""), tokens[:-1], tokens)
-
-
-def item_text(item: Item) -> str:
-    """What the text scorer reads of an item (as ``learner.sft_trainer`` fits it)."""
-    return f"{item.title} {item.brand}"
 
 
 def grow_checkpoint(ckpt: Checkpoint, catalog: Catalog, borrow: Borrow = BORROW) -> Checkpoint:

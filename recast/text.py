@@ -27,6 +27,11 @@ import torch
 WORD = re.compile(r"[a-z0-9]+")
 
 
+def item_text(item) -> str:
+    """What the text scorer reads of a catalog item: its title and brand."""
+    return f"{item.title} {item.brand}"
+
+
 def words(text: str) -> list[str]:
     """
     >>> words("Loctite Heavy-Duty Epoxy, 8 oz")

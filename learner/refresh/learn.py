@@ -23,16 +23,17 @@ from learner.refresh.config import RefreshConfig
 from learner.rl.config import RLConfig
 from learner.rl.contexts import RLContext
 from learner.rl.trainer import REPAIRS, EvalSet, RLTrainer
+from learner.sft_trainer import teacher_labels
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.catalog_version import CatalogVersion
 from recast.checkpoint import Checkpoint, save_checkpoint
 from recast.dataset import Interaction
-from recast.distill import batch_soft_targets, label_sequences, teacher_scores
+from recast.distill import batch_soft_targets
 from recast.feedback import LoggedList, anchor_source, anchors, positives, target
 from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.signals.groups import Anchor
-from recast.text import TextModel
+from recast.text import TextModel, item_text
 from recast.trie import ItemTrie
 from recast.windows import Sequence, build_sequences
 
@@ -93,11 +94,7 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
                   warmup_steps=max(1, total // 10))  # fmt: skip
     trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
     paths = item_paths(trie, ckpt.codes)
-    labels = None
-    if sft.distill_weight > 0 and scorers is not None:
-        transition, text = scorers
-        labels = label_sequences(train, lambda h: teacher_scores(transition, text, h, sft.teacher_text_weight),
-                                 sft.teacher_top_k, sft.teacher_sharpness)  # fmt: skip
+    labels = None if scorers is None else teacher_labels(train, *scorers, sft)
     optimizer = make_optimizer(model, sft)
     torch.manual_seed(seed)
     model.train()
@@ -188,7 +185,7 @@ def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> 
     """The served model's transition counts plus the new sequences' (exactly as if fitted on both); the text
     model refitted on the catalog's text (it reads no interactions, so only a changed catalog changes it)."""
     transition = ckpt.transition.update(new)
-    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    text = TextModel.fit([item_text(item) for item in catalog.items])
     return transition, text
 
 

@@ -36,13 +36,13 @@ def cuts(data: Path, out: Path) -> list[tuple]:
     from recast.dataset import load_interactions
     from recast.distill import teacher_scores
     from recast.metrics import rank_of, summarize
-    from recast.text import TextModel
+    from recast.text import TextModel, item_text
     from recast.windows import build_sequences
 
     catalog, histories, targets = _rows(data, out)
     sequences = build_sequences(load_interactions(out / "inner" / "fit.csv", catalog), catalog.index, 10)
     transition = TransitionModel.fit(sequences, len(catalog))
-    text = TextModel.fit([f"{item.title} {item.brand}" for item in catalog.items])
+    text = TextModel.fit([item_text(item) for item in catalog.items])
     table = []
     for n in CUTS:
         cut = [h[-n:] for h in histories]
