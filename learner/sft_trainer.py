@@ -189,26 +189,40 @@ def _run_epoch(model, optimizer, data: TrainingData, config: SFTConfig, epoch: i
     torch.manual_seed(config.seed * 100_003 + epoch)  # dropout stream of this epoch
     generator = torch.Generator().manual_seed(config.seed + epoch)
     batches = epoch_batches([len(s.items) for s in data.sequences], config.batch_size, generator, config.length_pool)
-    total_steps = len(batches) * config.epochs
     scale = None
     if config.fixed_loss_scale:
         scale = sum(sum(s.weights) for s in data.sequences) * data.codes.shape[1] / len(batches)
     model.train()
-    total = 0.0
-    bar = tqdm(batches, desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-    for i, picked in enumerate(bar):
-        chunk = [data.sequences[j] for j in picked]
+    with tqdm(total=len(batches), desc=f"sft epoch {epoch + 1}/{config.epochs}", disable=not progress,
+              leave=False) as bar:  # fmt: skip
+        losses = train_batches(model, optimizer, batches, data.sequences, data.labels, data.codes, data.paths,
+                               data.tokenizer, data.trie, config, epoch * len(batches), len(batches) * config.epochs,
+                               scale, bar)  # fmt: skip
+    return sum(losses) / len(batches)
+
+
+def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Sequence], labels: TeacherLabels | None,
+                  codes: torch.Tensor, paths: torch.Tensor, tokenizer: SidTokenizer, trie: ItemTrie, config: SFTConfig,
+                  first_step: int, total_steps: int, scale: float | None = None, bar=None) -> list[float]:  # fmt: skip
+    """One optimiser step per batch of ``sequences`` positions, towards the true items, or towards the teacher's
+    mixture where ``labels`` are given; the learning rate follows ``config``'s schedule from ``first_step`` of
+    ``total_steps``. Returns each step's loss. The initial SFT (:func:`_run_epoch`) and the nightly refresh's
+    continued SFT (``learner.refresh.learn``) both step through here; they differ in how they batch and seed."""
+    losses = []
+    for i, picked in enumerate(batches):
+        chunk = [sequences[j] for j in picked]
         soft = None
-        if data.labels is not None:
-            rows = [data.labels.rows[j] for j in picked]
-            soft = batch_soft_targets(chunk, rows, data.labels, data.codes, config.distill_weight, len(data.tokenizer))
-        batch = make_batch(chunk, data.codes, data.paths, data.tokenizer.bos_id, data.tokenizer.pad_id,
-                           data.trie.dead, soft)  # fmt: skip
-        lr = learning_rate(epoch * len(batches) + i, total_steps, config)
-        loss, _ = train_step(model, optimizer, batch, data.trie, config, lr, scale)
-        total += loss
-        bar.set_postfix(loss=f"{loss:.3f}")
-    return total / len(batches)
+        if labels is not None:
+            soft = batch_soft_targets(chunk, [labels.rows[j] for j in picked], labels, codes, config.distill_weight,
+                                      len(tokenizer))  # fmt: skip
+        batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft)
+        loss, _ = train_step(model, optimizer, batch, trie, config, learning_rate(first_step + i, total_steps, config),
+                             scale)  # fmt: skip
+        losses.append(loss)
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.3f}")
+    return losses
 
 
 def teacher_labels(

@@ -23,15 +23,14 @@ from learner.refresh.config import RefreshConfig
 from learner.rl.config import RLConfig
 from learner.rl.contexts import RLContext
 from learner.rl.trainer import REPAIRS, EvalSet, RLTrainer
-from learner.sft_trainer import teacher_labels
+from learner.sft_trainer import teacher_labels, train_batches
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.catalog_version import CatalogVersion
 from recast.checkpoint import Checkpoint, save_checkpoint
 from recast.dataset import Interaction
-from recast.distill import batch_soft_targets
 from recast.feedback import LoggedList, anchor_source, anchors, positives, target
-from recast.sft import SFTConfig, item_paths, learning_rate, make_batch, make_optimizer, train_step
+from recast.sft import SFTConfig, item_paths, make_optimizer
 from recast.signals.groups import Anchor
 from recast.text import TextModel, item_text
 from recast.trie import ItemTrie
@@ -98,24 +97,14 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
     optimizer = make_optimizer(model, sft)
     torch.manual_seed(seed)
     model.train()
-    losses, step = [], 0
+    losses: list[float] = []
     with tqdm(total=total, desc="refresh sft", disable=not progress, leave=False) as bar:
         for epoch in range(config.sft_epochs):
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-            for i in range(steps_per_epoch):
-                picked = order[i * sft.batch_size : (i + 1) * sft.batch_size]
-                chunk = [train[j] for j in picked]
-                soft = None
-                if labels is not None:
-                    soft = batch_soft_targets(chunk, [labels.rows[j] for j in picked], labels, ckpt.codes,
-                                              sft.distill_weight, len(ckpt.tokenizer))  # fmt: skip
-                batch = make_batch(chunk, ckpt.codes, paths, ckpt.tokenizer.bos_id, ckpt.tokenizer.pad_id, trie.dead,
-                                   soft)  # fmt: skip
-                loss, _ = train_step(model, optimizer, batch, trie, sft, learning_rate(step, total, sft))
-                losses.append(loss)
-                step += 1
-                bar.update()
-    return SFTOutcome(model.eval(), step, losses)
+            batches = [order[i * sft.batch_size : (i + 1) * sft.batch_size] for i in range(steps_per_epoch)]
+            losses += train_batches(model, optimizer, batches, train, labels, ckpt.codes, paths, ckpt.tokenizer, trie,
+                                    sft, len(losses), total, bar=bar)  # fmt: skip
+    return SFTOutcome(model.eval(), len(losses), losses)
 
 
 def rl_contexts(lists: list[LoggedList]) -> list[RLContext]:
