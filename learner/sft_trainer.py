@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from learner.ranker_trainer import fit_served_ranker
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.checkpoint import load_checkpoint, save_checkpoint
@@ -27,9 +28,11 @@ from recast.distill import (
     batch_soft_targets,
     item_teacher_sequences,
     label_sequences,
+    ranker_teacher_scores,
     teacher_scores,
 )
 from recast.model import PolicyConfig, SidPolicy
+from recast.ranker import Ranker, RankerConfig
 from recast.sft import SFTConfig, epoch_batches, item_paths, learning_rate, make_batch, make_optimizer, train_step
 from recast.text import TextModel, item_text
 from recast.text_init import add_text_to_embeddings, item_vectors
@@ -78,6 +81,12 @@ class TrainingData:
     transition: TransitionModel
     text: TextModel
     labels: TeacherLabels | None  # the teacher's labels when distilling
+    ranker: Ranker | None  # the learned ranker, where the recipe serves it (and perhaps distils it)
+
+
+def scorer_source(config: SFTConfig) -> int:
+    """How much of each row the transition counts read: the prompt's cut for a policy trained on whole rows."""
+    return config.max_history if config.long_windows else SOURCE_HISTORY
 
 
 def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: bool = False) -> TrainingData:
@@ -86,7 +95,7 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if not rows:
         raise ValueError(f"{train_csv}: no interaction rows to train on")
     # Rows are read whole (up to SOURCE_HISTORY items) when only their cut windows are trained on.
-    sequences = build_sequences(rows, catalog.index, config.max_history if config.long_windows else SOURCE_HISTORY)
+    sequences = build_sequences(rows, catalog.index, scorer_source(config))
     tokenizer = SidTokenizer.from_catalog(catalog)
     codes = tokenizer.item_codes(catalog)
     trie = ItemTrie.build(codes, len(tokenizer))
@@ -97,18 +106,22 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.short_context > 0:
         short = short_context_sequences(sequences, config.short_context, config.short_context_weight)
         sequences = (sequences if config.long_windows else []) + short
-    labels = teacher_labels(sequences, transition, text, config, progress)
+    ranker = None
+    if config.ranker:  # before the labels: it may be the teacher
+        ranker = fit_served_ranker(rows, catalog.index, text, RankerConfig(seed=config.seed), scorer_source(config),
+                                   progress=progress)  # fmt: skip
+    labels = teacher_labels(sequences, transition, text, config, progress, ranker)
     if config.item_teacher_weight > 0:
         # After the labels: these pairs are the teacher's own, not windows for it to relabel.
-        score = lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)  # noqa: E731
-        extra = item_teacher_sequences(score, len(catalog), config.item_teacher_k, config.teacher_sharpness,
+        extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
+                                       config.item_teacher_k, config.teacher_sharpness,
                                        config.item_teacher_weight)  # fmt: skip
         sequences = sequences + extra
         if labels is not None:
             labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
     return TrainingData(
         catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
-        transition, text, labels,
+        transition, text, labels, ranker,
     )  # fmt: skip
 
 
@@ -147,6 +160,7 @@ def train_sft(
     if average is not None:
         model.load_state_dict(average)
     model.eval()
+    ranker = data.ranker
     manifest = {
         "kind": "sft",
         "sft_config": config.to_dict(),
@@ -159,10 +173,11 @@ def train_sft(
             "windows": data.num_windows,
         },
         "metrics": {"train_loss": losses},
+        **({"ranker_config": asdict(RankerConfig(seed=config.seed))} if ranker is not None else {}),
     }
     # The resume state stays until the checkpoint is complete (a crash while saving resumes), then goes.
     save_checkpoint(out, model, data.tokenizer, data.catalog, data.transition, data.text, manifest,
-                    transient=(STATE_FILE,))  # fmt: skip
+                    transient=(STATE_FILE,), ranker=ranker)  # fmt: skip
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
 
@@ -225,22 +240,27 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
     return losses
 
 
+def teacher_function(transition: TransitionModel, text: TextModel, config: SFTConfig, ranker: Ranker | None = None):
+    """The distillation teacher ``config`` names, as a function of a batch of contexts -> (B, N) scores."""
+    if config.teacher == "ranker":
+        if ranker is None:
+            raise ValueError("this recipe distils the learned ranker (teacher='ranker'): pass the fitted ranker")
+        return lambda contexts: ranker_teacher_scores(transition, text, ranker, contexts)
+    return lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)
+
+
 def teacher_labels(
-    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool = False
-) -> TeacherLabels | None:
+    sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool = False,
+    ranker: Ranker | None = None,
+) -> TeacherLabels | None:  # fmt: skip
     """The distillation teacher's labels for ``sequences`` under ``config`` (None: it does not distil). The
     nightly refresh labels its windows with this too, so both train towards one teacher."""
     if config.distill_weight == 0:
         return None
     contexts = len({s.items[:j] for s in sequences for j in range(1, len(s.items)) if s.weights[j] > 0})
     with tqdm(total=contexts, desc="teacher labels", disable=not progress, leave=False) as bar:
-        return label_sequences(
-            sequences,
-            lambda histories: teacher_scores(transition, text, histories, config.teacher_text_weight),
-            config.teacher_top_k,
-            config.teacher_sharpness,
-            on_chunk=bar.update,
-        )
+        return label_sequences(sequences, teacher_function(transition, text, config, ranker), config.teacher_top_k,
+                               config.teacher_sharpness, on_chunk=bar.update)  # fmt: skip
 
 
 def _fold_average(average: dict | None, model, epoch: int, config: SFTConfig) -> dict | None:

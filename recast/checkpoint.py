@@ -11,7 +11,8 @@ Layout (every file written atomically, the manifest last):
 - ``item_codes.json``: the catalog as the policy knows it, ``[[item_id, [tokens]]]``
   in catalog order; decoding maps codes to items through this table alone.
 - ``transition.safetensors``, ``text.safetensors``: the transition and text
-  scorers fused into the served ranking.
+  scorers fused into the served ranking; ``ranker.safetensors`` (optional): the learned
+  ranker over their candidates (:mod:`recast.ranker`), where the run trained one.
 - ``manifest.json``: format version, configs, data fingerprint, metrics, the
   catalog version it was trained on (``catalog``: its Postgres id, digest and retired
   items, see :mod:`recast.catalog_version`; a manifest without one names the base
@@ -43,11 +44,13 @@ from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.catalog_version import CatalogVersion, CatalogVersionError, base_version, extension_problem, from_manifest
 from recast.model import PolicyConfig, SidPolicy
+from recast.ranker import Ranker
 from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 
 FORMAT_VERSION = 2  # 2: the manifest hashes every file of the directory, and the version hashes the manifest
 MANIFEST = "manifest.json"
+RANKER_FILE = "ranker.safetensors"
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -66,6 +69,7 @@ class Checkpoint:
     text: TextModel
     manifest: dict
     catalog: CatalogVersion  # the catalog version it was trained on
+    ranker: Ranker | None = None  # the learned ranker of the served ranking; None: the fixed mix
 
     @property
     def version(self) -> str:
@@ -135,6 +139,7 @@ def save_checkpoint(
     manifest: dict,
     transient: tuple[str, ...] = (),
     catalog_version: CatalogVersion | None = None,
+    ranker: Ranker | None = None,
 ) -> Path:
     """Write a complete checkpoint directory; ``manifest`` adds run facts (configs, data, metrics).
 
@@ -168,6 +173,8 @@ def save_checkpoint(
     _write_json(out / "item_codes.json", [[item.item_id, list(item.code)] for item in catalog.items])
     _save_tensors(out / "transition.safetensors", transition.to_tensors())
     _save_tensors(out / "text.safetensors", text.to_tensors())
+    if ranker is not None:
+        _save_tensors(out / RANKER_FILE, ranker.to_tensors())
     full = {
         **manifest,
         "format_version": FORMAT_VERSION,
@@ -265,8 +272,9 @@ def _load(path: Path, manifest: dict) -> Checkpoint:
     transition = TransitionModel.from_tensors(load_file(str(path / "transition.safetensors")))
     text = TextModel.from_tensors(load_file(str(path / "text.safetensors")))
     item_ids = [item_id for item_id, _ in table]
-    return Checkpoint(path, model, tokenizer, item_ids, codes, transition, text, manifest,
-                      _catalog(path, manifest, {item_id: "".join(code) for item_id, code in table}))  # fmt: skip
+    ranker = Ranker.from_tensors(load_file(str(path / RANKER_FILE))) if (path / RANKER_FILE).is_file() else None
+    catalog = _catalog(path, manifest, {item_id: "".join(code) for item_id, code in table})
+    return Checkpoint(path, model, tokenizer, item_ids, codes, transition, text, manifest, catalog, ranker)
 
 
 def _catalog(path: Path, manifest: dict, codes: dict[str, str]) -> CatalogVersion:

@@ -1,7 +1,8 @@
 """Distilling the count and text scorers into the policy: soft next-token targets on the true path.
 
 The teacher is the served mix without the policy, ``(1 - wt) * transition / max + wt * text / max``
-(``recast.fusion.mix_scorers``). It labels every training context with a distribution over its
+(``recast.fusion.mix_scorers``), or the learned ranker over the same two scorers' candidates
+(:func:`ranker_teacher_scores`, ``SFTConfig.teacher``). It labels every training context with a distribution over its
 top-k items, ``p_T(i) ∝ score(i) ** sharpness``. The policy is trained towards the mixture
 ``m = (1 - a) * δ(true item) + a * p_T``.
 
@@ -30,6 +31,7 @@ import torch
 
 from recast.baselines import TransitionModel
 from recast.fusion import mix_scorers
+from recast.ranker import Ranker, candidates
 from recast.text import TextModel
 from recast.windows import Sequence as TrainingSequence
 
@@ -51,6 +53,15 @@ def teacher_scores(
     trans = torch.stack([transition.scores(h) for h in histories])
     texts = None if text is None or text_weight == 0 else text.scores_batch(histories)
     return mix_scorers(trans, texts, 1.0 - text_weight, text_weight)
+
+
+def ranker_teacher_scores(
+    transition: TransitionModel, text: TextModel, ranker: Ranker, histories: Sequence[Sequence[int]]
+) -> torch.Tensor:
+    """(B, N) the learned ranker's probabilities over each history's candidates (0 elsewhere): a teacher that
+    weighs the same two scorers as :func:`teacher_scores`, by what it learnt about them."""
+    cands = candidates(histories, transition, text, ranker.per_scorer)
+    return ranker.probabilities(cands, text.num_items)
 
 
 def top_k_distribution(scores: torch.Tensor, k: int, sharpness: float) -> tuple[torch.Tensor, torch.Tensor]:

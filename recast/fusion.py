@@ -90,12 +90,41 @@ def fuse_batch(
     w = config.policy_weight
     w_text = config.text_weight if text_scores is not None else 0.0
     fused = mix_scorers(transition_scores, text_scores, 1.0 - w - w_text, w_text)
+    return _top_k(_add_policy(fused, items, scores, w, config.temperature), k, removed)
+
+
+def fuse_ranked(
+    items: torch.Tensor,
+    scores: torch.Tensor,
+    ranked: torch.Tensor,
+    k: int,
+    policy_weight: float,
+    temperature: float,
+    removed: torch.Tensor | None = None,
+) -> list[list[tuple[int, float]]]:
+    """:func:`fuse_batch` where a learned ranker (:mod:`recast.ranker`) has already ranked the scorers'
+    candidates: ``ranked`` (B, N) is its probability over each row's candidates (0 elsewhere), and the mix is
+    ``(1 - policy_weight) * ranked + policy_weight * softmax(beam / temperature)``."""
+    if not 0.0 <= policy_weight <= 1.0:
+        raise ValueError(f"policy_weight must be in [0, 1], got {policy_weight}")
+    return _top_k(_add_policy((1.0 - policy_weight) * ranked, items, scores, policy_weight, temperature), k, removed)
+
+
+def _add_policy(fused: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, weight: float,
+                temperature: float) -> torch.Tensor:  # fmt: skip
+    """``fused`` plus ``weight`` times the policy's distribution over each row's valid beams (-1 items, -inf
+    scores: a beam that ran out); a row without one adds nothing."""
     valid = items >= 0
-    if valid.any():
-        # The policy's distribution over each row's valid beams; a row without one adds nothing.
-        logits = torch.where(valid, scores / config.temperature, float("-inf"))
-        policy = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
-        fused = fused.scatter_add(1, items.clamp(min=0), w * policy)
+    if not valid.any():
+        return fused
+    logits = torch.where(valid, scores / temperature, float("-inf"))
+    policy = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
+    return fused.scatter_add(1, items.clamp(min=0), weight * policy)
+
+
+def _top_k(fused: torch.Tensor, k: int, removed: torch.Tensor | None) -> list[list[tuple[int, float]]]:
+    """Each row's k best (item, score) pairs, best first, never a ``removed`` item (a row's list is shorter than k
+    only when fewer than k items remain)."""
     if removed is not None:
         fused = fused.masked_fill(removed, float("-inf"))
     order = torch.argsort(-fused, dim=1, stable=True)[:, :k]

@@ -1,4 +1,5 @@
-"""The served ranking, defined once: constrained beam search, then fusion.
+"""The served ranking, defined once: constrained beam search, then fusion (or, where the checkpoint has one,
+the learned ranker over the scorers' candidates with the beam blended in).
 
 Offline evaluation and every serving engine go through this class, so the list
 ``recast eval --predictions`` writes is the list the service would serve.
@@ -20,8 +21,9 @@ from recast.anchors import AnchorLayout, anchor_histories, merge_beams
 from recast.baselines import TransitionModel
 from recast.beam import BeamResult, BeamSearchConfig, beam_search
 from recast.checkpoint import Checkpoint
-from recast.fusion import FusionConfig, fuse_batch
+from recast.fusion import FusionConfig, fuse_batch, fuse_ranked
 from recast.model import SidPolicy
+from recast.ranker import Ranker, candidates
 from recast.text import TextModel
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
@@ -40,8 +42,11 @@ class Recommender:
     scorer_history: int = 10  # the transition and text scorers' cut
     anchors: int = 1  # prompts decoded per request, one per recent item (recast.anchors); 1: the history alone
     anchor_decay: float = 0.5  # an anchor's weight in the merge: decay ** its distance from the last item
+    ranker: Ranker | None = None  # a learned ranker over the scorers' candidates (recast.ranker); None: the mix
 
     def __post_init__(self) -> None:
+        if self.ranker is not None and self.text is None:
+            raise ValueError("a ranker reads the text scorer's scores: give the recommender its text model")
         self.trie = ItemTrie.build(self.codes, len(self.tokenizer))
 
     @classmethod
@@ -56,7 +61,7 @@ class Recommender:
             ckpt.model, ckpt.tokenizer, ckpt.codes, ckpt.transition,
             beam=BeamSearchConfig(beam_width), fusion=fusion or FusionConfig(),
             max_history=ckpt.prompt_history(max_history), text=ckpt.text,
-            scorer_history=max_history, anchors=anchors, anchor_decay=decay,
+            scorer_history=max_history, anchors=anchors, anchor_decay=decay, ranker=ckpt.ranker,
         )  # fmt: skip
 
     @property
@@ -105,10 +110,17 @@ class Recommender:
     ) -> list[list[tuple[int, float]]]:
         """Fuse an engine's beams with the transition and text scorers: the served top-k
         per history. ``transition``/``text`` pass (B, N) scores already computed for these histories;
-        ``removed`` (B, N) bool: items no row may list (see :func:`recast.fusion.fuse_batch`)."""
+        ``removed`` (B, N) bool: items no row may list (see :func:`recast.fusion.fuse_batch`). With a ranker,
+        the scorers' candidates are ranked by it and the beams blended in (:func:`recast.fusion.fuse_ranked`)."""
         transition = transition if transition is not None else self.transition_scores(histories)
         text = text if text is not None else self.text_scores(histories)
-        return fuse_batch(beams.items, beams.scores, transition, k, self.fusion, text, removed)
+        if self.ranker is None:
+            return fuse_batch(beams.items, beams.scores, transition, k, self.fusion, text, removed)
+        cut = [h[-self.scorer_history :] for h in histories]
+        cands = candidates(cut, self.transition, self.text, self.ranker.per_scorer, transition, text)
+        ranked = self.ranker.probabilities(cands, self.num_items)
+        return fuse_ranked(beams.items, beams.scores, ranked, k, self.ranker.policy_weight, self.fusion.temperature,
+                           removed)  # fmt: skip
 
     def recommend(self, histories: list[list[int]], k: int) -> list[list[tuple[int, float]]]:
         return self.rank(histories, self.policy(histories), k)

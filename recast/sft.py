@@ -16,6 +16,8 @@ from recast.model import SidPolicy
 from recast.trie import ROOT, ItemTrie
 from recast.windows import Sequence
 
+TEACHERS = ("mix", "ranker")
+
 
 @dataclass(frozen=True)
 class SFTConfig:
@@ -40,6 +42,9 @@ class SFTConfig:
     # distill_weight * the teacher's top-k, the teacher being the transition and text scorers mixed.
     distill_weight: float = 0.0  # 0: plain next-item SFT
     teacher_text_weight: float = 0.5  # text share of the teacher mix; the rest is transitions
+    # "mix": the teacher is that mix; "ranker": the learned ranker's probabilities over the same scorers'
+    # candidates (recast.ranker; fitted before the labels; it needs ranker=True).
+    teacher: str = "mix"
     teacher_top_k: int = 20
     teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
     # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
@@ -66,6 +71,10 @@ class SFTConfig:
     # one per recent history item, merged with weight anchor_decay ** distance (recast.anchors; 1: off).
     anchors: int = 1
     anchor_decay: float = 0.5
+    # The served ranking: True trains a learned ranker over the transition and text scorers' candidates with the
+    # policy (recast.ranker, learner.ranker_trainer) and serves it with the policy's beam blended in; False
+    # serves the fixed mix of the three (recast.fusion).
+    ranker: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k", "item_teacher_k"):
@@ -87,6 +96,11 @@ class SFTConfig:
                 "long_windows=False trains on short-context windows only: set short_context >= 1 and "
                 f"max_history equal to it (got short_context={self.short_context}, max_history={self.max_history})"
             )
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
+        if self.teacher == "ranker" and not self.ranker:
+            # The nightly refresh relabels its windows with the checkpoint's ranker, so the checkpoint must hold it.
+            raise ValueError("teacher='ranker' needs ranker=True: the teaching ranker must be saved and served too")
         if self.text_init < 0:
             raise ValueError(f"text_init must be >= 0 (0 turns it off), got {self.text_init}")
         if self.anchors < 1 or not 0.0 < self.anchor_decay <= 1.0:
@@ -115,7 +129,7 @@ PRESETS: dict[str, SFTConfig] = {
     # / NDCG@10 0.120, above the transition counts (0.151 / 0.115) but inside the noise, against long-context's
     # 0.105 / 0.070. Serving costs the same (the beam's four steps dominate, not the prompt).
     "default": SFTConfig(short_context=1, max_history=1, long_windows=False, epochs=24, dropout=0.0,
-                         distill_weight=0.8, teacher_sharpness=6.0, item_teacher_weight=0.5),
+                         distill_weight=0.8, teacher_sharpness=6.0, item_teacher_weight=0.5, ranker=True),
     # The same without the teacher (HR@10 0.130 / NDCG@10 0.104 held out): half the training time.
     "last-item": SFTConfig(short_context=1, max_history=1, long_windows=False, epochs=24, dropout=0.0),
     # The former default: prompts of up to 10 items, 8 epochs, dropout 0.2 (chosen by the preset sweep of

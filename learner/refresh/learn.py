@@ -93,7 +93,7 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
                   warmup_steps=max(1, total // 10))  # fmt: skip
     trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
     paths = item_paths(trie, ckpt.codes)
-    labels = None if scorers is None else teacher_labels(train, *scorers, sft)
+    labels = None if scorers is None else teacher_labels(train, *scorers, sft, ranker=ckpt.ranker)
     optimizer = make_optimizer(model, sft)
     torch.manual_seed(seed)
     model.train()
@@ -181,9 +181,11 @@ def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> 
 def save_child(out: Path, ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, transition: TransitionModel,
                text: TextModel, refresh: dict, catalog_version: CatalogVersion | None = None) -> Path:  # fmt: skip
     """The child checkpoint: the parent's format and SFT config, its lineage and data window in the manifest, and
-    the catalog version it was trained under (default: the catalog's base)."""
-    keep = {k: v for k, v in ckpt.manifest.items() if k in ("sft_config", "data")}
+    the catalog version it was trained under (default: the catalog's base). The parent's learned ranker is kept
+    as it is: it reads the refreshed scorers' scores, each scaled per row, so a night's counts do not make it
+    stale, and refitting it needs the out-of-fold counts of every training row, which a refresh does not hold."""
+    keep = {k: v for k, v in ckpt.manifest.items() if k in ("sft_config", "data", "ranker_config")}
     manifest = {**keep, "kind": "refresh", "parent": {"version": ckpt.version, "path": str(ckpt.path)},
                 "refresh": refresh, "metrics": {}}  # fmt: skip
     return save_checkpoint(out, model, ckpt.tokenizer, catalog, transition, text, manifest,
-                           catalog_version=catalog_version)  # fmt: skip
+                           catalog_version=catalog_version, ranker=ckpt.ranker)  # fmt: skip

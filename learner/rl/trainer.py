@@ -325,6 +325,7 @@ class RLTrainer:
             self.sft.transition,
             self.sft.text,
             manifest,
+            ranker=self.sft.ranker,
         )
         return self.out / "checkpoint"
 

@@ -21,4 +21,5 @@ def perturbed_copy(checkpoint: Path, out: Path, data: Path, seed: int, scale: fl
             p.add_(scale * p.std().nan_to_num(0.0) * torch.randn(p.shape, generator=g))
     keep = {k: v for k, v in ckpt.manifest.items() if k not in ("sha256", "format_version", "policy_config")}
     return save_checkpoint(out, ckpt.model, ckpt.tokenizer, load_catalog(data), ckpt.transition, ckpt.text,
-                           {**keep, "perturbed_from": ckpt.version, "perturbation_seed": seed})  # fmt: skip
+                           {**keep, "perturbed_from": ckpt.version, "perturbation_seed": seed},
+                           ranker=ckpt.ranker)  # fmt: skip

@@ -122,6 +122,13 @@ VARIANTS: dict[str, dict] = {
     # ... and at 24 epochs in batches of 256 (twice the learning rate) instead of 64.
     "items-k20-sharp2-w1-b256": {"item_teacher_k": 20, "teacher_sharpness": 2.0, "item_teacher_weight": 1.0,
                                  "batch_size": 256, "lr": 6e-3},
+    # Third round (2026-12-03), over today's default: the mean of the last six epochs' weights (free at training
+    # and serving time). With ``--base default``, ``textinit-1`` above puts item text in the one-item policy's SID
+    # token embeddings.
+    "avg6": {"average_last": 6},
+    # The learned ranker (recast.ranker) as the distillation teacher, at the default's sharpness and flatter.
+    "ranker-teacher": {"teacher": "ranker"},
+    "ranker-teacher-sharp1": {"teacher": "ranker", "teacher_sharpness": 1.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
@@ -137,16 +144,21 @@ FUSIONS: dict[str, tuple[float, float]] = {
 # decoded so, "served-<name>" the default served mix over that beam.
 ANCHORINGS: dict[str, tuple[int, float]] = {"a3": (3, 0.5)}
 ANCHORED = [f"{kind}-{name}" for name in ANCHORINGS for kind in ("policy", "served")]
-DECODING = ("anchors", "anchor_decay")  # SFT config fields that change decoding only, not training
+# SFT config fields a finished run is re-scored under without retraining its policy: how it is decoded, and
+# whether a learned ranker (fitted after the policy, on the same rows) serves it.
+RESCORING = ("anchors", "anchor_decay", "ranker")
+# Served with a learned ranker (recast.ranker): "ranked" is what the checkpoint serves, "ranked-no-policy" the
+# ranker alone (the policy's share set to 0).
+RANKED = ("ranked", "ranked-no-policy")
 
 
 def _config(raw: dict, decoding: bool = True) -> dict:
     """A stored config with today's defaults filled in (fields added since it was written), without the
-    decoding fields where ``decoding`` is False: a run trained before a field existed is still the same run."""
+    re-scoring fields where ``decoding`` is False: a run trained before a field existed is still the same run."""
     from recast.sft import SFTConfig
 
     full = {**SFTConfig().to_dict(), **raw}
-    return full if decoding else {k: v for k, v in full.items() if k not in DECODING}
+    return full if decoding else {k: v for k, v in full.items() if k not in RESCORING}
 
 
 @dataclass(frozen=True)
@@ -194,13 +206,16 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple], de
     from recast.metrics import rank_of
     from recast.recommender import Recommender
 
-    rec = Recommender.from_checkpoint(ckpt, beam_width)
+    ranked = Recommender.from_checkpoint(ckpt, beam_width)
     if decoding is not None:
-        rec = replace(rec, anchors=decoding[0], anchor_decay=decoding[1])
+        ranked = replace(ranked, anchors=decoding[0], anchor_decay=decoding[1])
+    # The fixed mixes (and the anchored decodings, served by the default mix) are scored without the ranker.
+    rec = replace(ranked, ranker=None)
     anchored = {name: replace(rec, anchors=a, anchor_decay=d) for name, (a, d) in ANCHORINGS.items()}
+    ranker_alone = None if ckpt.ranker is None else replace(ranked, ranker=replace(ckpt.ranker, policy_weight=0.0))
     histories = [[catalog.index[i] for i in r.history] for r in rows]
     targets = [catalog.index[r.target] for r in rows]
-    names = ["policy", "transition", "text", "popularity", *fusions, *ANCHORED]
+    names = ["policy", "transition", "text", "popularity", *fusions, *ANCHORED, *(RANKED if ckpt.ranker else ())]
     ranks: dict[str, list] = {n: [] for n in names}
     popular = top_items(rec.transition.popularity, depth)
     for start in range(0, len(rows), 64):
@@ -215,6 +230,9 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple], de
         for name, mix in fusions.items():  # (policy weight, text weight[, temperature])
             rec.fusion = FusionConfig(*mix)
             fused[name] = rec.rank(hist, beams, depth, trans, text)
+        if ranker_alone is not None:
+            fused["ranked"] = ranked.rank(hist, beams, depth, trans, text)
+            fused["ranked-no-policy"] = ranker_alone.rank(hist, beams, depth, trans, text)
         for name, other in anchored.items():
             anchored_beams = other.policy(hist)
             for row, target in enumerate(tgt):
@@ -226,7 +244,7 @@ def rankings(ckpt, catalog, rows, beam_width: int, fusions: dict[str, tuple], de
             ranks["transition"].append(rank_of(target, top_items(base_trans[row], depth)))
             ranks["text"].append(rank_of(target, top_items(base_text[row], depth)))
             ranks["popularity"].append(rank_of(target, popular))
-            for name in fusions:
+            for name in fused:
                 ranks[name].append(rank_of(target, [i for i, _ in fused[name][row]]))
     return ranks
 
@@ -235,17 +253,20 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
     """Train ``config`` on ``train_csv`` into ``out/ckpt`` (reused when finished with the same config),
     score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``. Deleting
     ``result.json`` re-scores the trained checkpoint (``train.json`` says it finished)."""
-    from learner.sft_trainer import train_sft
+    from learner.ranker_trainer import fit_served_ranker
+    from learner.sft_trainer import scorer_source, train_sft
     from ops.bench.calibrate import cpu_calibration
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
     from recast.metrics import summarize
+    from recast.ranker import RankerConfig
 
     result_path = out / "result.json"
     if result_path.is_file():
         done = json.loads(result_path.read_text())
+        wanted = ANCHORED + list(RANKED if config.ranker else ())
         if (_config(done["config"]) == config.to_dict() and done["eval_csv"] == str(eval_csv)
-                and all(name in done["ranks"] for name in ANCHORED)):  # fmt: skip
+                and all(name in done["ranks"] for name in wanted)):  # fmt: skip
             return done
     # The training's own figures: a re-score (new rankings, another decoding) reuses the checkpoint.
     trained = out / "train.json"
@@ -262,6 +283,12 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
         trained.write_text(json.dumps(train) + "\n")
     catalog = load_catalog(paths.data)
     ckpt = load_checkpoint(out / "ckpt")
+    if config.ranker and ckpt.ranker is None:  # a policy trained before the ranker existed: fit it now
+        rows, ranker_config = load_interactions(train_csv, catalog), RankerConfig(seed=config.seed)
+        ranker = fit_served_ranker(rows, catalog.index, ckpt.text, ranker_config, scorer_source(config))
+        ckpt = replace(ckpt, ranker=ranker)
+    elif not config.ranker:
+        ckpt = replace(ckpt, ranker=None)
     ranks = rankings(ckpt, catalog, load_interactions(eval_csv, catalog), beam_width, FUSIONS,
                      decoding=(config.anchors, config.anchor_decay))  # fmt: skip
     done = {
@@ -314,9 +341,9 @@ def tune(paths: Paths, names: list[str], base: str, seed: int, beam_width: int) 
         log.info("variant %s (base %s, seed %d)", name, base, seed)
         done = train_and_score(paths, paths.inner / "fit.csv", paths.inner / "tune.csv", config, out, beam_width)
         m = done["metrics"]
-        log.info(
-            "%s: policy %s | served %s | %.0f s", name, _fmt(m["policy"]), _fmt(m["served"]), done["train_seconds"]
-        )
+        ranker = f" | ranked {_fmt(m['ranked'])} (alone {_fmt(m['ranked-no-policy'])})" if "ranked" in m else ""
+        log.info("%s: policy %s | served %s%s | %.0f s", name, _fmt(m["policy"]), _fmt(m["served"]), ranker,
+                 done["train_seconds"])  # fmt: skip
 
 
 def _interval(a: list[float], b: list[float]) -> dict:
@@ -357,7 +384,8 @@ def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, override
     unseen = never_seen(paths, train_csv, eval_csv)
     report = {"preset": label, "seeds": seeds, "best_baseline": best, "rows": len(unseen),
               "never_seen_share": sum(unseen) / len(unseen), "rankings": {}}  # fmt: skip
-    for ranking in ("policy", *FUSIONS, *ANCHORED, *baselines):
+    ranked = [name for name in RANKED if name in first["ranks"]]
+    for ranking in ("policy", *FUSIONS, *ANCHORED, *ranked, *baselines):
         entry = {"per_seed": {}, "never_seen_hr10": {}}
         for seed, run in runs.items():
             ranks = run["ranks"][ranking]

@@ -98,3 +98,22 @@ def test_missing_manifest_is_refused(saved):
     (saved[0] / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="manifest"):
         load_checkpoint(saved[0])
+
+
+def test_a_learned_ranker_is_saved_verified_and_loaded(saved, tmp_path):
+    from recast.ranker import FEATURES, RankerConfig, fit_ranker
+
+    path, model, tokenizer, catalog = saved
+    assert load_checkpoint(path).ranker is None  # saved without one: the fixed mix serves
+    g = torch.Generator().manual_seed(0)
+    features, mask = torch.rand(20, 4, len(FEATURES), generator=g), torch.ones(20, 4, dtype=torch.bool)
+    ranker = fit_ranker(features, mask, torch.zeros(20, dtype=torch.long), RankerConfig(hidden=4, epochs=2))
+    ckpt = load_checkpoint(path)
+    out = save_checkpoint(tmp_path / "ranked", model, tokenizer, catalog, ckpt.transition, ckpt.text,
+                          {"kind": "test"}, ranker=ranker)  # fmt: skip
+    loaded = load_checkpoint(out)
+    assert "ranker.safetensors" in loaded.manifest["sha256"]
+    assert all(torch.equal(a, b) for a, b in zip(loaded.ranker.to_tensors().values(), ranker.to_tensors().values()))
+    (out / "ranker.safetensors").write_bytes(b"tampered")
+    with pytest.raises(CheckpointError, match="ranker.safetensors"):
+        load_checkpoint(out)

@@ -79,6 +79,11 @@ def test_presets_and_validation():
         preset("huge")
     with pytest.raises(ValueError, match="epochs"):
         SFTConfig(epochs=0)
+    with pytest.raises(ValueError, match="teacher must be one of"):
+        SFTConfig(teacher="oracle")
+    with pytest.raises(ValueError, match="needs ranker=True"):
+        SFTConfig(teacher="ranker")
+    assert SFTConfig(teacher="ranker", ranker=True).teacher == "ranker"
 
 
 def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():

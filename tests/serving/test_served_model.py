@@ -1,4 +1,5 @@
-"""A checkpoint that names anchored decoding is served with it: the merged beam, retired and excluded items kept out."""
+"""A checkpoint is served as it says: with anchored decoding (the merged beam) or with its learned ranker, retired
+and excluded items kept out of both."""
 
 from __future__ import annotations
 
@@ -52,3 +53,37 @@ def test_retired_and_removed_items_stay_out_of_every_anchors_beam(served):
     # only the retired set: one live row shared by every prompt of every request
     only_retired = served.rank(HISTORIES, [10] * len(HISTORIES), [set()] * len(HISTORIES), retired=retired)
     assert all(len(r) == 10 and not ({i for i, _ in r} & gone) for r in only_retired)
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory, shipped_data):
+    config = replace(preset("tiny"), epochs=1, ranker=True)
+    out = tmp_path_factory.mktemp("ranked") / "ckpt"
+    train_sft(shipped_data, shipped_data / "valid.csv", config, out, progress=False)
+    model = load_served_model(out, load_catalog(shipped_data), Settings(data_dir=shipped_data, engine="torch"))
+    yield model
+    model.close()
+
+
+def test_the_service_ranks_with_the_checkpoints_ranker(ranked):
+    rec = ranked.recommender
+    assert rec.ranker is not None and (ranked.path / "ranker.safetensors").is_file()
+    want = rec.rank(HISTORIES, rec.policy(HISTORIES), 10)
+    got = ranked.rank(HISTORIES, [10] * len(HISTORIES), [set()] * len(HISTORIES))
+    for row in range(len(HISTORIES)):
+        assert [i for i, _ in got[row]] == [i for i, _ in want[row]], f"row {row}"
+    mixed = replace(rec, ranker=None)
+    fixed = mixed.rank(HISTORIES, mixed.policy(HISTORIES), 10)
+    assert any([i for i, _ in got[row]] != [i for i, _ in fixed[row]] for row in range(len(HISTORIES)))
+
+
+def test_retired_and_removed_items_stay_out_of_the_ranked_lists(ranked):
+    first = ranked.rank(HISTORIES, [10] * len(HISTORIES), [set()] * len(HISTORIES))
+    removed = [{i for i, _ in r[:3]} for r in first]  # each request's own top three: the ranker's favourites
+    retired = torch.tensor(sorted({first[0][3][0], first[1][3][0]}))
+    got = ranked.rank(HISTORIES, [10] * len(HISTORIES), [set()] * len(HISTORIES), removed=removed, retired=retired)
+    gone = set(retired.tolist())
+    for row, listed in enumerate(got):
+        items = [i for i, _ in listed]
+        assert len(items) == 10
+        assert not (set(items) & (removed[row] | gone)), f"row {row}"

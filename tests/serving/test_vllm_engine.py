@@ -131,6 +131,28 @@ def test_anchored_decoding_merges_both_engines_beams_alike(engines, checkpoint, 
     assert_same_top(expected, got, len(histories))
 
 
+def test_the_learned_ranker_serves_both_engines_beams_alike(engines, checkpoint, shipped_data):
+    """With a learned ranker (recast.ranker) the beam is blended in after it: engines that decode alike serve the
+    same lists with the same scores. The ranker is fitted on 400 shipped rows, the lists are 200 histories'."""
+    from learner.ranker_trainer import fit_served_ranker
+    from recast.dataset import load_interactions
+    from recast.ranker import RankerConfig
+
+    torch_engine, vllm_engine = engines
+    catalog = load_catalog(shipped_data)
+    rows = load_interactions(shipped_data / "valid.csv", catalog)
+    ranker = fit_served_ranker(rows[:400], catalog.index, checkpoint.text, RankerConfig(epochs=5), 50)
+    rec = Recommender(checkpoint.model, checkpoint.tokenizer, checkpoint.codes, checkpoint.transition,
+                      text=checkpoint.text, ranker=ranker)  # fmt: skip
+    histories = [[catalog.index[i] for i in r.history] for r in rows[:NUM_HISTORIES]]
+    prompts, width = rec.prompts(histories), Settings().beam_width
+    expected = rec.rank(histories, torch_engine.beams(prompts, width), TOP)
+    got = rec.rank(histories, vllm_engine.beams(prompts, width), TOP)
+    for row in range(len(histories)):
+        assert [i for i, _ in got[row]] == [i for i, _ in expected[row]], f"row {row}"
+        assert [s for _, s in got[row]] == pytest.approx([s for _, s in expected[row]], abs=1e-5), f"row {row}"
+
+
 def test_where_the_catalog_runs_out_the_row_is_padded(tiny_checkpoint, checkpoint, prompts):
     """A 30-item trie at width 50: beams through tokens the trie forbids (vLLM keeps 2 * width
     candidates per beam, -inf ones included) never become items; the 30 match the torch engine's."""
