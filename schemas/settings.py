@@ -24,10 +24,14 @@ class Settings(BaseSettings):
     max_history: int = Field(10, ge=1, description="History items the transition and text scorers read (the most "
                              "recent); a prompt keeps as many as its checkpoint was trained on.")  # fmt: skip
     fusion_policy_weight: float | None = Field(
-        None, ge=0.0, le=1.0, description="Override the policy share of the served mixture (default: tuned value)."
+        None, ge=0.0, le=1.0,
+        description="Override the policy share of the served ranking: of the fixed mixture, or of the blend after a "
+        "checkpoint's learned ranker (default: the tuned value, or the ranker's own).",
     )
     fusion_text_weight: float | None = Field(
-        None, ge=0.0, le=1.0, description="Override the text share of the served mixture (default: tuned value)."
+        None, ge=0.0, le=1.0,
+        description="Override the text share of the fixed served mixture (default: tuned value); a checkpoint with a "
+        "learned ranker weighs the text scorer itself.",
     )
     torch_threads: int = Field(2, ge=1, description="Intra-op threads for torch on the CPU.")
 

@@ -135,6 +135,8 @@ def load_served_model(
         ckpt = grow_checkpoint(ckpt, catalog)
     except ValueError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
+    if ckpt.ranker is not None and settings.fusion_policy_weight is not None:  # the operator's share wins here too
+        ckpt = replace(ckpt, ranker=replace(ckpt.ranker, policy_weight=settings.fusion_policy_weight))
     recommender = Recommender.from_checkpoint(ckpt, settings.beam_width, fusion_config(settings), settings.max_history)
     try:
         engine = build_engine(settings.engine, path, ckpt.model, recommender.trie, ckpt.tokenizer.pad_id,

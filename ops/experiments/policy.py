@@ -129,6 +129,7 @@ VARIANTS: dict[str, dict] = {
     # The learned ranker (recast.ranker) as the distillation teacher, at the default's sharpness and flatter.
     "ranker-teacher": {"teacher": "ranker"},
     "ranker-teacher-sharp1": {"teacher": "ranker", "teacher_sharpness": 1.0},
+    "ranker-teacher-sharp2": {"teacher": "ranker", "teacher_sharpness": 2.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.

@@ -87,3 +87,18 @@ def test_retired_and_removed_items_stay_out_of_the_ranked_lists(ranked):
         items = [i for i, _ in listed]
         assert len(items) == 10
         assert not (set(items) & (removed[row] | gone)), f"row {row}"
+
+
+def test_the_operators_policy_share_applies_to_the_rankers_blend(ranked, shipped_data):
+    """RECAST_FUSION_POLICY_WEIGHT=1 serves the policy's beam as it is, ranker or not."""
+    settings = Settings(data_dir=shipped_data, engine="torch", fusion_policy_weight=1.0, fusion_text_weight=0.0)
+    model = load_served_model(ranked.path, load_catalog(shipped_data), settings)
+    try:
+        rec = model.recommender
+        assert rec.ranker.policy_weight == 1.0
+        got = model.rank(HISTORIES[:3], [10] * 3, [set()] * 3)
+        beams = rec.policy(HISTORIES[:3])
+        for row in range(3):
+            assert [i for i, _ in got[row]] == [i for i, _ in beams.top(row, 10)], f"row {row}"
+    finally:
+        model.close()
