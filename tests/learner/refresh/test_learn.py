@@ -45,3 +45,31 @@ def test_a_distilled_policy_is_refreshed_towards_its_teacher_and_a_plain_one_tow
     assert _logp(ckpt, taught, context, teacher_item) > start[teacher_item] + 1.0
     assert _logp(ckpt, taught, context, teacher_item) > _logp(ckpt, plain, context, teacher_item) + 1.0
     assert _logp(ckpt, taught, context, logged) < _logp(ckpt, plain, context, logged) - 1.0
+
+
+def test_a_policy_distilled_from_the_ranker_is_refreshed_towards_the_checkpoints_ranker(tiny_checkpoint,
+                                                                                          shipped_data):  # fmt: skip
+    import pytest
+
+    from learner.ranker_trainer import fit_served_ranker
+    from recast.dataset import load_catalog, load_interactions
+    from recast.distill import ranker_teacher_scores
+    from recast.ranker import RankerConfig
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    recipe = {**ckpt.manifest["sft_config"], "distill_weight": 1.0, "teacher_top_k": 1, "teacher": "ranker",
+              "ranker": True}  # fmt: skip
+    taught = replace(ckpt, manifest={**ckpt.manifest, "sft_config": recipe})
+    context, logged = 0, 1
+    windows = [Sequence("u", (context, logged), (0.0, 1.0))] * 64
+    config = RefreshConfig(sft_epochs=5, sft_lr=1e-2)
+    with pytest.raises(ValueError, match="ranker"):  # the recipe names a teacher the checkpoint does not hold
+        continue_sft(taught, windows, config, seed=0, scorers=(ckpt.transition, ckpt.text))
+    catalog = load_catalog(shipped_data)
+    rows = load_interactions(shipped_data / "valid.csv", catalog)[:400]
+    ranker = fit_served_ranker(rows, catalog.index, ckpt.text, RankerConfig(epochs=5), 50)
+    taught = replace(taught, ranker=ranker)
+    favourite = int(ranker_teacher_scores(ckpt.transition, ckpt.text, ranker, [[context]])[0].argmax())
+    assert ckpt.codes[favourite, 0] != ckpt.codes[logged, 0]  # else the two objectives would agree
+    model = continue_sft(taught, windows, config, seed=0, scorers=(ckpt.transition, ckpt.text)).model
+    assert _logp(ckpt, model, context, favourite) > _logp(ckpt, ckpt.model, context, favourite) + 1.0
