@@ -70,4 +70,7 @@ def evaluate(
             "temperature": recommender.fusion.temperature,
         },
     }
+    if recommender.ranker is not None:  # the served ranking was the ranker's, with this much of the beam blended in
+        report["fusion"] = {"ranker": True, "policy_weight": recommender.ranker.policy_weight,
+                            "temperature": recommender.fusion.temperature}  # fmt: skip
     return EvalResult(report, served, ranks)

@@ -18,7 +18,7 @@ import torch
 from recast.added_items import grow_checkpoint
 from recast.catalog import Catalog, sid_text
 from recast.catalog_version import CatalogVersion
-from recast.checkpoint import MANIFEST, CheckpointError, load_checkpoint, sha256_file
+from recast.checkpoint import MANIFEST, Checkpoint, CheckpointError, load_checkpoint, sha256_file
 from recast.fusion import FusionConfig
 from recast.recommender import Recommender
 from schemas.settings import Settings
@@ -104,6 +104,16 @@ def fusion_config(settings: Settings) -> FusionConfig:
     return replace(FusionConfig(), **{k: v for k, v in overrides.items() if v is not None})
 
 
+def served_recommender(ckpt: Checkpoint, settings: Settings) -> Recommender:
+    """The checkpoint's served ranking under the settings' overrides: the fixed mix's weights, and the policy's
+    share after a learned ranker (the operator's share wins there too). ``ValueError`` for an invalid mix. The
+    service and ``recast eval`` both build it here, so eval scores what would be served."""
+    fusion = fusion_config(settings)
+    if ckpt.ranker is not None and settings.fusion_policy_weight is not None:
+        ckpt = replace(ckpt, ranker=replace(ckpt.ranker, policy_weight=settings.fusion_policy_weight))
+    return Recommender.from_checkpoint(ckpt, settings.beam_width, fusion, settings.max_history)
+
+
 def load_served_model(
     path: Path | str, catalog: Catalog, settings: Settings, expected_sha256: str | None = None,
     admit: Callable[[CatalogVersion], str | None] | None = None,
@@ -135,9 +145,7 @@ def load_served_model(
         ckpt = grow_checkpoint(ckpt, catalog)
     except ValueError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
-    if ckpt.ranker is not None and settings.fusion_policy_weight is not None:  # the operator's share wins here too
-        ckpt = replace(ckpt, ranker=replace(ckpt.ranker, policy_weight=settings.fusion_policy_weight))
-    recommender = Recommender.from_checkpoint(ckpt, settings.beam_width, fusion_config(settings), settings.max_history)
+    recommender = served_recommender(ckpt, settings)
     try:
         engine = build_engine(settings.engine, path, ckpt.model, recommender.trie, ckpt.tokenizer.pad_id,
                               max_width=settings.beam_width, kv_cache_gib=settings.vllm_kv_cache_gib)  # fmt: skip

@@ -141,8 +141,7 @@ def eval_(
     from recast.checkpoint import CheckpointError, load_checkpoint, update_manifest
     from recast.dataset import DatasetError, fingerprint, load_catalog, load_interactions
     from recast.evaluation import evaluate
-    from recast.fusion import FusionConfig
-    from recast.recommender import Recommender
+    from serving.served_model import served_recommender
 
     _setup()
     settings = get_settings()
@@ -151,14 +150,12 @@ def eval_(
         catalog = load_catalog(data)
         rows = load_interactions(split_file, catalog)
         ckpt = load_checkpoint(checkpoint)
-        # Overrides go through replace() so FusionConfig validates the resulting mix once.
-        overrides = {"policy_weight": settings.fusion_policy_weight, "text_weight": settings.fusion_text_weight}
-        fusion = replace(FusionConfig(), **{k: v for k, v in overrides.items() if v is not None})
+        # What the service would serve under these settings (an invalid mix is a ValueError, reported).
+        recommender = served_recommender(ckpt, settings.model_copy(update={"beam_width": beams or settings.beam_width}))
     except (DatasetError, CheckpointError, ValueError) as exc:
         fail(str(exc))
     if ckpt.item_ids != [item.item_id for item in catalog.items]:
         fail(f"{checkpoint} was trained on another catalog than {data}")
-    recommender = Recommender.from_checkpoint(ckpt, beams or settings.beam_width, fusion, settings.max_history)
     histories = [[catalog.index[i] for i in r.history] for r in rows]
     targets = [catalog.index[r.target] for r in rows]
     with tqdm(total=len(rows), desc="eval", unit="row", disable=not progress) as bar:
