@@ -84,6 +84,11 @@ class TrainingData:
     ranker: Ranker | None  # the learned ranker, where the recipe serves it (and perhaps distils it)
 
 
+def ranker_config(config: SFTConfig) -> RankerConfig:
+    """The learned ranker a recipe trains: the ranker's tuned settings, seeded with the run."""
+    return RankerConfig(seed=config.seed)
+
+
 def scorer_source(config: SFTConfig) -> int:
     """How much of each row the transition counts read: the prompt's cut for a policy trained on whole rows."""
     return config.max_history if config.long_windows else SOURCE_HISTORY
@@ -108,7 +113,7 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
         sequences = (sequences if config.long_windows else []) + short
     ranker = None
     if config.ranker:  # before the labels: it may be the teacher
-        ranker = fit_served_ranker(rows, catalog.index, text, RankerConfig(seed=config.seed), scorer_source(config),
+        ranker = fit_served_ranker(rows, catalog.index, text, ranker_config(config), scorer_source(config),
                                    progress=progress)  # fmt: skip
     labels = teacher_labels(sequences, transition, text, config, progress, ranker)
     if config.item_teacher_weight > 0:
@@ -160,7 +165,6 @@ def train_sft(
     if average is not None:
         model.load_state_dict(average)
     model.eval()
-    ranker = data.ranker
     manifest = {
         "kind": "sft",
         "sft_config": config.to_dict(),
@@ -173,11 +177,11 @@ def train_sft(
             "windows": data.num_windows,
         },
         "metrics": {"train_loss": losses},
-        **({"ranker_config": asdict(RankerConfig(seed=config.seed))} if ranker is not None else {}),
+        **({"ranker_config": asdict(ranker_config(config))} if data.ranker is not None else {}),
     }
     # The resume state stays until the checkpoint is complete (a crash while saving resumes), then goes.
     save_checkpoint(out, model, data.tokenizer, data.catalog, data.transition, data.text, manifest,
-                    transient=(STATE_FILE,), ranker=ranker)  # fmt: skip
+                    transient=(STATE_FILE,), ranker=data.ranker)  # fmt: skip
     (out / STATE_FILE).unlink(missing_ok=True)
     return SFTResult(out, losses, time.perf_counter() - started, model.num_parameters(), data.num_windows)
 

@@ -255,12 +255,11 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
     score every ranking on ``eval_csv``; the result (with per-row ranks) is ``out/result.json``. Deleting
     ``result.json`` re-scores the trained checkpoint (``train.json`` says it finished)."""
     from learner.ranker_trainer import fit_served_ranker
-    from learner.sft_trainer import scorer_source, train_sft
+    from learner.sft_trainer import ranker_config, scorer_source, train_sft
     from ops.bench.calibrate import cpu_calibration
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
     from recast.metrics import summarize
-    from recast.ranker import RankerConfig
 
     result_path = out / "result.json"
     if result_path.is_file():
@@ -285,8 +284,8 @@ def train_and_score(paths: Paths, train_csv: Path, eval_csv: Path, config, out: 
     catalog = load_catalog(paths.data)
     ckpt = load_checkpoint(out / "ckpt")
     if config.ranker and ckpt.ranker is None:  # a policy trained before the ranker existed: fit it now
-        rows, ranker_config = load_interactions(train_csv, catalog), RankerConfig(seed=config.seed)
-        ranker = fit_served_ranker(rows, catalog.index, ckpt.text, ranker_config, scorer_source(config))
+        rows = load_interactions(train_csv, catalog)
+        ranker = fit_served_ranker(rows, catalog.index, ckpt.text, ranker_config(config), scorer_source(config))
         ckpt = replace(ckpt, ranker=ranker)
     elif not config.ranker:
         ckpt = replace(ckpt, ranker=None)
