@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--neighbours", default="1,3", help="how many nearest known items lend")
     parser.add_argument("--impute", default="0,0.25,0.5", help="a probe: an added item's missing transition score "
                         "as this share of its text score (0: none)")
+    parser.add_argument("--pool-only", action="store_true", help="score nothing: pool the seeds' saved ranks "
+                        "(--out/seed-N/ranks.json, e.g. from runs of a few seeds each, side by side)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     # The machine is shared: RECAST_TORCH_THREADS bounds this run as it bounds `recast experiment`.
@@ -261,7 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     factors = [float(f) for f in args.factors.split(",")]
     neighbours = [int(k) for k in args.neighbours.split(",")]
     imputes = [float(g) for g in args.impute.split(",")]
-    runs = {seed: run_seed(args, seed, schemes, factors, neighbours, imputes) for seed in seeds}
+    if args.pool_only:
+        runs = {seed: json.loads((args.out / f"seed-{seed}" / "ranks.json").read_text()) for seed in seeds}
+    else:
+        runs = {seed: run_seed(args, seed, schemes, factors, neighbours, imputes) for seed in seeds}
     names = list(runs[seeds[0]]["variants"])
     result = {"args": {k: str(v) for k, v in vars(args).items()},
               "seeds": {s: {k: v for k, v in r.items() if k not in ("variants", "cold_text", "warm_before")}
