@@ -456,6 +456,18 @@ def table(paths: Paths) -> str:
     return "\n".join(lines)
 
 
+def _value(text: str):
+    """A ``--set`` value: JSON (``0.8``, ``true``, ``false``), else the text itself (``teacher=mix``).
+
+    >>> _value("0.8"), _value("false"), _value("mix")
+    (0.8, False, 'mix')
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.policy", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
@@ -488,7 +500,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "tune":
         tune(paths, args.variants, args.base, args.seed, args.beams)
     elif args.command == "confirm":
-        overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+        overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
         confirm(paths, args.preset, [int(s) for s in args.seeds.split(",")], args.beams, overrides)
     elif args.command == "table":
         print(table(paths))
