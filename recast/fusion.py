@@ -10,6 +10,9 @@ is distilled from the other two scorers), and the text scorer (``recast.text``) 
 the targets that no interaction count has seen. The defaults were tuned on an inner
 validation split carved out of the training users (BENCHMARKS.md), never on the held-out
 users; the mix was checked again for the ``default`` policy and stays (issue 15).
+
+A checkpoint with a learned ranker (:mod:`recast.ranker`) is served by :func:`fuse_ranked` instead: the ranker
+weighs the transition and text scorers per candidate, and the beam is blended in after it.
 """
 
 from __future__ import annotations
