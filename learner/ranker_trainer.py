@@ -5,6 +5,10 @@ transition model counted from the other folds' rows only, so a candidate's count
 user the model has never seen, as every served user is. (Counted from all rows, a row's own next item would
 always lead the counts, and the ranker would learn to trust them far more than a new user's counts deserve.)
 The text scorer reads the catalog alone, so it is shared by every fold.
+
+Each fold also hides ``config.new_share`` of the items from its counts and marks them added
+(``TransitionModel.forgetting``): a row whose target is one of them is what a shopper buying an item added online
+looks like, text and no counts, so the ranker learns when such an item is worth a place (issue 16).
 """
 
 from __future__ import annotations
@@ -34,6 +38,16 @@ def user_fold(user_id: str, folds: int, seed: int) -> int:
     (True, True)
     """
     return int(hashlib.sha256(f"{seed}:{user_id}".encode()).hexdigest(), 16) % folds
+
+
+def hidden_items(num_items: int, share: float, seed: int, fold: int) -> torch.Tensor:
+    """The items a fold's counts hide and mark added: a seeded sample of ``share`` of the catalog, its own per fold.
+
+    >>> hidden_items(100, 0.1, 0, 0).shape, bool((hidden_items(100, 0.1, 0, 0) != hidden_items(100, 0.1, 0, 1)).any())
+    (torch.Size([10]), True)
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000 + fold)
+    return torch.randperm(num_items, generator=generator)[: round(share * num_items)]
 
 
 def fit_served_ranker(
@@ -73,6 +87,8 @@ def out_of_fold(
             if not inside:
                 continue
             counts = TransitionModel.fit(build_sequences(outside, position, source_history), num_items)
+            if config.new_share > 0:
+                counts = counts.forgetting(hidden_items(num_items, config.new_share, config.seed, fold))
             for start in range(0, len(inside), CHUNK):
                 chunk = inside[start : start + CHUNK]
                 histories = [[position[i] for i in r.history][-scorer_history:] for r in chunk]

@@ -14,7 +14,7 @@ a checkpoint, so the service can fuse the same scores it was evaluated with.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -65,6 +65,11 @@ class TransitionModel:
     borrowers: torch.Tensor | None = None  # (M,) items that borrow (none counted yet); None: no borrowing
     lenders: torch.Tensor | None = None  # (M,) the known item each borrows from
     shares: torch.Tensor | None = None  # (M,) the share of the lender's probabilities borrowed
+    # (N,) bool: items added since the counts were made (:meth:`extended`), or hidden from them (:meth:`forgetting`).
+    # Such an item has no counts because nobody *could* have interacted with it, not because nobody did; the
+    # learned ranker (recast.ranker) reads the difference. None: every item was counted. A refresh (:meth:`update`)
+    # clears it for the items it counts.
+    added: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # What scores() reads: the counted CSR, or the counted edges with the borrowed ones laid over them.
@@ -100,6 +105,9 @@ class TransitionModel:
             pairs[key] = pairs.get(key, 0.0) + weight
         targets = self.popularity * self.target_total + PopularityModel.fit(sequences, num_items).counts
         counted = self._from_counts(pairs, targets, num_items, self.decay)
+        if self.added is not None:  # an added item stays "added" until an interaction of its own is counted
+            still = self.added & ~counted.has_counts(torch.arange(num_items))
+            counted = replace(counted, added=still if bool(still.any()) else None)
         if self.borrowers is None:
             return counted
         keep = ~counted.has_counts(self.borrowers)
@@ -146,7 +154,40 @@ class TransitionModel:
             raise ValueError("borrowed shares must be >= 0")
         return TransitionModel(self.offsets, self.next_items, self.next_probs, self.popularity, self.decay,
                                self.row_totals, self.target_total, borrowers.long(), lenders.long(),
-                               shares.float())  # fmt: skip
+                               shares.float(), self.added)  # fmt: skip
+
+    def added_items(self) -> torch.Tensor:
+        """(N,) bool: the items added since the counts were made (see ``added``)."""
+        if self.added is None:
+            return torch.zeros(self.popularity.shape[0], dtype=torch.bool)
+        return self.added
+
+    def forgetting(self, items: torch.Tensor) -> TransitionModel:
+        """This model as if ``items`` had been added after the counts were made: no transition leaves or reaches
+        them, they are no target, and they are marked ``added``. The other items' transitions are renormalised
+        over what is left. ``learner.ranker_trainer`` hides a share of the items this way in every fold, so the
+        ranker learns how items added online, which have text and no counts, are bought.
+
+        >>> from recast.windows import Sequence as S
+        >>> m = TransitionModel.fit([S("u", (0, 1, 2), (1.0, 1.0, 1.0)), S("v", (0, 2), (1.0, 1.0))], 3)
+        >>> f = m.forgetting(torch.tensor([1]))
+        >>> [round(x, 3) for x in f.scores([0]).tolist()], f.added_items().tolist()
+        ([0.0, 0.0, 1.0], [False, True, False])
+        """
+        if self.borrowers is not None and self.borrowers.numel():
+            raise ValueError("forgetting is for counted models; this one has borrowed transitions")
+        if self.row_totals is None or self.target_total is None:
+            raise ValueError("this transition model predates count totals and cannot forget items; fit it anew")
+        num_items = self.popularity.shape[0]
+        gone = torch.zeros(num_items, dtype=torch.bool)
+        gone[items] = True
+        src = torch.repeat_interleave(torch.arange(num_items), self.offsets[1:] - self.offsets[:-1])
+        keep = ~(gone[src] | gone[self.next_items])
+        weights = self.next_probs[keep] * self.row_totals[src[keep]]
+        pairs = dict(zip(zip(src[keep].tolist(), self.next_items[keep].tolist()), weights.tolist()))
+        targets = (self.popularity * self.target_total).masked_fill(gone, 0.0)
+        forgot = self._from_counts(pairs, targets, num_items, self.decay)
+        return replace(forgot, added=gone | self.added_items())
 
     @classmethod
     def _from_counts(cls, pairs: dict[tuple[int, int], float], targets: torch.Tensor, num_items: int,
@@ -191,8 +232,9 @@ class TransitionModel:
         offsets = torch.cat((self.offsets, self.offsets[-1:].expand(more)))
         popularity = torch.cat((self.popularity, torch.zeros(more)))
         totals = None if self.row_totals is None else torch.cat((self.row_totals, torch.zeros(more)))
+        added = torch.cat((self.added_items(), torch.ones(more, dtype=torch.bool))) if more else self.added
         return TransitionModel(offsets, self.next_items, self.next_probs, popularity, self.decay, totals,
-                               self.target_total, self.borrowers, self.lenders, self.shares)  # fmt: skip
+                               self.target_total, self.borrowers, self.lenders, self.shares, added)  # fmt: skip
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         tensors = {
@@ -206,13 +248,16 @@ class TransitionModel:
             tensors |= {"row_totals": self.row_totals, "target_total": torch.tensor(self.target_total)}
         if self.borrowers is not None:
             tensors |= {"borrowers": self.borrowers, "lenders": self.lenders, "shares": self.shares}
+        if self.added is not None:
+            tensors["added"] = self.added
         return tensors
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> TransitionModel:
         total = float(t["target_total"]) if "target_total" in t else None
         return cls(t["offsets"], t["next_items"], t["next_probs"], t["popularity"], float(t["decay"]),
-                   t.get("row_totals"), total, t.get("borrowers"), t.get("lenders"), t.get("shares"))  # fmt: skip
+                   t.get("row_totals"), total, t.get("borrowers"), t.get("lenders"), t.get("shares"),
+                   t.get("added"))  # fmt: skip
 
 
 def _with_borrowed(model: TransitionModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

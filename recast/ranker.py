@@ -30,6 +30,7 @@ from recast.baselines import TransitionModel
 from recast.text import TextModel
 
 # What describes a candidate, in order. Scores "per row" are divided by the row's best, as the mix does.
+# Features are only ever appended: a ranker saved when there were fewer reads the first ones (Ranker.scores).
 FEATURES = (
     "transition score, per row",
     "text score, per row",
@@ -44,6 +45,7 @@ FEATURES = (
     "history length",
     "log transition score",
     "text score",
+    "added since the counts were made",
 )
 
 
@@ -58,6 +60,10 @@ class RankerConfig:
     weight_decay: float = 0.01
     batch_size: int = 256
     folds: int = 5  # user folds for the out-of-fold features
+    # The share of the items each fold hides from its counts and marks added (TransitionModel.forgetting), so the
+    # ranker sees items with text and no counts bought, as items added online are. 0: it never sees one, and
+    # learns that an uncounted item is rarely next (BENCHMARKS.md, issue 16).
+    new_share: float = 0.0
     seed: int = 0
     # The policy's share of the served list, blended after the ranker (recast.fusion.fuse_ranked). On the tuning
     # users 0, 0.1 and 0.2 tied (within one row in 580) and 0.4 lost; 0.2 keeps what the learner changes in
@@ -72,6 +78,8 @@ class RankerConfig:
             raise ValueError(f"folds must be >= 2 (features come from the other folds), got {self.folds}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.new_share < 1.0:
+            raise ValueError(f"new_share must be in [0, 1), got {self.new_share}")
         if not 0.0 <= self.policy_weight <= 1.0:
             raise ValueError(f"policy_weight must be in [0, 1], got {self.policy_weight}")
 
@@ -105,7 +113,7 @@ def candidates(
     >>> c.items.tolist()  # item 1 is the best by counts, by text and by the mix: listed once, then padding
     [[1, -1, -1]]
     >>> c.features.shape, c.features[0, 0, FEATURES.index("transition score, per row")].item()
-    (torch.Size([1, 3, 13]), 1.0)
+    (torch.Size([1, 3, 14]), 1.0)
     """
     trans = transition if transition is not None else torch.stack([transition_model.scores(h) for h in histories])
     texts = text if text is not None else text_model.scores_batch(histories)
@@ -138,13 +146,14 @@ def candidates(
     in_history = (items.unsqueeze(2) == padded.unsqueeze(1)).any(dim=2).float()
     lengths = torch.tensor([float(len(h)) for h in histories]).unsqueeze(1).expand_as(in_history)
     popularity = transition_model.popularity[at]
+    added = transition_model.added_items().float()[at]
     features = torch.stack(
         [
             take(trans_n), take(text_n), take(mix),
             log_rank(trans), log_rank(texts), log_rank(mix),
             take(_per_row(last_trans)), take(_per_row(last_text)),
             torch.log(popularity + 1e-6), in_history, lengths,
-            torch.log(take(trans) + 1e-9), take(texts),
+            torch.log(take(trans) + 1e-9), take(texts), added,
         ],
         dim=2,
     )  # fmt: skip
@@ -169,12 +178,15 @@ class Ranker:
     policy_weight: float  # the policy's share when its beam is blended in (recast.fusion.fuse_ranked)
 
     def __post_init__(self) -> None:
-        if self.w1.shape[1] != len(FEATURES) or self.mean.shape != (len(FEATURES),):
-            raise ValueError(f"a ranker over {self.w1.shape[1]} features; this version describes candidates by "
+        width = self.w1.shape[1]
+        if width > len(FEATURES) or self.mean.shape != (width,) or self.std.shape != (width,):
+            raise ValueError(f"a ranker over {width} features; this version describes candidates by "
                              f"{len(FEATURES)}")  # fmt: skip
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., C, F) -> (..., C) candidate scores (higher is better)."""
+        """(..., C, F) -> (..., C) candidate scores (higher is better). A ranker saved before the last features
+        were added reads the ones it was trained on."""
+        features = features[..., : self.w1.shape[1]]
         hidden = torch.relu(((features - self.mean) / self.std) @ self.w1.T + self.b1)
         return hidden @ self.w2 + self.b2
 
@@ -231,4 +243,7 @@ def fit_ranker(features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
                 loss.backward()
                 optimizer.step()
     w1, b1, w2, b2 = (p.detach().clone() for p in params)
+    # A feature that never varied in training (no item hidden as added: new_share 0) taught nothing; its
+    # weights are its random start, so a served value off the training one would move scores at random.
+    w1[:, real.std(dim=0) < 1e-6] = 0.0
     return Ranker(mean, std, w1, b1, w2, b2, config.per_scorer, config.policy_weight)

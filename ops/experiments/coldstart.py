@@ -122,9 +122,10 @@ def text_top(text, histories: list[list[int]]) -> list[list[tuple[int, float]]]:
     return [[(i, 0.0) for i in torch.topk(s, K).indices.tolist()] for s in text.scores_batch(histories)]
 
 
-def variant_name(codes: str, factor: float, neighbours: int, impute: float) -> str:
+def variant_name(codes: str, factor: float, neighbours: int, impute: float, new_share: float | None = None) -> str:
     name = f"codes={codes} factor={factor:g} neighbours={neighbours}"
-    return name + (f" impute={impute:g}" if impute else "")
+    name += f" impute={impute:g}" if impute else ""
+    return name + (f" new_share={new_share:g}" if new_share is not None else "")
 
 
 def imputed(rec, histories: list[list[int]], known: int, weight: float) -> torch.Tensor:
@@ -142,8 +143,9 @@ def imputed(rec, histories: list[list[int]], known: int, weight: float) -> torch
 
 def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[str], beam_width: int,
              code_schemes: list[str], factors: list[float], neighbours: list[int],
-             imputes: list[float]) -> dict:  # fmt: skip
-    """The seed's figures: per-row ranks of every ranking, and each variant's summary."""
+             imputes: list[float], rankers: dict[float | None, object]) -> dict:  # fmt: skip
+    """The seed's figures: per-row ranks of every ranking, and each variant's summary. ``rankers``: the learned
+    rankers to serve, by the share of items their folds hid as added (None: the checkpoint's own)."""
     from recast.added_items import Borrow, added_item, borrowed_transitions, grow_checkpoint
     from recast.catalog import append_items, sid_text
     from recast.checkpoint import load_checkpoint
@@ -160,6 +162,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     cold = [r for r in rows if r.target in held_items]
     warm = [r for r in rows if r.target not in held_items and not held_items & set(r.history)]
     before = Recommender.from_checkpoint(base_ckpt, beam_width)
+    rankers = {share: base_ckpt.ranker if ranker is None else ranker for share, ranker in rankers.items()}
     n_new = len(held_items)
     out = {"new_items": n_new, "cold_rows": len(cold), "warm_rows": len(warm), "codes": {}, "variants": {}}
     text_ranks = warm_before = None
@@ -180,15 +183,17 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             text = unborrowed.text
             text_ranks = ranks(lists_of(lambda hs, _, text=text: text_top(text, hs), ch), ct)
             # The base catalog's positions are the grown one's first ones, so the same histories serve it.
-            warm_before = ranks(lists_of(lambda hs, _: before.recommend(hs, K), wh), wt)
+            # Before adding, no item is marked added, so every ranker that differs only in new_share is scored.
+            warm_before = {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K), wh), wt)
+                           for share, r in rankers.items()}  # fmt: skip
         # The policy's beams depend on the codes only; each borrowing variant re-fuses them.
         beams = {"cold": [served.policy(ch[s:s + 64]) for s in range(0, len(ch), 64)],
                  "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)]}  # fmt: skip
-        for factor, k, impute in product(factors, neighbours, imputes):
+        for factor, k, impute, share in product(factors, neighbours, imputes, rankers):
             if (factor == 0.0 and k != neighbours[0]) or (impute and factor):
                 continue  # borrowing nothing from 1 or 3 neighbours is one variant; imputing replaces borrowing
             transition = borrowed_transitions(unborrowed.transition, unborrowed.text, len(base), Borrow(factor, k))
-            fused = replace(served, transition=transition)
+            fused = replace(served, transition=transition, ranker=rankers[share])
 
             def recommend(hs, start, part, fused=fused, beams=beams, impute=impute):
                 scores = imputed(fused, hs, len(base), impute) if impute else None
@@ -197,11 +202,11 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             lists = lists_of(partial(recommend, part="cold"), ch)  # ranked once: for the ranks and the share below
             cold_ranks = ranks(lists, ct)
             warm_after = ranks(lists_of(partial(recommend, part="warm"), wh), wt)
-            out["variants"][variant_name(scheme, factor, k, impute)] = {
-                "cold_served": cold_ranks, "warm_after": warm_after,
+            out["variants"][variant_name(scheme, factor, k, impute, share)] = {
+                "cold_served": cold_ranks, "warm_after": warm_after, "warm_before": warm_before[share],
                 "lists_with_a_new_item": round(sum(any(i >= len(base) for i, _ in r) for r in lists)
                                                / max(1, len(lists)), 4)}  # fmt: skip
-    out["cold_text"], out["warm_before"] = text_ranks, warm_before
+    out["cold_text"] = text_ranks
     out["random_new_item_hr@10"] = round(min(K, n_new) / n_new, 4)
     return out
 
@@ -214,7 +219,7 @@ def report(seeds: dict[int, dict], names: list[str]) -> dict:
         cold_s = [x for r in runs for x in r["variants"][name]["cold_served"]]
         cold_t = [x for r in runs for x in r["cold_text"]]
         warm_a = [x for r in runs for x in r["variants"][name]["warm_after"]]
-        warm_b = [x for r in runs for x in r["warm_before"]]
+        warm_b = [x for r in runs for x in r["variants"][name]["warm_before"]]
         # Every scored row: before adding, a cold row's target is not in the catalog, so it is a miss.
         all_b, all_a = warm_b + [None] * len(cold_s), warm_a + cold_s
         return {"cold": {"served": summary(cold_s), "text": summary(cold_t),
@@ -252,6 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--neighbours", default="1,3", help="how many nearest known items lend")
     parser.add_argument("--impute", default="0,0.25,0.5", help="a probe: an added item's missing transition score "
                         "as this share of its text score (0: none)")
+    parser.add_argument("--new-shares", default="", help="comma-separated: serve learned rankers refitted with "
+                        "these shares of items hidden as added (RankerConfig.new_share), each a variant; empty: "
+                        "the checkpoint's own ranker")
     parser.add_argument("--pool-only", action="store_true", help="score nothing: pool the seeds' saved ranks "
                         "(--out/seed-N/ranks.json, e.g. from runs of a few seeds each, side by side)")
     args = parser.parse_args(argv)
@@ -263,13 +271,14 @@ def main(argv: list[str] | None = None) -> None:
     factors = [float(f) for f in args.factors.split(",")]
     neighbours = [int(k) for k in args.neighbours.split(",")]
     imputes = [float(g) for g in args.impute.split(",")]
+    shares = [float(x) for x in args.new_shares.split(",")] if args.new_shares else [None]
     if args.pool_only:
         runs = {seed: json.loads((args.out / f"seed-{seed}" / "ranks.json").read_text()) for seed in seeds}
     else:
-        runs = {seed: run_seed(args, seed, schemes, factors, neighbours, imputes) for seed in seeds}
+        runs = {seed: run_seed(args, seed, schemes, factors, neighbours, imputes, shares) for seed in seeds}
     names = list(runs[seeds[0]]["variants"])
     result = {"args": {k: str(v) for k, v in vars(args).items()},
-              "seeds": {s: {k: v for k, v in r.items() if k not in ("variants", "cold_text", "warm_before")}
+              "seeds": {s: {k: v for k, v in r.items() if k not in ("variants", "cold_text")}
                         for s, r in runs.items()},
               **report(runs, names)}  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
@@ -280,10 +289,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbours: list[int],
-             imputes: list[float]) -> dict:  # fmt: skip
+             imputes: list[float], shares: list[float | None]) -> dict:  # fmt: skip
     """One seed: its split and base data set, its trained policy (kept under ``--out/seed-N/ckpt`` and reused by
     a rerun), and its per-row ranks (``--out/seed-N/ranks.json``)."""
-    from learner.sft_trainer import train_sft
+    from learner.ranker_trainer import fit_served_ranker
+    from learner.sft_trainer import ranker_config, scorer_source, train_sft
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
     from recast.sft import preset
 
     out = args.out / f"seed-{seed}"
@@ -296,8 +308,17 @@ def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbou
     ckpt = out / "ckpt"
     if not (ckpt / "manifest.json").exists():
         train_sft(out / "base", out / "base" / "valid.csv", config, ckpt, progress=False)
+    rankers: dict[float | None, object] = {}
+    for share in shares:  # refitted on the base's rows, as train_sft fits the checkpoint's own
+        if share is None:
+            rankers[share] = None
+            continue
+        base = load_catalog(out / "base")
+        rows = load_interactions(out / "base" / "valid.csv", base)
+        rankers[share] = fit_served_ranker(rows, base.index, load_checkpoint(ckpt).text,
+                                           replace(ranker_config(config), new_share=share), scorer_source(config))
     figures = {"base": made, **evaluate(args.data, ckpt, held_items, held_users, args.beam_width, schemes, factors,
-                                        neighbours, imputes)}  # fmt: skip
+                                        neighbours, imputes, rankers)}  # fmt: skip
     (out / "ranks.json").write_text(json.dumps(figures))
     return figures
 

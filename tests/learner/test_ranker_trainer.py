@@ -1,5 +1,7 @@
 """The learned ranker's training rows are described by counts that never saw their user."""
 
+from dataclasses import replace
+
 import torch
 
 from learner.ranker_trainer import fit_served_ranker, out_of_fold, user_fold
@@ -50,3 +52,17 @@ def test_fit_served_ranker_is_repeatable():
     second = fit_served_ranker(rows, POSITION, text, config, source_history=50)
     assert first.per_scorer == 3 and first.policy_weight == config.policy_weight
     assert all(torch.equal(x, y) for x, y in zip(first.to_tensors().values(), second.to_tensors().values()))
+
+
+def test_each_fold_hides_a_share_of_the_items_as_added():
+    config = RankerConfig(folds=2, per_scorer=6, hidden=4, epochs=1, new_share=0.5)
+    a, b = users_in_two_folds(config)
+    rows = [Interaction(u, (str(i),), str((i + 1) % 6)) for u in (a, b) for i in range(6)]
+    text = TextModel.fit(TITLES, min_df=1)
+    features, mask, _ = out_of_fold(rows, POSITION, text, config, source_history=50)
+    added = features[:, :, FEATURES.index("added since the counts were made")][mask]
+    transition = features[:, :, FEATURES.index("transition score, per row")][mask]
+    assert 0 < added.mean() < 1  # half the catalog, hidden per fold
+    assert torch.all(transition[added == 1] == 0)  # a hidden item has no counts
+    plain, plain_mask, _ = out_of_fold(rows, POSITION, text, replace(config, new_share=0.0), source_history=50)
+    assert plain[:, :, FEATURES.index("added since the counts were made")].sum() == 0

@@ -72,6 +72,32 @@ def test_extended_gives_added_items_nothing_and_can_then_learn_them():
         base.extended(2)
 
 
+def test_added_items_stay_marked_until_a_refresh_counts_them_and_survive_a_save():
+    base = TransitionModel.fit([Sequence("u", (0, 1, 2), (1.0, 1.0, 1.0))], 3)
+    assert not base.added_items().any() and base.extended(3).added is None  # nothing added: nothing marked
+    grown = base.extended(5)
+    assert grown.added_items().tolist() == [False, False, False, True, True]
+    assert torch.equal(TransitionModel.from_tensors(grown.to_tensors()).added_items(), grown.added_items())
+    # The night's refresh counts item 4; item 3, still bought by nobody, stays an item added since the counts.
+    learnt = grown.update([Sequence("v", (0, 4), (1.0, 1.0))])
+    assert learnt.added_items().tolist() == [False, False, False, True, False]
+    assert learnt.update([Sequence("w", (3, 1), (1.0, 1.0))]).added is None
+
+
+def test_forgetting_hides_items_as_if_added_and_renormalises_the_rest():
+    model = TransitionModel.fit(SEQS, num_items=5)
+    forgot = model.forgetting(torch.tensor([2]))
+    assert forgot.added_items().tolist() == [False, False, True, False, False]
+    assert not forgot.has_counts(torch.tensor([2])).item() and forgot.popularity[2] == 0
+    # 1 -> 2 (twice) and 1 -> 3 (once) counted: without item 2, 1 -> 3 is all that leaves item 1.
+    assert model.scores([1])[3] == pytest.approx(1 / 3, abs=1e-4)
+    assert forgot.scores([1])[3] == pytest.approx(1.0, abs=1e-4)
+    assert forgot.scores([1])[2] == 0 and forgot.scores([2]).max() < 1e-3  # nothing leaves it: backfill only
+    assert forgot.popularity.sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="borrowed"):
+        borrowed_model().forgetting(torch.tensor([1]))
+
+
 def borrowed_model() -> TransitionModel:
     """Counted: 0->1 (1), 1->2 (2), 1->3 (1); items 4 and 5 are added, 4 borrowing half of item 2's transitions."""
     return TransitionModel.fit(SEQS, num_items=5).extended(6).borrowing(

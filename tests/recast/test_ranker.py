@@ -74,15 +74,23 @@ def test_fit_ranker_learns_a_signal_and_is_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(ranker.to_tensors().values(), again.to_tensors().values()))
 
 
-def test_ranker_round_trips_and_refuses_other_features():
+def test_ranker_round_trips_reads_older_features_and_refuses_unknown_ones():
     ranker = fit_ranker(*synthetic(50, seed=0), RankerConfig(hidden=4, epochs=1, policy_weight=0.3))
     back = Ranker.from_tensors(ranker.to_tensors())
     assert back.per_scorer == ranker.per_scorer and back.policy_weight == pytest.approx(0.3)
     assert all(torch.equal(a, b) for a, b in zip(ranker.to_tensors().values(), back.to_tensors().values()))
-    tensors = ranker.to_tensors()
-    tensors["w1"], tensors["mean"] = tensors["w1"][:, :-1], tensors["mean"][:-1]
+    # A ranker saved before the last feature was appended scores today's candidates by the features it knew.
+    features = synthetic(5, seed=1)[0]
+    older = ranker.to_tensors()
+    for name in ("w1", "mean", "std"):
+        older[name] = older[name][..., :-1]
+    assert torch.allclose(Ranker.from_tensors(older).scores(features), Ranker.from_tensors(older).scores(
+        features[..., :-1]))  # fmt: skip
+    wider = ranker.to_tensors()
+    wider["w1"], wider["mean"], wider["std"] = (torch.cat((wider[n], wider[n][..., :1]), dim=-1)
+                                                for n in ("w1", "mean", "std"))  # fmt: skip
     with pytest.raises(ValueError, match="features"):
-        Ranker.from_tensors(tensors)
+        Ranker.from_tensors(wider)
 
 
 def test_no_row_with_its_target_is_an_error():
@@ -119,3 +127,23 @@ def test_fuse_ranked_blends_the_beam_by_the_policy_weight():
     assert 1 not in listed and 4 not in listed and len(listed) == 3
     with pytest.raises(ValueError, match="policy_weight"):
         fuse_ranked(items, scores, ranked, 3, -0.1, 2.0)
+
+
+def test_candidates_say_which_items_were_added_since_the_counts(scorers):
+    transition, text = scorers
+    grown = transition.forgetting(torch.tensor([5]))
+    cands = candidates([[4]], grown, text, per_scorer=3)
+    added = cands.features[0, :, column("added since the counts were made")]
+    assert added[cands.items[0] == 5].tolist() == [1.0]  # "green glue gun": the text's nearest to "green glue"
+    assert added[(cands.items[0] != 5) & cands.mask[0]].sum() == 0
+
+
+def test_a_feature_that_never_varied_in_training_has_no_weight():
+    features, mask, targets = synthetic(100, seed=0)
+    flag = column("added since the counts were made")
+    features[:, :, flag] = 0.0  # a ranker fitted with no item hidden as added
+    ranker = fit_ranker(features, mask, targets, RankerConfig(hidden=4, epochs=2))
+    assert torch.all(ranker.w1[:, flag] == 0)
+    marked = features.clone()
+    marked[:, :, flag] = 1.0  # served with items added online: their scores do not move at random
+    assert torch.allclose(ranker.scores(marked), ranker.scores(features))
