@@ -86,7 +86,7 @@ class TrainingData:
 
 def ranker_config(config: SFTConfig) -> RankerConfig:
     """The learned ranker a recipe trains: the ranker's tuned settings, seeded with the run."""
-    return RankerConfig(seed=config.seed)
+    return RankerConfig(seed=config.seed, new_share=config.ranker_new_share)
 
 
 def scorer_source(config: SFTConfig) -> int:

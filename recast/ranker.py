@@ -62,7 +62,8 @@ class RankerConfig:
     folds: int = 5  # user folds for the out-of-fold features
     # The share of the items each fold hides from its counts and marks added (TransitionModel.forgetting), so the
     # ranker sees items with text and no counts bought, as items added online are. 0: it never sees one, and
-    # learns that an uncounted item is rarely next (BENCHMARKS.md, issue 16).
+    # learns that an uncounted item is rarely next (BENCHMARKS.md, issue 16). Recipes set it
+    # (recast.sft.SFTConfig.ranker_new_share).
     new_share: float = 0.0
     seed: int = 0
     # The policy's share of the served list, blended after the ranker (recast.fusion.fuse_ranked). On the tuning
@@ -218,9 +219,13 @@ def fit_ranker(features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
         raise ValueError("no row has its target among its candidates: nothing to train a ranker on")
     real = features[mask]
     mean, std = real.mean(dim=0), real.std(dim=0).clamp(min=1e-6)
-    z = ((features - mean) / std) * mask.unsqueeze(2)
+    # A feature that never varies here (no item hidden as added: new_share 0) can teach nothing: it is left out
+    # and gets no weight, so a served value off the training one moves no score, and a ranker over the others
+    # is the one it was before the feature was appended (the same draws from the same seed).
+    varies = real.std(dim=0) >= 1e-6
+    z = (((features - mean) / std) * mask.unsqueeze(2))[:, :, varies]
     generator = torch.Generator().manual_seed(config.seed)
-    n_in, n_hidden = features.shape[2], config.hidden
+    n_in, n_hidden = z.shape[2], config.hidden
     bound1, bound2 = 1 / math.sqrt(n_in), 1 / math.sqrt(n_hidden)  # nn.Linear's default init ranges
     params = [
         (torch.rand(n_hidden, n_in, generator=generator) * 2 - 1) * bound1,
@@ -242,8 +247,7 @@ def fit_ranker(features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-    w1, b1, w2, b2 = (p.detach().clone() for p in params)
-    # A feature that never varied in training (no item hidden as added: new_share 0) taught nothing; its
-    # weights are its random start, so a served value off the training one would move scores at random.
-    w1[:, real.std(dim=0) < 1e-6] = 0.0
+    b1, w2, b2 = (p.detach().clone() for p in params[1:])
+    w1 = torch.zeros(n_hidden, features.shape[2])
+    w1[:, varies] = params[0].detach()
     return Ranker(mean, std, w1, b1, w2, b2, config.per_scorer, config.policy_weight)

@@ -16,7 +16,9 @@ For each seed of ``--seeds`` (the split's and the training's):
      scorer alone, and of a list of 10 random new items (expected HR@10 = 10 / number of new items);
    - *warm* rows (no held-out item anywhere): the served ranking before adding (base model) and after, so adding
      items does not cost the rest;
-   - *all* rows (cold and warm): before adding, a cold row's target is not in the catalog (a miss).
+   - *mixed* rows (an old target after a history holding a held-out item): before adding, the history without
+     the items the catalog does not hold yet; after, the whole history;
+   - *all* rows (cold, warm and mixed): before adding, a cold row's target is not in the catalog (a miss).
    Each variant's hit@10 differences (served - text on cold rows, after - before on warm and all rows) get a paired
    bootstrap interval per seed and over the seeds' rows pooled.
 
@@ -161,11 +163,13 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
     cold = [r for r in rows if r.target in held_items]
     warm = [r for r in rows if r.target not in held_items and not held_items & set(r.history)]
+    mixed = [r for r in rows if r.target not in held_items and held_items & set(r.history)]
     before = Recommender.from_checkpoint(base_ckpt, beam_width)
     rankers = {share: base_ckpt.ranker if ranker is None else ranker for share, ranker in rankers.items()}
     n_new = len(held_items)
-    out = {"new_items": n_new, "cold_rows": len(cold), "warm_rows": len(warm), "codes": {}, "variants": {}}
-    text_ranks = warm_before = None
+    out = {"new_items": n_new, "cold_rows": len(cold), "warm_rows": len(warm), "mixed_rows": len(mixed), "codes": {},
+           "variants": {}}  # fmt: skip
+    text_ranks = warm_before = mixed_before = None
     old_paths = set(coder.paths)
     for scheme in code_schemes:
         codes = coder.assign(new, unused_paths=scheme == "unused")
@@ -175,6 +179,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
         at = grown.index
         ch, ct = [[at[i] for i in r.history] for r in cold], [at[r.target] for r in cold]
         wh, wt = [[at[i] for i in r.history] for r in warm], [at[r.target] for r in warm]
+        mh, mt = [[at[i] for i in r.history] for r in mixed], [at[r.target] for r in mixed]
         out["codes"][scheme] = {
             "disambiguation_tokens": sorted({c[-1] for c in codes.values()}),
             "beyond_d_0": sum(c[-1] != f"<{base.disambiguation_level}_0>" for c in codes.values()),
@@ -186,9 +191,15 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             # Before adding, no item is marked added, so every ranker that differs only in new_share is scored.
             warm_before = {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K), wh), wt)
                            for share, r in rankers.items()}  # fmt: skip
+            # Before adding, a mixed row's history holds only the items the catalog had (every one of its
+            # held-out items was bought after it was added).
+            known = [[i for i in h if i < len(base)] for h in mh]
+            mixed_before = {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K),
+                                                  known), mt) for share, r in rankers.items()}  # fmt: skip
         # The policy's beams depend on the codes only; each borrowing variant re-fuses them.
         beams = {"cold": [served.policy(ch[s:s + 64]) for s in range(0, len(ch), 64)],
-                 "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)]}  # fmt: skip
+                 "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)],
+                 "mixed": [served.policy(mh[s:s + 64]) for s in range(0, len(mh), 64)]}  # fmt: skip
         for factor, k, impute, share in product(factors, neighbours, imputes, rankers):
             if (factor == 0.0 and k != neighbours[0]) or (impute and factor):
                 continue  # borrowing nothing from 1 or 3 neighbours is one variant; imputing replaces borrowing
@@ -202,8 +213,10 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             lists = lists_of(partial(recommend, part="cold"), ch)  # ranked once: for the ranks and the share below
             cold_ranks = ranks(lists, ct)
             warm_after = ranks(lists_of(partial(recommend, part="warm"), wh), wt)
+            mixed_after = ranks(lists_of(partial(recommend, part="mixed"), mh), mt)
             out["variants"][variant_name(scheme, factor, k, impute, share)] = {
                 "cold_served": cold_ranks, "warm_after": warm_after, "warm_before": warm_before[share],
+                "mixed_after": mixed_after, "mixed_before": mixed_before[share],
                 "lists_with_a_new_item": round(sum(any(i >= len(base) for i, _ in r) for r in lists)
                                                / max(1, len(lists)), 4)}  # fmt: skip
     out["cold_text"] = text_ranks
@@ -220,12 +233,16 @@ def report(seeds: dict[int, dict], names: list[str]) -> dict:
         cold_t = [x for r in runs for x in r["cold_text"]]
         warm_a = [x for r in runs for x in r["variants"][name]["warm_after"]]
         warm_b = [x for r in runs for x in r["variants"][name]["warm_before"]]
+        mixed_a = [x for r in runs for x in r["variants"][name].get("mixed_after", [])]
+        mixed_b = [x for r in runs for x in r["variants"][name].get("mixed_before", [])]
         # Every scored row: before adding, a cold row's target is not in the catalog, so it is a miss.
-        all_b, all_a = warm_b + [None] * len(cold_s), warm_a + cold_s
+        all_b, all_a = warm_b + mixed_b + [None] * len(cold_s), warm_a + mixed_a + cold_s
         return {"cold": {"served": summary(cold_s), "text": summary(cold_t),
                          "served_minus_text": interval(hits(cold_s), hits(cold_t))},
                 "warm": {"before": summary(warm_b), "after": summary(warm_a),
                          "after_minus_before": interval(hits(warm_a), hits(warm_b))},
+                "mixed": {"before": summary(mixed_b), "after": summary(mixed_a),
+                          "after_minus_before": interval(hits(mixed_a), hits(mixed_b))},
                 "all": {"before": summary(all_b), "after": summary(all_a),
                         "after_minus_before": interval(hits(all_a), hits(all_b))}}  # fmt: skip
 
@@ -329,7 +346,9 @@ def one_line(name: str, figures: dict) -> str:
         return (f"cold {c['served'].get('hr@10')} vs text {c['text'].get('hr@10')} "
                 f"{c['served_minus_text'].get('diff')} {c['served_minus_text'].get('ci95')}; warm "
                 f"{w['before'].get('hr@10')} -> {w['after'].get('hr@10')} {w['after_minus_before'].get('diff')} "
-                f"{w['after_minus_before'].get('ci95')}; all {f['all']['before'].get('hr@10')} -> "
+                f"{w['after_minus_before'].get('ci95')}; mixed {f['mixed']['before'].get('hr@10')} -> "
+                f"{f['mixed']['after'].get('hr@10')} {f['mixed']['after_minus_before'].get('ci95')}; "
+                f"all {f['all']['before'].get('hr@10')} -> "
                 f"{f['all']['after'].get('hr@10')} {f['all']['after_minus_before'].get('ci95')}")  # fmt: skip
 
     seeds = " | ".join(f"seed {s}: {part(f)}" for s, f in figures["per_seed"].items())

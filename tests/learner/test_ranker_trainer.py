@@ -5,8 +5,10 @@ from dataclasses import replace
 import torch
 
 from learner.ranker_trainer import fit_served_ranker, out_of_fold, user_fold
+from learner.sft_trainer import ranker_config
 from recast.dataset import Interaction
 from recast.ranker import FEATURES, RankerConfig
+from recast.sft import SFTConfig, preset
 from recast.text import TextModel
 
 TITLES = ["red drill", "red drill bit", "blue saw", "blue saw blade", "green glue", "green glue gun"]
@@ -66,3 +68,8 @@ def test_each_fold_hides_a_share_of_the_items_as_added():
     assert torch.all(transition[added == 1] == 0)  # a hidden item has no counts
     plain, plain_mask, _ = out_of_fold(rows, POSITION, text, replace(config, new_share=0.0), source_history=50)
     assert plain[:, :, FEATURES.index("added since the counts were made")].sum() == 0
+
+
+def test_a_recipe_names_its_rankers_share_of_items_hidden_as_added():
+    assert ranker_config(SFTConfig(ranker=True, ranker_new_share=0.1, seed=3)) == RankerConfig(seed=3, new_share=0.1)
+    assert ranker_config(preset("default")).new_share > 0  # the served ranker has seen items bought before counts

@@ -84,6 +84,8 @@ def test_presets_and_validation():
     with pytest.raises(ValueError, match="needs ranker=True"):
         SFTConfig(teacher="ranker")
     assert SFTConfig(teacher="ranker", ranker=True).teacher == "ranker"
+    with pytest.raises(ValueError, match="ranker_new_share"):
+        SFTConfig(ranker=True, ranker_new_share=1.0)
 
 
 def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():
