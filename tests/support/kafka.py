@@ -27,11 +27,15 @@ def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) 
     return len(futures)
 
 
-def consume(bootstrap: str, topics: list[str], until: Callable[[list], bool], what: str, timeout: float = 30.0,
+def consume(bootstrap: str, topics: list[str], until: Callable[[list], bool], what: str, timeout: float = 90.0,
             group: str | None = None, commit: bool = False) -> list:  # fmt: skip
     """Read ``topics`` until ``until(records)`` holds; the records (kafka-python ``ConsumerRecord``s, in each
     partition's order). A fresh group reads from the start; ``group`` resumes a group from its committed
-    offsets, and ``commit`` commits what was read. Fails saying ``what`` never arrived."""
+    offsets, and ``commit`` commits what was read. Fails saying ``what`` never arrived.
+
+    The wait is generous because joining a group is the slow part on a starved machine: with six busy
+    processes on the 2 cores, a fresh group's first records took 30-60 s to arrive (about 3 s idle), and a
+    30 s wait failed three runs in three. It ends as soon as the records are there."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group or f"test-{uuid.uuid4().hex}",

@@ -60,7 +60,7 @@ class Pipeline:
                 continue
             topic = self.settings.impressions_topic if isinstance(e, Impression) else self.settings.outcomes_topic
             self.producer.send(topic, key=e.user_id.encode(), value=e.model_dump_json().encode())
-        self.producer.flush(timeout=10)
+        self.producer.flush(timeout=90)  # generous: a starved broker answers slowly, never not at all
         return len(events)
 
     def ingest(self, max_events: int, group: str | None = None, **config):

@@ -95,14 +95,14 @@ def test_produce_consume_round_trip_resumes_from_committed_offsets(stack):
     try:
         for i in range(10):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
-        producer.flush(timeout=10)
+        producer.flush(timeout=90)  # generous, as in tests.support.kafka.produce
         first = [parse_impression(r.value)
                  for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 10, "10 events", group=group, commit=True)]
         assert sorted(e.request_id for e in first) == sorted(f"{tag}-{i}" for i in range(10))
 
         for i in range(10, 15):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
-        producer.flush(timeout=10)
+        producer.flush(timeout=90)  # generous, as in tests.support.kafka.produce
         # The same group resumes after its commit: only the five new events, none of the first ten again.
         second = [parse_impression(r.value)
                   for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 5, "5 events", group=group, commit=True)]
