@@ -95,15 +95,11 @@ class TransitionModel:
         >>> all(torch.allclose(x, y) for x, y in zip(both.to_tensors().values(), merged.to_tensors().values()))
         True
         """
-        if self.row_totals is None or self.target_total is None:
-            raise ValueError("this transition model predates count totals and cannot be updated; fit it anew")
+        pairs, targets = self._counts("be updated")
         num_items = self.popularity.shape[0]
-        rows = torch.repeat_interleave(torch.arange(num_items), self.offsets[1:] - self.offsets[:-1])
-        pairs = dict(zip(zip(rows.tolist(), self.next_items.tolist()),
-                         (self.next_probs * self.row_totals[rows]).tolist()))  # fmt: skip
         for key, weight in _pair_counts(sequences).items():
             pairs[key] = pairs.get(key, 0.0) + weight
-        targets = self.popularity * self.target_total + PopularityModel.fit(sequences, num_items).counts
+        targets = targets + PopularityModel.fit(sequences, num_items).counts
         counted = self._from_counts(pairs, targets, num_items, self.decay)
         if self.added is not None:  # an added item stays "added" until an interaction of its own is counted
             still = self.added & ~counted.has_counts(torch.arange(num_items))
@@ -176,18 +172,25 @@ class TransitionModel:
         """
         if self.borrowers is not None and self.borrowers.numel():
             raise ValueError("forgetting is for counted models; this one has borrowed transitions")
-        if self.row_totals is None or self.target_total is None:
-            raise ValueError("this transition model predates count totals and cannot forget items; fit it anew")
+        pairs, targets = self._counts("forget items")
         num_items = self.popularity.shape[0]
         gone = torch.zeros(num_items, dtype=torch.bool)
         gone[items] = True
-        src = torch.repeat_interleave(torch.arange(num_items), self.offsets[1:] - self.offsets[:-1])
-        keep = ~(gone[src] | gone[self.next_items])
-        weights = self.next_probs[keep] * self.row_totals[src[keep]]
-        pairs = dict(zip(zip(src[keep].tolist(), self.next_items[keep].tolist()), weights.tolist()))
-        targets = (self.popularity * self.target_total).masked_fill(gone, 0.0)
-        forgot = self._from_counts(pairs, targets, num_items, self.decay)
+        hidden = set(items.tolist())
+        kept = {(s, d): w for (s, d), w in pairs.items() if s not in hidden and d not in hidden}
+        forgot = self._from_counts(kept, targets.masked_fill(gone, 0.0), num_items, self.decay)
         return replace(forgot, added=gone | self.added_items())
+
+    def _counts(self, doing: str) -> tuple[dict[tuple[int, int], float], torch.Tensor]:
+        """The raw counts behind the model: (weight per counted (item, next item) pair, counted targets per item),
+        what :meth:`update` adds to and :meth:`forgetting` takes from."""
+        if self.row_totals is None or self.target_total is None:
+            raise ValueError(f"this transition model predates count totals and cannot {doing}; fit it anew")
+        num_items = self.popularity.shape[0]
+        rows = torch.repeat_interleave(torch.arange(num_items), self.offsets[1:] - self.offsets[:-1])
+        pairs = dict(zip(zip(rows.tolist(), self.next_items.tolist()),
+                         (self.next_probs * self.row_totals[rows]).tolist()))  # fmt: skip
+        return pairs, self.popularity * self.target_total
 
     @classmethod
     def _from_counts(cls, pairs: dict[tuple[int, int], float], targets: torch.Tensor, num_items: int,

@@ -218,11 +218,12 @@ def fit_ranker(features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor
     if features.shape[0] == 0:
         raise ValueError("no row has its target among its candidates: nothing to train a ranker on")
     real = features[mask]
-    mean, std = real.mean(dim=0), real.std(dim=0).clamp(min=1e-6)
+    spread = real.std(dim=0)
+    mean, std = real.mean(dim=0), spread.clamp(min=1e-6)
     # A feature that never varies here (no item hidden as added: new_share 0) can teach nothing: it is left out
     # and gets no weight, so a served value off the training one moves no score, and a ranker over the others
     # is the one it was before the feature was appended (the same draws from the same seed).
-    varies = real.std(dim=0) >= 1e-6
+    varies = spread >= 1e-6
     z = (((features - mean) / std) * mask.unsqueeze(2))[:, :, varies]
     generator = torch.Generator().manual_seed(config.seed)
     n_in, n_hidden = z.shape[2], config.hidden

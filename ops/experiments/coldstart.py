@@ -189,13 +189,14 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
             text_ranks = ranks(lists_of(lambda hs, _, text=text: text_top(text, hs), ch), ct)
             # The base catalog's positions are the grown one's first ones, so the same histories serve it.
             # Before adding, no item is marked added, so every ranker that differs only in new_share is scored.
-            warm_before = {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K), wh), wt)
-                           for share, r in rankers.items()}  # fmt: skip
+            def before_ranks(histories: list[list[int]], targets: list[int]) -> dict:
+                return {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K),
+                                              histories), targets) for share, r in rankers.items()}  # fmt: skip
+
+            warm_before = before_ranks(wh, wt)
             # Before adding, a mixed row's history holds only the items the catalog had (every one of its
             # held-out items was bought after it was added).
-            known = [[i for i in h if i < len(base)] for h in mh]
-            mixed_before = {share: ranks(lists_of(lambda hs, _, r=r: replace(before, ranker=r).recommend(hs, K),
-                                                  known), mt) for share, r in rankers.items()}  # fmt: skip
+            mixed_before = before_ranks([[i for i in h if i < len(base)] for h in mh], mt)
         # The policy's beams depend on the codes only; each borrowing variant re-fuses them.
         beams = {"cold": [served.policy(ch[s:s + 64]) for s in range(0, len(ch), 64)],
                  "warm": [served.policy(wh[s:s + 64]) for s in range(0, len(wh), 64)],
@@ -325,15 +326,13 @@ def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbou
     ckpt = out / "ckpt"
     if not (ckpt / "manifest.json").exists():
         train_sft(out / "base", out / "base" / "valid.csv", config, ckpt, progress=False)
-    rankers: dict[float | None, object] = {}
-    for share in shares:  # refitted on the base's rows, as train_sft fits the checkpoint's own
-        if share is None:
-            rankers[share] = None
-            continue
+    rankers: dict[float | None, object] = {None: None} if None in shares else {}
+    if rankers.keys() != set(shares):  # refitted on the base's rows, as train_sft fits the checkpoint's own
         base = load_catalog(out / "base")
-        rows = load_interactions(out / "base" / "valid.csv", base)
-        rankers[share] = fit_served_ranker(rows, base.index, load_checkpoint(ckpt).text,
-                                           replace(ranker_config(config), new_share=share), scorer_source(config))
+        rows, text = load_interactions(out / "base" / "valid.csv", base), load_checkpoint(ckpt).text
+        for share in (s for s in shares if s is not None):
+            rankers[share] = fit_served_ranker(rows, base.index, text, replace(ranker_config(config), new_share=share),
+                                               scorer_source(config))  # fmt: skip
     figures = {"base": made, **evaluate(args.data, ckpt, held_items, held_users, args.beam_width, schemes, factors,
                                         neighbours, imputes, rankers)}  # fmt: skip
     (out / "ranks.json").write_text(json.dumps(figures))
