@@ -2,13 +2,17 @@
 
     python -m ops.experiments.teacher cuts                        # the teacher by history cut and text share
     python -m ops.experiments.teacher agreement runs/policy/tune/default+base/seed0
+    python -m ops.experiments.teacher ranker-cuts runs/policy/tune/default+ranker-teacher-sharp1/seed0
 
 ``cuts`` scores the distillation teacher (the transition and text scorers mixed, ``recast.distill``) on
 ``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could
 reach by imitating it, and what longer contexts would add. ``agreement`` takes a trained tune run and
 compares, per tuning row, the policy's beam, the policy scored over every catalog item (is beam search
 losing items?) and the one-item teacher: hit rates and how many of the teacher's top 10 the policy keeps.
-It scores every item for every row, a few minutes on one core.
+It scores every item for every row, a few minutes on one core. ``ranker-cuts`` does for a tune run's learned
+ranker (today's teacher, ``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a
+policy prompted with the last item could reach by imitating it, against what the ranker reaches on the ten items
+it serves with.
 """
 
 from __future__ import annotations
@@ -51,6 +55,33 @@ def cuts(data: Path, out: Path) -> list[tuple]:
                 scores = teacher_scores(transition, text, cut, share)
             m = summarize([rank_of(t, top_items(scores[row], 50)) for row, t in enumerate(targets)])
             table.append((n, share, m["HR@1"], m["HR@10"], m["NDCG@10"]))
+    return table
+
+
+def ranker_cuts(data: Path, out: Path, run: Path) -> list[tuple]:
+    """(history cut, HR@1, HR@10, NDCG@10) of the tune run's learned ranker (fitted on ``inner/fit.csv``) alone on
+    the tuning rows, each history cut to its last items."""
+    import torch
+
+    from recast.baselines import top_items
+    from recast.checkpoint import load_checkpoint
+    from recast.distill import ranker_teacher_scores
+    from recast.metrics import rank_of, summarize
+
+    ckpt = load_checkpoint(run / "ckpt")
+    if ckpt.ranker is None:
+        raise SystemExit(f"{run}: its checkpoint has no learned ranker")
+    _, histories, targets = _rows(data, out)
+    table = []
+    for n in CUTS:
+        ranks = []
+        for start in range(0, len(histories), 64):
+            with torch.no_grad():
+                scores = ranker_teacher_scores(ckpt.transition, ckpt.text, ckpt.ranker,
+                                               [h[-n:] for h in histories[start:start + 64]])  # fmt: skip
+            ranks += [rank_of(t, top_items(s, 50)) for s, t in zip(scores, targets[start:start + 64], strict=True)]
+        m = summarize(ranks)
+        table.append((n, m["HR@1"], m["HR@10"], m["NDCG@10"]))
     return table
 
 
@@ -100,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("cuts", help="the teacher on the tuning rows by history cut and text share")
     p = sub.add_parser("agreement", help="a tune run's policy: beam vs every item scored vs the one-item teacher")
     p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/)")
+    p = sub.add_parser("ranker-cuts", help="a tune run's learned ranker on the tuning rows by history cut")
+    p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/ with a ranker)")
     args = parser.parse_args(argv)
 
     import torch
@@ -109,6 +142,10 @@ def main(argv: list[str] | None = None) -> None:
         print("| history cut | text share | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- | --- |")
         for n, share, hr1, hr10, ndcg in cuts(args.data, args.out):
             print(f"| {n} | {share} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
+    elif args.command == "ranker-cuts":
+        print("| history cut | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
+        for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run):
+            print(f"| {n} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     else:
         result = agreement(args.data, args.out, args.run)
         print("| ranking | HR@1 | HR@10 | NDCG@10 | of the teacher's top 10, kept in its top 10 |\n"
