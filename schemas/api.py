@@ -86,7 +86,7 @@ def not_blank(value: str) -> str:
     return value
 
 
-def none_if_empty(value):
+def empty_string_as_empty_list(value):
     """``items.json`` writes an item without categories as ``""`` (every shipped item does): no categories. Any
     other string is still refused, so a storefront that sends one category unlisted hears of it."""
     return [] if value == "" else value
@@ -101,8 +101,9 @@ class NewItem(_Strict):
     # The shipped catalog's longest description is 5,896 characters: a whole items.json entry must fit.
     description: Annotated[Text, Field(max_length=10_000)] = ""
     brand: Annotated[Text, Field(max_length=200)] = ""
-    categories: Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]],
-                          BeforeValidator(none_if_empty)] = Field(default_factory=list, max_length=20)  # fmt: skip
+    categories: Annotated[
+        list[Annotated[Text, Field(min_length=1, max_length=200)]], BeforeValidator(empty_string_as_empty_list)
+    ] = Field(default_factory=list, max_length=20)
 
     def entry(self) -> dict:
         """Its ``items.json`` entry (what the catalog ledger keeps)."""

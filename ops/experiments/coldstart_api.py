@@ -10,7 +10,8 @@ trained (``--out/seed-N/ckpt``), and checks that both paths agree row by row. Fo
 2. *before*: the warm rows, and the mixed rows with the items the catalog does not hold yet left out of their
    histories, each a request for a top 10;
 3. the held-out items posted in the order the coder takes them (``id_order``), 100 a request, with their
-   ``items.json`` text only (title, description, brand); every answer must say the reloaded model serves them;
+   ``items.json`` entry as it is (title, description, brand, categories: text only); every answer must say the
+   reloaded model serves them;
 4. *after*: the cold, warm and mixed rows again, whole histories;
 5. the target's place in each answer against the rank ``ranks.json`` recorded for the served variant, and the
    codes the API gave against the experiment's own (``ServedCoder`` over the base catalog). The API codes each
@@ -63,9 +64,8 @@ def held_out_rows(data: Path, held_items: set[str], held_users: set[str]) -> Row
 
 
 def new_item(item_id: str, entry: dict) -> dict:
-    """The add route's payload for an ``items.json`` entry: its text only (the shipped categories are empty)."""
-    return {"item_id": item_id, "title": entry["title"], "description": str(entry.get("description") or ""),
-            "brand": str(entry.get("brand") or "")}  # fmt: skip
+    """The add route's payload for an ``items.json`` entry: the entry as it is, its text and nothing else."""
+    return {"item_id": item_id, **entry}
 
 
 class Service:
