@@ -23,11 +23,17 @@ SHARES = {"item_share": 0.027, "user_share": 0.1}
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory, shipped_data):
+    import torch
+
     out = tmp_path_factory.mktemp("coldstart")
-    coldstart.main(["--data", str(shipped_data), "--out", str(out), "--seeds", "0", "--preset", "tiny", "--epochs", "1",
-                    "--max-train-rows", "2000", "--item-share", str(SHARES["item_share"]), "--user-share",
-                    str(SHARES["user_share"]), "--codes", "used", "--factors", "0", "--neighbours", "1",
-                    "--impute", "0"])  # fmt: skip
+    threads = torch.get_num_threads()  # main() sets the process's, as a command does
+    try:
+        coldstart.main(["--data", str(shipped_data), "--out", str(out), "--seeds", "0", "--preset", "tiny", "--epochs",
+                        "1", "--max-train-rows", "2000", "--item-share", str(SHARES["item_share"]), "--user-share",
+                        str(SHARES["user_share"]), "--codes", "used", "--factors", "0", "--neighbours", "1",
+                        "--impute", "0"])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
