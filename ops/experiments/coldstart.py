@@ -83,6 +83,15 @@ def write_base(data: Path, out: Path, held_items: set[str], held_users: set[str]
     return {"items": len(items) - len(held_items), "train_rows": kept}
 
 
+def partition(rows: list, held_items: set[str]) -> tuple[list, list, list]:
+    """(cold, warm, mixed) rows, each in the given order: a held-out target; no held-out item anywhere; an old
+    target after a history holding a held-out item."""
+    cold = [r for r in rows if r.target in held_items]
+    warm = [r for r in rows if r.target not in held_items and not held_items & set(r.history)]
+    mixed = [r for r in rows if r.target not in held_items and held_items & set(r.history)]
+    return cold, warm, mixed
+
+
 def lists_of(recommend, histories: list[list[int]], batch: int = 64) -> list[list[tuple[int, float]]]:
     """Every history's list, ``recommend(chunk, start)`` called one batch at a time (``start``: the chunk's offset,
     for callers that decoded the batches beforehand)."""
@@ -161,9 +170,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
     new = {i: entries[i] for i in sorted(held_items)}
     rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
-    cold = [r for r in rows if r.target in held_items]
-    warm = [r for r in rows if r.target not in held_items and not held_items & set(r.history)]
-    mixed = [r for r in rows if r.target not in held_items and held_items & set(r.history)]
+    cold, warm, mixed = partition(rows, held_items)
     before = Recommender.from_checkpoint(base_ckpt, beam_width)
     rankers = {share: base_ckpt.ranker if ranker is None else ranker for share, ranker in rankers.items()}
     n_new = len(held_items)

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops.experiments.coldstart import K, hits, interval, split, summary, variant_name
+from ops.experiments.coldstart import K, hits, interval, partition, split, summary, variant_name
 
 log = logging.getLogger("coldstart_api")
 SERVED = variant_name("used", 0.0, 1, 0.0)  # the experiment's variant that serving runs (no borrowing, no probe)
@@ -46,7 +46,8 @@ SERVED = variant_name("used", 0.0, 1, 0.0)  # the experiment's variant that serv
 
 @dataclass
 class Rows:
-    """A seed's held-out users' rows as item ids, in the experiment's order (cold, warm, mixed as it filters them)."""
+    """A seed's held-out users' rows as (history, target) item ids, in the experiment's order
+    (:func:`ops.experiments.coldstart.partition`)."""
 
     cold: list[tuple[list[str], str]]
     warm: list[tuple[list[str], str]]
@@ -57,10 +58,7 @@ def held_out_rows(data: Path, held_items: set[str], held_users: set[str]) -> Row
     from recast.dataset import load_catalog, load_interactions
 
     rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
-    pick = [(list(r.history), r.target) for r in rows]
-    return Rows(cold=[(h, t) for h, t in pick if t in held_items],
-                warm=[(h, t) for h, t in pick if t not in held_items and not held_items & set(h)],
-                mixed=[(h, t) for h, t in pick if t not in held_items and held_items & set(h)])  # fmt: skip
+    return Rows(*([(list(r.history), r.target) for r in part] for part in partition(rows, held_items)))
 
 
 def new_item(item_id: str, entry: dict) -> dict:
@@ -74,13 +72,17 @@ class Service:
     def __init__(self, env: dict[str, str], checkpoint: Path, log_path: Path, concurrency: int):
         import httpx
 
-        from ops.sim.processes import start_api, wait_ready
+        from ops.sim.processes import start_api, stop, wait_ready
         from serving.auth import digest
 
         self.key, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
         env = {**env, "RECAST_API_KEYS": digest(self.key), "RECAST_ADMIN_TOKEN_SHA256": digest(admin)}
         self.proc, url = start_api(env, log_path, checkpoint)
-        self.ready_s = wait_ready(url, self.proc)
+        try:
+            self.ready_s = wait_ready(url, self.proc)
+        except Exception:
+            stop(self.proc)  # a service that never got ready is not left running
+            raise
         self.client = httpx.Client(base_url=url, timeout=120,
                                    limits=httpx.Limits(max_connections=concurrency))  # fmt: skip
         self.admin = {"Authorization": f"Bearer {admin}"}
