@@ -131,7 +131,7 @@ VARIANTS: dict[str, dict] = {
     "ranker-teacher-sharp1": {"teacher": "ranker", "teacher_sharpness": 1.0},
     "ranker-teacher-sharp2": {"teacher": "ranker", "teacher_sharpness": 2.0},
     # Fifth round (2026-12-03), over today's default: the policy trails its one-item teacher, the learned ranker
-    # cut to the last item, by about 0.014 HR@10 on the tuning rows (``ops.experiments.teacher ranker-cuts``). Is
+    # cut to the last item, by about 0.013 HR@10 on the tuning rows (``ops.experiments.teacher ranker-cuts``). Is
     # it short of capacity, or of training?
     "again": {},  # today's default itself, in a folder of its own (``base``'s holds the second round's runs)
     "d256": {"d_model": 256, "d_ff": 512},
