@@ -10,6 +10,11 @@ from tests.support.wait import wait_for
 
 # Tansu joins a group in ~3 s with these, ~23 s with kafka-python's defaults (platform notes).
 GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+# How long a test waits on the broker: a producer's flush, a fresh group's first records. Generous, because on
+# a starved machine the broker answers slowly, never not at all: with six busy processes on the 2 cores, a fresh
+# group's first records took 30-60 s to arrive (about 3 s idle), and a 30 s wait failed three runs in three.
+# Every wait ends as soon as what it waits for is there.
+BROKER_WAIT_S = 90.0
 
 
 def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) -> int:
@@ -19,7 +24,7 @@ def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         futures = [producer.send(topic, key=key, value=value) for topic, key, value in records]
-        producer.flush(timeout=90)  # generous: on 2 loaded cores the broker answers slowly, never not at all
+        producer.flush(timeout=BROKER_WAIT_S)
         for f in futures:
             f.get(timeout=1)  # raises if one was not acknowledged
     finally:
@@ -27,15 +32,12 @@ def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, bytes]]) 
     return len(futures)
 
 
-def consume(bootstrap: str, topics: list[str], until: Callable[[list], bool], what: str, timeout: float = 90.0,
+def consume(bootstrap: str, topics: list[str], until: Callable[[list], bool], what: str, timeout: float = BROKER_WAIT_S,
             group: str | None = None, commit: bool = False) -> list:  # fmt: skip
     """Read ``topics`` until ``until(records)`` holds; the records (kafka-python ``ConsumerRecord``s, in each
     partition's order). A fresh group reads from the start; ``group`` resumes a group from its committed
-    offsets, and ``commit`` commits what was read. Fails saying ``what`` never arrived.
-
-    The wait is generous because joining a group is the slow part on a starved machine: with six busy
-    processes on the 2 cores, a fresh group's first records took 30-60 s to arrive (about 3 s idle), and a
-    30 s wait failed three runs in three. It ends as soon as the records are there."""
+    offsets, and ``commit`` commits what was read. Fails saying ``what`` never arrived (joining a group is the
+    slow part on a starved machine: see ``BROKER_WAIT_S``)."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=group or f"test-{uuid.uuid4().hex}",

@@ -26,6 +26,7 @@ from schemas.tables import DeadLetter, ImpressionRow, OutcomeRow, RewardGroup
 from tests.support.cli import recast, recast_env, start_recast, stop
 from tests.support.databases import fresh_database, locked_tables, refuse_connections, row_counts, waiting_on_locks
 from tests.support.events import at, impression, outcome
+from tests.support.kafka import BROKER_WAIT_S
 from tests.support.logs import LogWatcher
 from tests.support.wait import wait_for
 
@@ -60,7 +61,7 @@ class Pipeline:
                 continue
             topic = self.settings.impressions_topic if isinstance(e, Impression) else self.settings.outcomes_topic
             self.producer.send(topic, key=e.user_id.encode(), value=e.model_dump_json().encode())
-        self.producer.flush(timeout=90)  # generous: a starved broker answers slowly, never not at all
+        self.producer.flush(timeout=BROKER_WAIT_S)
         return len(events)
 
     def ingest(self, max_events: int, group: str | None = None, **config):

@@ -18,6 +18,7 @@ from ops.stack.servers import create_topics
 from schemas.events import Impression, ServedItem
 from schemas.settings import Settings
 from schemas.tables import RewardGroup
+from tests.support.kafka import BROKER_WAIT_S
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def quiet_stream(stack, database_url):
                         items=[ServedItem(item_id="2", score=-1.0, rank=1)],
                         ts=datetime.now(UTC) - timedelta(minutes=5))  # its window ended four minutes ago
     producer.send(settings.impressions_topic, key=b"u1", value=served.model_dump_json().encode())
-    producer.flush(timeout=90)  # generous: a starved broker answers slowly, never not at all
+    producer.flush(timeout=BROKER_WAIT_S)
     producer.close()
     engine = create_engine(database_url)
     yield settings, engine, served.request_id

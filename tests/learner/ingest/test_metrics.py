@@ -14,6 +14,7 @@ from learner.ingest.consumer import IngestConfig, run
 from ops.stack.servers import create_topics, free_port
 from schemas.events import Impression, Outcome, ServedItem
 from schemas.settings import Settings
+from tests.support.kafka import BROKER_WAIT_S
 from tests.support.wait import wait_for
 
 
@@ -41,7 +42,7 @@ def test_the_worker_serves_its_metrics(stack, database_url, tmp_path):
         producer.send(settings.impressions_topic, key=f"u{n}".encode(), value=imp.model_dump_json().encode())
     stray = Outcome(event_id="e-stray", user_id="u0", item_id="no-such-item", type="click", ts=old)
     producer.send(settings.outcomes_topic, key=b"u0", value=stray.model_dump_json().encode())
-    producer.flush(timeout=90)  # generous: a starved broker answers slowly, never not at all
+    producer.flush(timeout=BROKER_WAIT_S)
     producer.close()
     port = free_port()
     config = IngestConfig(group_id=f"g-{tag}", lateness_s=5, idle_advance_s=1.0, idle_exit_s=12.0, max_seconds=90,

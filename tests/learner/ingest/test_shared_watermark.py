@@ -22,6 +22,7 @@ from ops.stack.servers import create_topics
 from schemas.events import Impression, Outcome, ServedItem
 from schemas.settings import Settings
 from schemas.tables import OutcomeRow, RewardGroup
+from tests.support.kafka import BROKER_WAIT_S
 from tests.support.wait import wait_for
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -71,7 +72,7 @@ def keep_partition_0_moving(producer, settings, stop: threading.Event) -> None:
         n += 1
         producer.send(settings.impressions_topic, served(f"r-ahead-{n}", "ahead", "a1", 1001 + n), partition=0)
         producer.send(settings.outcomes_topic, did(f"e-ahead-{n}", "ahead", "a1", 1001 + n), partition=0)
-        producer.flush(timeout=90)  # generous: a starved broker answers slowly, never not at all
+        producer.flush(timeout=BROKER_WAIT_S)
 
 
 def test_a_worker_far_behind_keeps_its_groups_open_until_it_has_read_them(streams, tmp_path):

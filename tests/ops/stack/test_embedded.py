@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from schemas.events import Impression, ServedItem, parse_impression
 from schemas.settings import Settings
 from tests.support.cli import recast as run_recast
-from tests.support.kafka import consume
+from tests.support.kafka import BROKER_WAIT_S, consume
 
 
 def recast(*args: str) -> subprocess.CompletedProcess:
@@ -95,14 +95,14 @@ def test_produce_consume_round_trip_resumes_from_committed_offsets(stack):
     try:
         for i in range(10):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
-        producer.flush(timeout=90)  # generous, as in tests.support.kafka.produce
+        producer.flush(timeout=BROKER_WAIT_S)
         first = [parse_impression(r.value)
                  for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 10, "10 events", group=group, commit=True)]
         assert sorted(e.request_id for e in first) == sorted(f"{tag}-{i}" for i in range(10))
 
         for i in range(10, 15):
             producer.send(topic, key=f"u{i % 3}".encode(), value=event(i).model_dump_json().encode())
-        producer.flush(timeout=90)  # generous, as in tests.support.kafka.produce
+        producer.flush(timeout=BROKER_WAIT_S)
         # The same group resumes after its commit: only the five new events, none of the first ten again.
         second = [parse_impression(r.value)
                   for r in consume(bootstrap, [topic], lambda rs: len(rs) >= 5, "5 events", group=group, commit=True)]
