@@ -24,12 +24,14 @@ from recast.catalog import Catalog
 from recast.checkpoint import load_checkpoint, save_checkpoint
 from recast.dataset import fingerprint, load_catalog, load_interactions
 from recast.distill import (
+    TableConfig,
     TeacherLabels,
     batch_soft_targets,
     item_teacher_sequences,
     label_sequences,
     ranker_teacher_scores,
     teacher_scores,
+    teacher_table_sequences,
 )
 from recast.model import PolicyConfig, SidPolicy
 from recast.ranker import Ranker, RankerConfig
@@ -115,8 +117,11 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.ranker:  # before the labels: it may be the teacher
         ranker = fit_served_ranker(rows, catalog.index, text, ranker_config(config), scorer_source(config),
                                    progress=progress)  # fmt: skip
-    labels = teacher_labels(sequences, transition, text, config, progress, ranker)
-    if config.item_teacher_weight > 0:
+    if config.teacher_table > 0:
+        sequences, labels = table_sequences(sequences, transition, text, config, progress, ranker), None
+    else:
+        labels = teacher_labels(sequences, transition, text, config, progress, ranker)
+    if config.item_teacher_weight > 0 and config.teacher_table == 0:  # the table holds the pairs already
         # After the labels: these pairs are the teacher's own, not windows for it to relabel.
         extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
                                        config.item_teacher_k, config.teacher_sharpness,
@@ -251,6 +256,20 @@ def teacher_function(transition: TransitionModel, text: TextModel, config: SFTCo
             raise ValueError("this recipe distils the learned ranker (teacher='ranker'): pass the fitted ranker")
         return lambda contexts: ranker_teacher_scores(transition, text, ranker, contexts)
     return lambda contexts: teacher_scores(transition, text, contexts, config.teacher_text_weight)
+
+
+def table_sequences(
+    windows: list[Sequence], transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool = False,
+    ranker: Ranker | None = None,
+) -> list[Sequence]:  # fmt: skip
+    """The one-item objective ``config`` names as a table of whole-item pairs (``SFTConfig.teacher_table``)."""
+    table = TableConfig(alpha=config.distill_weight, top_k=config.teacher_top_k, sharpness=config.teacher_sharpness,
+                        item_weight=config.item_teacher_weight, item_k=config.item_teacher_k,
+                        keep=config.teacher_table)  # fmt: skip
+    num_items = text.num_items
+    with tqdm(total=num_items, desc="teacher table", disable=not progress, leave=False) as bar:
+        return teacher_table_sequences(windows, teacher_function(transition, text, config, ranker), num_items, table,
+                                       on_chunk=bar.update)  # fmt: skip
 
 
 def teacher_labels(

@@ -37,6 +37,18 @@ from recast.windows import Sequence as TrainingSequence
 
 
 @dataclass(frozen=True)
+class TableConfig:
+    """The one-item objective's terms (:func:`teacher_table_sequences`), as ``recast.sft.SFTConfig`` sets them."""
+
+    alpha: float  # the teacher's share of each window's target (distill_weight)
+    top_k: int  # the teacher's items per window (teacher_top_k)
+    sharpness: float  # teacher probabilities ∝ score ** this
+    item_weight: float  # the made-up pairs' weight per item (item_teacher_weight)
+    item_k: int  # and their number (item_teacher_k)
+    keep: int  # pairs kept per item, its best
+
+
+@dataclass(frozen=True)
 class TeacherLabels:
     """The teacher's top-k per labelled context (R rows) and, per training sequence, which row labels
     each of its positions (-1: the true item alone, e.g. the empty context or a repeated window)."""
@@ -198,4 +210,57 @@ def item_teacher_sequences(
             out += [
                 TrainingSequence("teacher", (x, y), (0.0, weight * p)) for y, p in zip(row_items, row_probs) if p > 0
             ]
+    return out
+
+
+def teacher_table_sequences(
+    windows: Sequence[TrainingSequence],
+    score: Callable[[list[tuple[int, ...]]], torch.Tensor],
+    num_items: int,
+    config: TableConfig,
+    chunk: int = 512,
+    on_chunk: Callable[[int], None] | None = None,
+) -> list[TrainingSequence]:
+    """The one-item objective written out as a table of whole items: for every catalog item ``x``,
+
+        O_x = n_x * ((1 - a) * E_x + a * T_x) + b * T'_x
+
+    where ``n_x`` is how many counted windows end in ``x``, ``E_x`` their next items' distribution (the
+    hard labels), ``T_x`` the teacher's top-``top_k`` for ``x`` and ``T'_x`` its top-``item_k`` (the
+    made-up pairs of :func:`item_teacher_sequences`, weight ``b``). That is what the windows with their
+    soft targets and the made-up pairs train a one-item policy towards together, in expectation. Here it
+    becomes one pair ``(x, y)`` per item of ``O_x``'s ``keep`` best, weighted ``O_x(y)``.
+
+    Why: the soft targets reach the teacher's items only along the true item's path (the module doc), so
+    an item the teacher ranks high under another first token is learnt down to its first token only. The
+    policy kept 6.5 of the objective's top 10 that way (BENCHMARKS.md, issue 15, sixth round); pairs
+    train every level of every kept item, which is cross-entropy to ``O_x`` over whole items.
+
+    ``windows`` must hold one-item contexts (``recast.windows.short_context_sequences(..., 1, w)``).
+
+    >>> w = [TrainingSequence("u", (0, 1), (0.0, 1.0)), TrainingSequence("v", (0, 2), (0.0, 1.0))]
+    >>> cfg = TableConfig(alpha=0.5, top_k=1, sharpness=1.0, item_weight=1.0, item_k=1, keep=2)
+    >>> seqs = teacher_table_sequences(w, lambda c: torch.tensor([[0.0, 1.0, 3.0]] * len(c)), 3, cfg)
+    >>> [(s.items, s.weights) for s in seqs]
+    [((0, 2), (0.0, 2.5)), ((0, 1), (0.0, 0.5)), ((1, 2), (0.0, 1.0)), ((2, 2), (0.0, 1.0))]
+    """
+    hard = torch.zeros(num_items, num_items)
+    for seq in windows:
+        if len(seq.items) != 2:
+            raise ValueError(f"the table is a one-item policy's objective: got a window of {len(seq.items) - 1} items")
+        hard[seq.items[0], seq.items[1]] += seq.weights[1]
+    out = []
+    for start in range(0, num_items, chunk):
+        contexts = list(range(start, min(num_items, start + chunk)))
+        scores = score([(x,) for x in contexts])
+        counts = hard[contexts].sum(dim=1, keepdim=True)  # n_x
+        table = (1.0 - config.alpha) * hard[contexts]  # n_x * E_x is the counts themselves
+        for k, weight in ((config.top_k, config.alpha * counts), (config.item_k, config.item_weight)):
+            items, probs = top_k_distribution(scores, k, config.sharpness)
+            table.scatter_add_(1, items, weight * probs)
+        values, items = table.topk(min(config.keep, num_items), dim=1)
+        for x, row_items, row_values in zip(contexts, items.tolist(), values.tolist()):
+            out += [TrainingSequence("table", (x, y), (0.0, v)) for y, v in zip(row_items, row_values) if v > 0]
+        if on_chunk is not None:
+            on_chunk(len(contexts))
     return out

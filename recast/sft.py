@@ -51,6 +51,10 @@ class SFTConfig:
     # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
     item_teacher_weight: float = 0.0
     item_teacher_k: int = 5
+    # > 0: a one-item policy trains on its whole objective written out as a table (the windows' mixtures and the
+    # made-up pairs summed per item, each item's best this many kept; recast.distill.teacher_table_sequences)
+    # instead of on the windows, so every level of every kept item is learnt. 0: the windows and pairs as above.
+    teacher_table: int = 0
     # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
     # ``short_context_weight`` (recast.windows.short_context_sequences).
     short_context: int = 0
@@ -99,6 +103,12 @@ class SFTConfig:
                 "long_windows=False trains on short-context windows only: set short_context >= 1 and "
                 f"max_history equal to it (got short_context={self.short_context}, max_history={self.max_history})"
             )
+        if self.teacher_table < 0:
+            raise ValueError(f"teacher_table must be >= 0 (0 turns it off), got {self.teacher_table}")
+        if self.teacher_table and (self.long_windows or self.max_history != 1):
+            raise ValueError("teacher_table is a one-item policy's objective: it needs max_history=1, short_context=1 "
+                             f"and long_windows=False (got max_history={self.max_history}, "
+                             f"long_windows={self.long_windows})")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.teacher == "ranker" and not self.ranker:

@@ -1,3 +1,4 @@
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -5,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from learner.sft_trainer import STATE_FILE, train_sft
+from learner.sft_trainer import STATE_FILE, prepare_data, train_sft
 from recast.checkpoint import load_checkpoint
 from recast.sft import preset
 from tests.support.data import valid_rows
@@ -66,6 +67,19 @@ def test_a_distilling_run_with_short_windows_trains_and_loads(small_train, tmp_p
     result = train_sft(DATA, small_train, config, tmp_path / "d", progress=False)
     assert result.losses[-1] < result.losses[0]
     assert load_checkpoint(result.checkpoint).manifest["sft_config"]["distill_weight"] == 0.5
+
+
+def test_a_table_run_trains_on_whole_item_pairs_alone(small_train):
+    # The one-item objective written out (recast.distill.teacher_table_sequences): no windows, no soft labels.
+    config = replace(CONFIG, short_context=1, max_history=1, long_windows=False, distill_weight=0.8,
+                     item_teacher_weight=0.5, teacher_table=3)  # fmt: skip
+    data = prepare_data(DATA, small_train, config)
+    assert data.labels is None
+    assert all(s.user_id == "table" and len(s.items) == 2 for s in data.sequences)
+    per_item = Counter(s.items[0] for s in data.sequences)
+    assert len(per_item) == len(data.catalog) and max(per_item.values()) == 3  # every item, its best three
+    # The windows' weight is all there: each counted window adds 1 to its item's row (with the item teacher's 0.5).
+    assert sum(s.weights[1] for s in data.sequences) <= data.num_windows + 0.5 * len(data.catalog) + 1e-6
 
 
 def test_average_last_saves_the_mean_of_the_last_epochs_weights(small_train, tmp_path):

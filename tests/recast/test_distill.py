@@ -1,8 +1,18 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
 from recast.baselines import TransitionModel
-from recast.distill import batch_soft_targets, label_sequences, soft_targets, teacher_scores, top_k_distribution
+from recast.distill import (
+    TableConfig,
+    batch_soft_targets,
+    label_sequences,
+    soft_targets,
+    teacher_scores,
+    teacher_table_sequences,
+    top_k_distribution,
+)
 from recast.losses import soft_token_nll, token_nll
 from recast.sft import SFTConfig, item_paths, make_batch, make_optimizer, train_step
 from recast.text import TextModel
@@ -79,6 +89,34 @@ def test_teacher_scores_mix_transition_and_text():
     assert only_text[0, 2] > 0 and only_text[0, 1] == 0  # "saw" is shared; an item is not its own neighbour
 
 
+def test_the_teacher_table_sums_the_windows_mixtures_and_the_made_up_pairs():
+    # Three items; item 0 ends three windows (twice to 1, once to 2), item 1 one, item 2 none.
+    windows = [Sequence(u, (x, y), (0.0, 1.0)) for u, x, y in (("a", 0, 1), ("b", 0, 1), ("c", 0, 2), ("d", 1, 0))]
+    scores = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 2.0], [1.0, 3.0, 0.0]])
+    config = TableConfig(alpha=0.8, top_k=2, sharpness=1.0, item_weight=0.5, item_k=1, keep=3)
+    seqs = teacher_table_sequences(windows, lambda c: scores[[x for (x,) in c]], 3, config)
+    got = torch.zeros(3, 3)
+    for s in seqs:
+        assert s.weights[0] == 0.0
+        got[s.items] = s.weights[1]
+    # Each window's target, (1 - a) * its true item + a * the teacher's top 2, summed over the windows of its item,
+    # plus the item teacher's top 1 at weight 0.5 for every item.
+    hard = torch.tensor([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    teacher = torch.tensor([[0.0, 0.25, 0.75], [0.5, 0.0, 0.5], [0.25, 0.75, 0.0]])
+    top1 = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # ties go to the lower index
+    want = 0.2 * hard + 0.8 * hard.sum(1, keepdim=True) * teacher + 0.5 * top1
+    assert torch.allclose(got, want)
+    # keep=1: each item's best pair alone
+    best = teacher_table_sequences(windows, lambda c: scores[[x for (x,) in c]], 3, replace(config, keep=1))
+    assert [s.items for s in best] == [(0, 2), (1, 0), (2, 1)]
+
+
+def test_the_teacher_table_refuses_longer_contexts():
+    with pytest.raises(ValueError, match="one-item"):
+        teacher_table_sequences([Sequence("u", (0, 1, 2), (0.0, 0.0, 1.0))], lambda c: torch.ones(len(c), 3), 3,
+                                TableConfig(alpha=0.5, top_k=1, sharpness=1.0, item_weight=0.0, item_k=1, keep=1))
+
+
 CODES = random_codes(20, branching=4, depth=3, seed=0)
 VOCAB = 4 + 4 * 3
 TRIE = ItemTrie.build(CODES, VOCAB)
@@ -108,3 +146,11 @@ def test_a_distillation_step_changes_every_parameter():
 def test_teacher_settings_are_validated(field, value):
     with pytest.raises(ValueError, match=field):
         SFTConfig(**{field: value})
+
+
+def test_the_teacher_table_needs_a_one_item_policy():
+    with pytest.raises(ValueError, match="teacher_table"):
+        SFTConfig(teacher_table=-1)
+    with pytest.raises(ValueError, match="one-item"):
+        SFTConfig(teacher_table=10)  # the long-context prompt
+    SFTConfig(teacher_table=10, short_context=1, max_history=1, long_windows=False)
