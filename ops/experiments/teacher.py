@@ -3,6 +3,7 @@
     python -m ops.experiments.teacher cuts                        # the teacher by history cut and text share
     python -m ops.experiments.teacher agreement runs/policy/tune/default+base/seed0
     python -m ops.experiments.teacher ranker-cuts runs/policy/tune/default+ranker-teacher-sharp1/seed0
+    python -m ops.experiments.teacher objective runs/policy/tune/default+again/seed0
 
 ``cuts`` scores the distillation teacher (the transition and text scorers mixed, ``recast.distill``) on
 ``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could
@@ -12,7 +13,10 @@ losing items?) and the one-item teacher: hit rates and how many of the teacher's
 It scores every item for every row, a few minutes on one core. ``ranker-cuts`` does for a tune run's learned
 ranker (today's teacher, ``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a
 policy prompted with the last item could reach by imitating it, against what the ranker reaches on the ten items
-it serves with.
+it serves with. ``objective`` takes a one-item tune run and writes out what it was trained towards, per item, as
+a table (``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs,
+summed), then ranks the tuning rows by that table, by the teacher alone, and by the policy over every item: how far
+the policy is from its own objective, and how many of the objective's top 10 it keeps.
 """
 
 from __future__ import annotations
@@ -122,6 +126,59 @@ def agreement(data: Path, out: Path, run: Path, beam_width: int = 50) -> dict:
             "teacher_top10_kept": {name: sum(k) / len(k) for name, k in kept.items()}}  # fmt: skip
 
 
+def objective(data: Path, out: Path, run: Path) -> dict:
+    """A one-item tune run's objective, its teacher and its policy (every item scored) on the tuning rows."""
+    import torch
+
+    from learner.sft_trainer import SOURCE_HISTORY, teacher_function
+    from recast.baselines import top_items
+    from recast.beam import score_codes
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_interactions
+    from recast.distill import TableConfig, teacher_table_sequences, top_k_distribution
+    from recast.metrics import rank_of, summarize
+    from recast.recommender import Recommender
+    from recast.sft import SFTConfig
+    from recast.windows import build_sequences, short_context_sequences
+
+    ckpt = load_checkpoint(run / "ckpt")
+    config = SFTConfig(**ckpt.manifest["sft_config"])
+    if config.max_history != 1:
+        raise SystemExit(f"{run}: not a one-item policy (max_history={config.max_history})")
+    catalog, histories, targets = _rows(data, out)
+    n = len(catalog)
+    windows = short_context_sequences(
+        build_sequences(load_interactions(out / "inner" / "fit.csv", catalog), catalog.index, SOURCE_HISTORY), 1,
+        config.short_context_weight)  # fmt: skip
+    score = teacher_function(ckpt.transition, ckpt.text, config, ckpt.ranker)
+    whole = TableConfig(alpha=config.distill_weight, top_k=config.teacher_top_k, sharpness=config.teacher_sharpness,
+                        item_weight=config.item_teacher_weight, item_k=config.item_teacher_k, keep=n)  # fmt: skip
+    contexts = sorted({h[-1] for h in histories})
+    row = {x: i for i, x in enumerate(contexts)}
+    tables = {name: torch.zeros(len(contexts), n) for name in ("objective", "teacher", "policy")}
+    with torch.no_grad():
+        for seq in teacher_table_sequences(windows, score, n, whole):
+            if seq.items[0] in row:
+                tables["objective"][row[seq.items[0]], seq.items[1]] = seq.weights[1]
+        teacher = score([(x,) for x in contexts])
+        items, probs = top_k_distribution(teacher, config.teacher_top_k, config.teacher_sharpness)
+        tables["teacher"].scatter_(1, items, probs)
+        rec = Recommender.from_checkpoint(ckpt, 50)
+        for start in range(0, len(contexts), 64):
+            batch = contexts[start : start + 64]
+            tables["policy"][start : start + 64] = score_codes(
+                rec.model, rec.trie, rec.prompts([[x] for x in batch]), ckpt.codes[None].expand(len(batch), -1, -1),
+                ckpt.tokenizer.pad_id)  # fmt: skip
+    result = {}
+    for name, table in tables.items():
+        tops = [top_items(table[row[h[-1]]], 50) for h in histories]
+        objective_top = [top_items(tables["objective"][row[h[-1]]], 10) for h in histories]
+        kept = sum(len(set(t[:10]) & set(o)) for t, o in zip(tops, objective_top, strict=True)) / len(histories)
+        result[name] = {**summarize([rank_of(t, top) for top, t in zip(tops, targets, strict=True)]),
+                        "objective_top10_kept": kept}  # fmt: skip
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.teacher", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
@@ -133,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/)")
     p = sub.add_parser("ranker-cuts", help="a tune run's learned ranker on the tuning rows by history cut")
     p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/ with a ranker)")
+    p = sub.add_parser("objective", help="a one-item tune run: its objective, its teacher and its policy, as tables")
+    p.add_argument("run", type=Path, help="a tune run folder of a one-item policy (holds ckpt/)")
     args = parser.parse_args(argv)
 
     import torch
@@ -146,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         print("| history cut | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
         for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run):
             print(f"| {n} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
+    elif args.command == "objective":
+        print("| ranking | HR@1 | HR@10 | NDCG@10 | of the objective's top 10, kept in its top 10 |\n"
+              "| --- | --- | --- | --- | --- |")  # fmt: skip
+        for name, m in objective(args.data, args.out, args.run).items():
+            print(f"| {name} | {m['HR@1']:.4f} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | "
+                  f"{m['objective_top10_kept']:.2f} |")  # fmt: skip
     else:
         result = agreement(args.data, args.out, args.run)
         print("| ranking | HR@1 | HR@10 | NDCG@10 | of the teacher's top 10, kept in its top 10 |\n"
