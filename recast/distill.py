@@ -233,8 +233,9 @@ def teacher_table_sequences(
 
     Why: the soft targets reach the teacher's items only along the true item's path (the module doc), so
     an item the teacher ranks high under another first token is learnt down to its first token only. The
-    policy kept 6.5 of the objective's top 10 that way (BENCHMARKS.md, issue 15, sixth round); pairs
-    train every level of every kept item, which is cross-entropy to ``O_x`` over whole items.
+    policy kept 6.7 of the objective's top 10 that way (BENCHMARKS.md, issue 15, sixth round); pairs
+    train every level of every kept item, which is cross-entropy to ``O_x`` over whole items. Measured, it
+    tied the windows at twice the training time: the policy underfits either way.
 
     ``windows`` must hold one-item contexts (``recast.windows.short_context_sequences(..., 1, w)``).
 
@@ -244,17 +245,21 @@ def teacher_table_sequences(
     >>> [(s.items, s.weights) for s in seqs]
     [((0, 2), (0.0, 2.5)), ((0, 1), (0.0, 0.5)), ((1, 2), (0.0, 1.0)), ((2, 2), (0.0, 1.0))]
     """
-    hard = torch.zeros(num_items, num_items)
+    following: dict[int, list[tuple[int, float]]] = {}  # x -> its windows' (next item, weight)
     for seq in windows:
         if len(seq.items) != 2:
             raise ValueError(f"the table is a one-item policy's objective: got a window of {len(seq.items) - 1} items")
-        hard[seq.items[0], seq.items[1]] += seq.weights[1]
+        following.setdefault(seq.items[0], []).append((seq.items[1], seq.weights[1]))
     out = []
     for start in range(0, num_items, chunk):
         contexts = list(range(start, min(num_items, start + chunk)))
         scores = score([(x,) for x in contexts])
-        counts = hard[contexts].sum(dim=1, keepdim=True)  # n_x
-        table = (1.0 - config.alpha) * hard[contexts]  # n_x * E_x is the counts themselves
+        hard = torch.zeros(len(contexts), num_items)  # one chunk of rows: the catalog squared would not fit
+        for row, x in enumerate(contexts):
+            for y, w in following.get(x, ()):
+                hard[row, y] += w
+        counts = hard.sum(dim=1, keepdim=True)  # n_x
+        table = (1.0 - config.alpha) * hard  # n_x * E_x is the counts themselves
         for k, weight in ((config.top_k, config.alpha * counts), (config.item_k, config.item_weight)):
             items, probs = top_k_distribution(scores, k, config.sharpness)
             table.scatter_add_(1, items, weight * probs)

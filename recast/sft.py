@@ -54,6 +54,8 @@ class SFTConfig:
     # > 0: a one-item policy trains on its whole objective written out as a table (the windows' mixtures and the
     # made-up pairs summed per item, each item's best this many kept; recast.distill.teacher_table_sequences)
     # instead of on the windows, so every level of every kept item is learnt. 0: the windows and pairs as above.
+    # Off in every preset: it tied the windows at twice the time (BENCHMARKS.md, issue 15, sixth round). The nightly
+    # refresh trains its new windows towards the same objective either way (learner.refresh.learn.continue_sft).
     teacher_table: int = 0
     # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
     # ``short_context_weight`` (recast.windows.short_context_sequences).
