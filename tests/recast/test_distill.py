@@ -92,7 +92,7 @@ def test_teacher_scores_mix_transition_and_text():
 def test_the_teacher_table_sums_the_windows_mixtures_and_the_made_up_pairs():
     # Three items; item 0 ends three windows (twice to 1, once to 2), item 1 one, item 2 none.
     windows = [Sequence(u, (x, y), (0.0, 1.0)) for u, x, y in (("a", 0, 1), ("b", 0, 1), ("c", 0, 2), ("d", 1, 0))]
-    scores = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 2.0], [1.0, 3.0, 0.0]])
+    scores = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 1.0], [1.0, 3.0, 0.0]])
     config = TableConfig(alpha=0.8, top_k=2, sharpness=1.0, item_weight=0.5, item_k=1, keep=3)
     seqs = teacher_table_sequences(windows, lambda c: scores[[x for (x,) in c]], 3, config)
     got = torch.zeros(3, 3)
@@ -102,8 +102,8 @@ def test_the_teacher_table_sums_the_windows_mixtures_and_the_made_up_pairs():
     # Each window's target, (1 - a) * its true item + a * the teacher's top 2, summed over the windows of its item,
     # plus the item teacher's top 1 at weight 0.5 for every item.
     hard = torch.tensor([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-    teacher = torch.tensor([[0.0, 0.25, 0.75], [0.5, 0.0, 0.5], [0.25, 0.75, 0.0]])
-    top1 = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # ties go to the lower index
+    teacher = torch.tensor([[0.0, 0.25, 0.75], [2 / 3, 0.0, 1 / 3], [0.25, 0.75, 0.0]])
+    top1 = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     want = 0.2 * hard + 0.8 * hard.sum(1, keepdim=True) * teacher + 0.5 * top1
     assert torch.allclose(got, want)
     # keep=1: each item's best pair alone
