@@ -117,18 +117,18 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.ranker:  # before the labels: it may be the teacher
         ranker = fit_served_ranker(rows, catalog.index, text, ranker_config(config), scorer_source(config),
                                    progress=progress)  # fmt: skip
-    if config.teacher_table > 0:
+    if config.teacher_table > 0:  # the table holds the made-up pairs too
         sequences, labels = table_sequences(sequences, transition, text, config, progress, ranker), None
     else:
         labels = teacher_labels(sequences, transition, text, config, progress, ranker)
-    if config.item_teacher_weight > 0 and config.teacher_table == 0:  # the table holds the pairs already
-        # After the labels: these pairs are the teacher's own, not windows for it to relabel.
-        extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
-                                       config.item_teacher_k, config.teacher_sharpness,
-                                       config.item_teacher_weight)  # fmt: skip
-        sequences = sequences + extra
-        if labels is not None:
-            labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
+        if config.item_teacher_weight > 0:
+            # After the labels: these pairs are the teacher's own, not windows for it to relabel.
+            extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
+                                           config.item_teacher_k, config.teacher_sharpness,
+                                           config.item_teacher_weight)  # fmt: skip
+            sequences = sequences + extra
+            if labels is not None:
+                labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
     return TrainingData(
         catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
         transition, text, labels, ranker,
@@ -263,13 +263,17 @@ def table_sequences(
     ranker: Ranker | None = None,
 ) -> list[Sequence]:  # fmt: skip
     """The one-item objective ``config`` names as a table of whole-item pairs (``SFTConfig.teacher_table``)."""
-    table = TableConfig(alpha=config.distill_weight, top_k=config.teacher_top_k, sharpness=config.teacher_sharpness,
-                        item_weight=config.item_teacher_weight, item_k=config.item_teacher_k,
-                        keep=config.teacher_table)  # fmt: skip
     num_items = text.num_items
     with tqdm(total=num_items, desc="teacher table", disable=not progress, leave=False) as bar:
-        return teacher_table_sequences(windows, teacher_function(transition, text, config, ranker), num_items, table,
-                                       on_chunk=bar.update)  # fmt: skip
+        return teacher_table_sequences(windows, teacher_function(transition, text, config, ranker), num_items,
+                                       table_config(config), on_chunk=bar.update)  # fmt: skip
+
+
+def table_config(config: SFTConfig, keep: int | None = None) -> TableConfig:
+    """The terms of ``config``'s one-item objective, each item's best ``keep`` (default ``teacher_table``)."""
+    return TableConfig(alpha=config.distill_weight, top_k=config.teacher_top_k, sharpness=config.teacher_sharpness,
+                       item_weight=config.item_teacher_weight, item_k=config.item_teacher_k,
+                       keep=config.teacher_table if keep is None else keep)  # fmt: skip
 
 
 def teacher_labels(

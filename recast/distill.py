@@ -218,10 +218,12 @@ def teacher_table_sequences(
     score: Callable[[list[tuple[int, ...]]], torch.Tensor],
     num_items: int,
     config: TableConfig,
+    items: Sequence[int] | None = None,
     chunk: int = 512,
     on_chunk: Callable[[int], None] | None = None,
 ) -> list[TrainingSequence]:
-    """The one-item objective written out as a table of whole items: for every catalog item ``x``,
+    """The one-item objective written out as a table of whole items: for every catalog item ``x`` (or every one of
+    ``items``, the rows a caller reads),
 
         O_x = n_x * ((1 - a) * E_x + a * T_x) + b * T'_x
 
@@ -251,8 +253,9 @@ def teacher_table_sequences(
             raise ValueError(f"the table is a one-item policy's objective: got a window of {len(seq.items) - 1} items")
         following.setdefault(seq.items[0], []).append((seq.items[1], seq.weights[1]))
     out = []
-    for start in range(0, num_items, chunk):
-        contexts = list(range(start, min(num_items, start + chunk)))
+    rows = list(range(num_items)) if items is None else list(items)
+    for start in range(0, len(rows), chunk):
+        contexts = rows[start : start + chunk]
         scores = score([(x,) for x in contexts])
         hard = torch.zeros(len(contexts), num_items)  # one chunk of rows: the catalog squared would not fit
         for row, x in enumerate(contexts):

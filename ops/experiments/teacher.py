@@ -130,11 +130,11 @@ def objective(data: Path, out: Path, run: Path) -> dict:
     """A one-item tune run's objective, its teacher and its policy (its beam of 50) on the tuning rows."""
     import torch
 
-    from learner.sft_trainer import SOURCE_HISTORY, teacher_function
+    from learner.sft_trainer import scorer_source, table_config, teacher_function
     from recast.baselines import top_items
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_interactions
-    from recast.distill import TableConfig, teacher_table_sequences, top_k_distribution
+    from recast.distill import teacher_table_sequences, top_k_distribution
     from recast.metrics import rank_of, summarize
     from recast.recommender import Recommender
     from recast.sft import SFTConfig
@@ -146,19 +146,17 @@ def objective(data: Path, out: Path, run: Path) -> dict:
         raise SystemExit(f"{run}: not a one-item policy (max_history={config.max_history})")
     catalog, histories, targets = _rows(data, out)
     n = len(catalog)
+    # The run's windows, as its training cut them (learner.sft_trainer.prepare_data).
     windows = short_context_sequences(
-        build_sequences(load_interactions(out / "inner" / "fit.csv", catalog), catalog.index, SOURCE_HISTORY), 1,
-        config.short_context_weight)  # fmt: skip
+        build_sequences(load_interactions(out / "inner" / "fit.csv", catalog), catalog.index, scorer_source(config)),
+        1, config.short_context_weight)  # fmt: skip
     score = teacher_function(ckpt.transition, ckpt.text, config, ckpt.ranker)
-    whole = TableConfig(alpha=config.distill_weight, top_k=config.teacher_top_k, sharpness=config.teacher_sharpness,
-                        item_weight=config.item_teacher_weight, item_k=config.item_teacher_k, keep=n)  # fmt: skip
     contexts = sorted({h[-1] for h in histories})
     objective_table, teacher_table = torch.zeros(len(contexts), n), torch.zeros(len(contexts), n)
     row = {x: i for i, x in enumerate(contexts)}
     with torch.no_grad():
-        for seq in teacher_table_sequences(windows, score, n, whole):
-            if seq.items[0] in row:
-                objective_table[row[seq.items[0]], seq.items[1]] = seq.weights[1]
+        for seq in teacher_table_sequences(windows, score, n, table_config(config, keep=n), items=contexts):
+            objective_table[row[seq.items[0]], seq.items[1]] = seq.weights[1]
         items, probs = top_k_distribution(score([(x,) for x in contexts]), config.teacher_top_k,
                                           config.teacher_sharpness)  # fmt: skip
         teacher_table.scatter_(1, items, probs)

@@ -94,7 +94,11 @@ def test_the_teacher_table_sums_the_windows_mixtures_and_the_made_up_pairs():
     windows = [Sequence(u, (x, y), (0.0, 1.0)) for u, x, y in (("a", 0, 1), ("b", 0, 1), ("c", 0, 2), ("d", 1, 0))]
     scores = torch.tensor([[0.0, 1.0, 3.0], [2.0, 0.0, 1.0], [1.0, 3.0, 0.0]])
     config = TableConfig(alpha=0.8, top_k=2, sharpness=1.0, item_weight=0.5, item_k=1, keep=3)
-    seqs = teacher_table_sequences(windows, lambda c: scores[[x for (x,) in c]], 3, config)
+
+    def score(contexts):
+        return scores[[x for (x,) in contexts]]
+
+    seqs = teacher_table_sequences(windows, score, 3, config)
     got = torch.zeros(3, 3)
     for s in seqs:
         assert s.weights[0] == 0.0
@@ -107,8 +111,11 @@ def test_the_teacher_table_sums_the_windows_mixtures_and_the_made_up_pairs():
     want = 0.2 * hard + 0.8 * hard.sum(1, keepdim=True) * teacher + 0.5 * top1
     assert torch.allclose(got, want)
     # keep=1: each item's best pair alone
-    best = teacher_table_sequences(windows, lambda c: scores[[x for (x,) in c]], 3, replace(config, keep=1))
+    best = teacher_table_sequences(windows, score, 3, replace(config, keep=1))
     assert [s.items for s in best] == [(0, 2), (1, 0), (2, 1)]
+    # items: only those rows, in the order asked
+    some = teacher_table_sequences(windows, score, 3, replace(config, keep=1), items=[2, 0])
+    assert [s.items for s in some] == [(2, 1), (0, 2)]
 
 
 def test_the_teacher_table_refuses_longer_contexts():
