@@ -102,17 +102,19 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if not rows:
         raise ValueError(f"{train_csv}: no interaction rows to train on")
     # Rows are read whole (up to SOURCE_HISTORY items) when only their cut windows are trained on.
-    sequences = build_sequences(rows, catalog.index, scorer_source(config))
+    windows = build_sequences(rows, catalog.index, scorer_source(config))
     tokenizer = SidTokenizer.from_catalog(catalog)
     codes = tokenizer.item_codes(catalog)
     trie = ItemTrie.build(codes, len(tokenizer))
     # The scorers are fitted on the rows' windows first: the served mix uses them, and so does the teacher.
-    transition = TransitionModel.fit(sequences, len(catalog))
+    transition = TransitionModel.fit(windows, len(catalog))
     text = TextModel.fit([item_text(item) for item in catalog.items])
-    num_windows = int(sum(sum(s.weights) for s in sequences))
+    num_windows = int(sum(sum(s.weights) for s in windows))
+    sequences = windows if config.long_windows else []
     if config.short_context > 0:
-        short = short_context_sequences(sequences, config.short_context, config.short_context_weight)
-        sequences = (sequences if config.long_windows else []) + short
+        sequences = sequences + short_context_sequences(windows, config.short_context, config.short_context_weight)
+    if config.pair_context_weight > 0:
+        sequences = sequences + short_context_sequences(windows, 2, config.pair_context_weight, full=True)
     ranker = None
     if config.ranker:  # before the labels: it may be the teacher
         ranker = fit_served_ranker(rows, catalog.index, text, ranker_config(config), scorer_source(config),
@@ -238,7 +240,7 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
         soft = None
         if labels is not None:
             soft = batch_soft_targets(chunk, [labels.rows[j] for j in picked], labels, codes, config.distill_weight,
-                                      len(tokenizer))  # fmt: skip
+                                      len(tokenizer), 1.0 if config.pair_context_weight > 0 else None)  # fmt: skip
         batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft)
         loss, _ = train_step(model, optimizer, batch, trie, config, learning_rate(first_step + i, total_steps, config),
                              scale)  # fmt: skip

@@ -100,8 +100,9 @@ def soft_targets(
     """The mixture's conditionals along the true path (see the module doc).
 
     true_codes (M, L), teacher_codes (M, K, L), teacher_probs (M, K), alpha (M,) -> (M, L, V), each
-    (m, l) row a distribution over tokens. ``alpha`` 0 (or zero teacher probabilities) gives the
-    one-hot true token, i.e. plain SFT.
+    (m, l) row a distribution over tokens, or zeros where the mixture has no mass on the true prefix (only
+    with alpha 1). ``alpha`` 0 (or zero teacher probabilities, alpha < 1) gives the one-hot true token, i.e.
+    plain SFT.
     """
     M, K, L = teacher_codes.shape
     same = (teacher_codes == true_codes[:, None, :]).float()  # (M, K, L)
@@ -112,9 +113,10 @@ def soft_targets(
     out.scatter_add_(2, teacher_codes.transpose(1, 2), mass.transpose(1, 2))  # (M, L, V)
     out.scatter_add_(2, true_codes[:, :, None], (1.0 - alpha)[:, None, None].expand(M, L, 1).contiguous())
     total = out.sum(dim=2, keepdim=True)
-    # A level where the mixture has no mass on the true path (alpha 1, teacher elsewhere): the true token.
-    hard = torch.zeros_like(out).scatter_(2, true_codes[:, :, None], 1.0)
-    return torch.where(total > 0, out / total.clamp(min=1e-12), hard)
+    # A level where the mixture has no mass on the true path (alpha 1, the teacher elsewhere) teaches nothing: an
+    # all-zero target costs nothing (recast.losses.soft_token_nll). The true token there would hand the policy the
+    # true item that alpha 1 keeps from it.
+    return torch.where(total > 0, out / total.clamp(min=1e-12), 0.0)
 
 
 def label_sequences(
@@ -162,11 +164,13 @@ def batch_soft_targets(
     codes: torch.Tensor,
     alpha: float,
     vocab_size: int,
+    pair_alpha: float | None = None,
 ) -> torch.Tensor:
     """(B, J * L, V) soft targets for a right-padded batch of sequences (J = the longest's items).
 
     ``rows[b]`` are the teacher rows of ``sequences[b]``'s positions. Padding positions get the
-    one-hot of item 0's tokens; their loss weight is 0, so what they hold does not matter.
+    one-hot of item 0's tokens; their loss weight is 0, so what they hold does not matter. ``pair_alpha``
+    (None: ``alpha``) is the teacher's share after contexts of two items or more (``SFTConfig.pair_context_weight``).
     """
     B, J, L = len(sequences), max(len(s.items) for s in sequences), codes.shape[1]
     K = labels.items.shape[1]
@@ -180,7 +184,10 @@ def batch_soft_targets(
     teacher_items = labels.items[safe] if labels.items.shape[0] else torch.zeros(B * J, K, dtype=torch.long)
     teacher_probs = labels.probs[safe] if labels.probs.shape[0] else torch.zeros(B * J, K)
     teacher_probs = torch.where(has.reshape(-1, 1), teacher_probs, 0.0)
-    a = torch.where(has, alpha, 0.0).reshape(-1)
+    shares = torch.full((B, J), alpha)
+    if pair_alpha is not None:
+        shares[:, 2:] = pair_alpha
+    a = torch.where(has, shares, 0.0).reshape(-1)
     out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size)
     return out.view(B, J * L, vocab_size)
 

@@ -43,8 +43,11 @@ def build_sequences(rows: Iterable[Interaction], position: dict[str, int], max_h
     return sequences
 
 
-def short_context_sequences(sequences: Iterable[Sequence], context: int, weight: float) -> list[Sequence]:
-    """Every counted window again, its context cut to the last ``context`` items, weighted ``weight``.
+def short_context_sequences(
+    sequences: Iterable[Sequence], context: int, weight: float, full: bool = False
+) -> list[Sequence]:
+    """Every counted window again, its context cut to the last ``context`` items, weighted ``weight``;
+    ``full``: only the windows whose context holds that many items (a two-item policy's pairs).
 
     Rows start with long histories, so a policy trained on them alone rarely sees what the last item
     or two predict by themselves, the signal the transition model lives on: the default policy put the
@@ -53,10 +56,12 @@ def short_context_sequences(sequences: Iterable[Sequence], context: int, weight:
 
     >>> short_context_sequences([Sequence("u", (4, 5, 6), (1.0, 1.0, 0.0))], 1, 0.5)
     [Sequence(user_id='u', items=(4, 5), weights=(0.0, 0.5))]
+    >>> short_context_sequences([Sequence("u", (4, 5, 6), (0.0, 1.0, 1.0))], 2, 1.0, full=True)
+    [Sequence(user_id='u', items=(4, 5, 6), weights=(0.0, 0.0, 1.0))]
     """
     out = []
     for seq in sequences:
-        for j in range(1, len(seq.items)):
+        for j in range(context if full else 1, len(seq.items)):
             if seq.weights[j] > 0:
                 items = seq.items[max(0, j - context) : j + 1]
                 out.append(Sequence(seq.user_id, items, (0.0,) * (len(items) - 1) + (weight * seq.weights[j],)))

@@ -147,6 +147,12 @@ VARIANTS: dict[str, dict] = {
     "wd0": {"weight_decay": 0.0},
     "table20-wd0": {"teacher_table": 20, "weight_decay": 0.0},
     "l4": {"n_layer": 4},  # depth, where width 256 did not help
+    # Seventh round (2026-12-04): a one-item policy stops at its teacher cut to one item (0.175 HR@10 on the tuning
+    # rows; two items: 0.186). A two-item prompt whose two-item windows learn from the teacher alone, so the second
+    # item cannot name the user through its true target (the second round's loss of 0.02). It tied `again`, one
+    # prompt or five anchors, at 1.7 times the training time.
+    "pair1": {"max_history": 2, "pair_context_weight": 1.0},
+    "pair2": {"max_history": 2, "pair_context_weight": 2.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.

@@ -92,3 +92,18 @@ def test_average_last_saves_the_mean_of_the_last_epochs_weights(small_train, tmp
     averaged = load_file(str(tmp_path / "y" / "model.safetensors"))
     for name, value in averaged.items():
         assert torch.allclose(value, (after_two[name] + after_three[name]) / 2, atol=1e-6), name
+
+
+def test_a_pair_run_adds_the_two_item_windows_and_trains(small_train, tmp_path):
+    one = replace(CONFIG, short_context=1, max_history=1, long_windows=False, distill_weight=0.8)
+    pair = replace(one, max_history=2, pair_context_weight=0.5)
+    singles, both = prepare_data(DATA, small_train, one), prepare_data(DATA, small_train, pair)
+    extra = both.sequences[len(singles.sequences) :]
+    assert both.sequences[: len(singles.sequences)] == singles.sequences
+    assert extra and all(len(s.items) == 3 and s.weights == (0.0, 0.0, 0.5) for s in extra)
+    # a counted window after two items or more, whose one-item window is trained too
+    assert {s.items[1:] for s in extra} <= {s.items for s in singles.sequences}
+    assert len(extra) < len(singles.sequences)  # windows after the row's first item have one item of context
+    result = train_sft(DATA, small_train, pair, tmp_path / "p", progress=False)
+    assert result.losses[-1] < result.losses[0]
+    assert load_checkpoint(result.checkpoint).prompt_history() == 2

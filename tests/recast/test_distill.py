@@ -42,9 +42,9 @@ def test_soft_targets_without_teacher_weight_are_the_true_tokens():
     teacher = torch.tensor([[[7, 8]], [[5, 9]]])
     out = soft_targets(true, teacher, torch.tensor([[1.0], [1.0]]), torch.tensor([0.0, 0.0]), V)
     assert torch.equal(out, torch.nn.functional.one_hot(true, V).float())
-    # all weight on a teacher that leaves the true path: the level below falls back to the true token
+    # all weight on a teacher that leaves the true path: the level below teaches nothing (not the true token)
     out = soft_targets(true[:1], teacher[:1], torch.tensor([[1.0]]), torch.tensor([1.0]), V)
-    assert out[0, 0, 7].item() == 1.0 and out[0, 1, 4].item() == 1.0
+    assert out[0, 0, 7].item() == 1.0 and out[0, 1].sum().item() == 0.0
 
 
 def test_top_k_distribution_sharpens_and_handles_empty_rows():
@@ -161,3 +161,29 @@ def test_the_teacher_table_needs_a_one_item_policy():
     with pytest.raises(ValueError, match="one-item"):
         SFTConfig(teacher_table=10)  # the long-context prompt
     SFTConfig(teacher_table=10, short_context=1, max_history=1, long_windows=False)
+
+
+def test_contexts_of_two_items_learn_from_the_teacher_alone_with_a_pair_share():
+    # u's third position follows two items: with pair_alpha 1 its target is the teacher's (the true item 7 only
+    # where the teacher has it); the second position, after one item, keeps alpha's mixture.
+    seqs = [Sequence("u", (0, 5, 7), (0.0, 1.0, 1.0))]
+    labels = label_sequences(seqs, lambda c: torch.eye(20)[[9] * len(c)], 1, 1.0)  # the teacher: item 9, always
+    soft = batch_soft_targets(seqs, labels.rows, labels, CODES, 0.5, VOCAB, pair_alpha=1.0)
+    L = CODES.shape[1]
+    after_one, after_two = soft[0, L : 2 * L], soft[0, 2 * L :]
+    assert after_one[0, CODES[5, 0]].item() > 0 and after_one[0, CODES[9, 0]].item() > 0
+    assert after_two[0, CODES[9, 0]].item() == 1.0  # the first level: the teacher's marginal alone
+    assert after_two[0, CODES[7, 0]].item() == 0.0 or CODES[7, 0] == CODES[9, 0]
+    # without the pair share both positions mix alike
+    mixed = batch_soft_targets(seqs, labels.rows, labels, CODES, 0.5, VOCAB)
+    assert mixed[0, 2 * L, CODES[7, 0]].item() > 0
+
+
+def test_a_pair_policy_needs_one_item_windows_and_a_two_item_prompt():
+    with pytest.raises(ValueError, match="pair_context_weight"):
+        SFTConfig(pair_context_weight=-1.0)
+    with pytest.raises(ValueError, match="two-item prompt"):
+        SFTConfig(pair_context_weight=1.0, distill_weight=0.8)  # long windows, ten-item prompt
+    with pytest.raises(ValueError, match="two-item prompt"):
+        SFTConfig(pair_context_weight=1.0, short_context=1, max_history=2, long_windows=False)  # no teacher
+    SFTConfig(pair_context_weight=1.0, short_context=1, max_history=2, long_windows=False, distill_weight=0.8)
