@@ -518,9 +518,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     paths = Paths(args.data, args.out)
-    if args.command == "prepare":
-        log.info("rows: %s", prepare(paths))
-    elif args.command == "tune":
+    if args.command == "prepare" or (args.command in ("tune", "confirm", "mixes")
+                                     and not (paths.inner / "tune.csv").is_file()):  # fmt: skip
+        log.info("rows: %s", prepare(paths))  # seeded: the same splits whenever they are written
+    if args.command == "tune":
         tune(paths, args.variants, args.base, args.seed, args.beams)
     elif args.command == "confirm":
         overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}

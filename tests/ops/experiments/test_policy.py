@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ops.experiments.policy import Paths, mix_grid, prepare, train_and_score
+import pytest
+
+from ops.experiments.policy import Paths, main, mix_grid, prepare, train_and_score
 from recast.sft import preset
 
 
@@ -24,3 +26,10 @@ def test_a_run_is_reused_then_rescored_without_retraining_and_the_mix_grid_is_ra
     grid = mix_grid(paths, out, beam_width=10)
     assert len(grid) == 42 and all(w + wt <= 1.0 for w, wt, *_ in grid)
     assert [hr + nd for *_, hr, nd in grid] == sorted((hr + nd for *_, hr, nd in grid), reverse=True)
+
+
+def test_tune_on_a_fresh_output_folder_writes_the_splits_first(tmp_path, shipped_data):
+    # A clean checkout has no runs/: tune, confirm and mixes write the seeded splits rather than fail on them.
+    with pytest.raises(SystemExit, match="unknown variant"):
+        main(["--data", str(shipped_data), "--out", str(tmp_path), "tune", "no-such-variant"])
+    assert (tmp_path / "inner" / "tune.csv").is_file() and (tmp_path / "split" / "heldout.csv").is_file()
