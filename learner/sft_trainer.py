@@ -122,7 +122,16 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.teacher_table > 0:  # the table holds the made-up pairs too
         sequences, labels = table_sequences(sequences, transition, text, config, progress, ranker), None
     else:
-        labels = teacher_labels(sequences, transition, text, config, progress, ranker)
+        if config.teacher_history > 0:
+            # The same windows in the same order, each with up to teacher_history items of its row for the teacher;
+            # each label row then goes to the window's target position.
+            views = short_context_sequences(windows, config.teacher_history, config.short_context_weight)
+            labels = teacher_labels(views, transition, text, config, progress, ranker)
+            if labels is not None:
+                targets = ((-1,) * (len(s.items) - 1) + (r[-1],) for s, r in zip(sequences, labels.rows, strict=True))
+                labels = replace(labels, rows=tuple(targets))
+        else:
+            labels = teacher_labels(sequences, transition, text, config, progress, ranker)
         if config.item_teacher_weight > 0:
             # After the labels: these pairs are the teacher's own, not windows for it to relabel.
             extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),

@@ -47,6 +47,11 @@ class SFTConfig:
     teacher: str = "mix"
     teacher_top_k: int = 20
     teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
+    # > 0: the teacher labels each short-context window reading up to this many items of its row (the served
+    # ranker reads 10), not the prompt's few: the ranker was fitted on whole histories. 0: the prompt's items.
+    # Off in every preset: it tied them (BENCHMARKS.md, issue 15, seventh round); the nightly refresh labels its
+    # windows from the prompt's items either way.
+    teacher_history: int = 0
     # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
     # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
     item_teacher_weight: float = 0.0
@@ -125,6 +130,10 @@ class SFTConfig:
             raise ValueError("teacher_table is a one-item policy's objective: it needs max_history=1, short_context=1 "
                              f"and long_windows=False (got max_history={self.max_history}, "
                              f"long_windows={self.long_windows})")
+        if self.teacher_history < 0 or (self.teacher_history and (self.long_windows or self.pair_context_weight
+                                                                  or self.teacher_table)):  # fmt: skip
+            raise ValueError("teacher_history labels short-context windows alone (long_windows=False, no pair "
+                             f"windows, no teacher table) and must be >= 0, got {self.teacher_history}")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.teacher == "ranker" and not self.ranker:

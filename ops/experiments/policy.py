@@ -153,6 +153,10 @@ VARIANTS: dict[str, dict] = {
     # prompt or five anchors, at 1.7 times the training time.
     "pair1": {"max_history": 2, "pair_context_weight": 1.0},
     "pair2": {"max_history": 2, "pair_context_weight": 2.0},
+    # The ranker was fitted on whole histories; cut to one item it teaches off its own distribution (0.175). Each
+    # window labelled by the ranker over its row's last 10 items instead: the policy learns the mean over users of
+    # what the served ranker says after an item.
+    "teach-h10": {"teacher_history": 10},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.

@@ -107,3 +107,15 @@ def test_a_pair_run_adds_the_two_item_windows_and_trains(small_train, tmp_path):
     result = train_sft(DATA, small_train, pair, tmp_path / "p", progress=False)
     assert result.losses[-1] < result.losses[0]
     assert load_checkpoint(result.checkpoint).prompt_history() == 2
+
+
+def test_teacher_history_labels_each_window_reading_its_rows_last_items(small_train):
+    one = replace(CONFIG, short_context=1, max_history=1, long_windows=False, distill_weight=0.8)
+    prompt = prepare_data(DATA, small_train, one)
+    history = prepare_data(DATA, small_train, replace(one, teacher_history=10))
+    assert history.sequences == prompt.sequences  # the same windows; only what the teacher reads differs
+    assert all(r[0] == -1 and r[-1] >= 0 for r in history.labels.rows)
+    assert history.labels.items.shape[0] > prompt.labels.items.shape[0]  # a row's items are more distinct contexts
+    moved = sum(not torch.equal(history.labels.items[h[-1]], prompt.labels.items[p[-1]])
+                for h, p in zip(history.labels.rows, prompt.labels.rows))  # fmt: skip
+    assert moved > len(prompt.sequences) // 4

@@ -187,3 +187,11 @@ def test_a_pair_policy_needs_one_item_windows_and_a_two_item_prompt():
     with pytest.raises(ValueError, match="two-item prompt"):
         SFTConfig(pair_context_weight=1.0, short_context=1, max_history=2, long_windows=False)  # no teacher
     SFTConfig(pair_context_weight=1.0, short_context=1, max_history=2, long_windows=False, distill_weight=0.8)
+
+
+def test_teacher_history_is_for_short_context_windows_alone():
+    with pytest.raises(ValueError, match="teacher_history"):
+        SFTConfig(teacher_history=10)  # long windows: their contexts are already the rows'
+    with pytest.raises(ValueError, match="teacher_history"):
+        SFTConfig(teacher_history=-1, short_context=1, max_history=1, long_windows=False)
+    SFTConfig(teacher_history=10, short_context=1, max_history=1, long_windows=False)
