@@ -49,8 +49,8 @@ class SFTConfig:
     teacher_sharpness: float = 1.0  # teacher probabilities ∝ mixed score ** this, over its top-k
     # > 0: the teacher labels each short-context window reading up to this many items of its row (the served
     # ranker reads 10), not the prompt's few: the ranker was fitted on whole histories. 0: the prompt's items.
-    # Off in every preset: it tied them (BENCHMARKS.md, issue 15, seventh round); the nightly refresh labels its
-    # windows from the prompt's items either way.
+    # Off in every preset: it tied the labels from the prompt's items (BENCHMARKS.md, issue 15, seventh round); the
+    # nightly refresh labels its windows from the prompt's items either way.
     teacher_history: int = 0
     # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
     # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
@@ -73,7 +73,8 @@ class SFTConfig:
     # trained again cut to its last two, weighted this, towards the teacher alone (its share 1, whatever
     # distill_weight is): a true target after two items comes close to naming the user, and a two-item prompt
     # trained on it lost 0.02 HR@10 (BENCHMARKS.md, issue 15, second round), while the teacher's second item is worth
-    # 0.011 (fifth round). Needs short_context=1, long_windows=False and max_history=2, the prompt.
+    # 0.011 (fifth round). Needs short_context=1, long_windows=False and max_history=2, the prompt. Off in every
+    # preset: it tied the one-item default at 1.7 times the training time (seventh round).
     pair_context_weight: float = 0.0
     average_last: int = 0  # >= 2: save the mean of the weights at the end of the last this many epochs
     length_pool: int = 0  # > 0: batch sequences of similar length (recast.sft.epoch_batches)
