@@ -120,7 +120,7 @@ class SFTConfig:
                              "it needs short_context=1, long_windows=False, max_history=2 and distill_weight > 0 "
                              f"(got short_context={self.short_context}, long_windows={self.long_windows}, "
                              f"max_history={self.max_history}, distill_weight={self.distill_weight})")
-        elif not self.long_windows and not self.pair_context_weight and not 1 <= self.short_context == self.max_history:
+        if not self.long_windows and not self.pair_context_weight and not 1 <= self.short_context == self.max_history:
             raise ValueError(
                 "long_windows=False trains on short-context windows only: set short_context >= 1 and "
                 f"max_history equal to it (got short_context={self.short_context}, max_history={self.max_history})"
