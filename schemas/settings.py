@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         2.0, ge=0.0, description="How long a request waits for others to share its batch, at most."
     )
+    beam_cache_entries: int = Field(
+        16384, ge=0, description="Prompts whose decoded beams the engine keeps, least recently used out first (0: "
+        "none). A one-item policy has one prompt per catalog item, so a few thousand hold them all.",
+    )
     max_request_history: int = Field(200, ge=1, description="History items a recommend request may send, at most.")
     api_keys: str = Field(
         "", description="Comma-separated sha256 hex digests of the storefront API keys (`recast keys new` makes one)."

@@ -76,6 +76,8 @@ class ModelHolder:
             "version": model.version if model else None,
             "engine": model.engine.name if model else self.settings.engine,
             "swaps": dict(self.swaps),
+            # The served model's cache of beams (serving.engines.beam_cache); it starts empty with each model.
+            "beam_cache": model.engine.stats() if model and hasattr(model.engine, "stats") else {},
         }
 
     def swap(self, path: Path | str, expected_sha256: str | None = None) -> SwapResult:

@@ -100,6 +100,15 @@ class _StateCollector:
                                 value=catalog.get("version") or 0)  # fmt: skip
         yield GaugeMetricFamily("recast_catalog_retired_items", "Items retired in the catalog version served.",
                                 value=catalog.get("retired", 0))  # fmt: skip
+        cache = state.get("beam_cache", {})
+        prompts = CounterMetricFamily("recast_beam_cache_prompts", "Prompts the served model's engine answered "
+                                      "from its cache of beams (hit) or decoded (miss); they restart at a swap.",
+                                      labels=["result"])  # fmt: skip
+        for result, name in (("hit", "hits"), ("miss", "misses")):
+            prompts.add_metric([result], cache.get(name, 0))
+        yield prompts
+        yield GaugeMetricFamily("recast_beam_cache_entries", "Beams the served model's engine holds.",
+                                value=cache.get("entries", 0))  # fmt: skip
         swaps = CounterMetricFamily("recast_model_swaps", "Model swaps by result.", labels=["result"])
         for result, count in state.get("swaps", {}).items():
             swaps.add_metric([result], count)

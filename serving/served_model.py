@@ -148,7 +148,8 @@ def load_served_model(
     recommender = served_recommender(ckpt, settings)
     try:
         engine = build_engine(settings.engine, path, ckpt.model, recommender.trie, ckpt.tokenizer.pad_id,
-                              max_width=settings.beam_width, kv_cache_gib=settings.vllm_kv_cache_gib)  # fmt: skip
+                              max_width=settings.beam_width, kv_cache_gib=settings.vllm_kv_cache_gib,
+                              cache_entries=settings.beam_cache_entries)  # fmt: skip
     except Exception as exc:  # an engine that cannot start (no vLLM, bad head size) is a refused model
         raise ModelLoadError(f"{path}: the {settings.engine} engine failed to start: {exc}") from exc
     model = ServedModel(

@@ -128,6 +128,8 @@ def start_server(config: ServeConfig, checkpoint: Path, args: argparse.Namespace
         "RECAST_REGISTRY_POLL_S": "0",  # serve the given checkpoint (and the admin swaps) only; no database
         "RECAST_CATALOG_VERSIONS": "false",  # the data set's catalog as it is (no database to read retirements from)
     }
+    if args.beam_cache is not None:
+        env["RECAST_BEAM_CACHE_ENTRIES"] = str(args.beam_cache)
     port, log = free_port(), work / f"{tag}.log"
     argv = [sys.executable, "-m", "ops.cli", "serve", "--checkpoint", str(checkpoint), "--engine", config.engine,
             "--host", HOST, "--port", str(port), "--log-level", "warning"]  # fmt: skip
@@ -180,14 +182,21 @@ METRICS = (
     ("recast_impressions_total", "impressions"),
     ("recast_spool_pending", "pending"),
 )
+CACHE_METRICS = (('recast_beam_cache_prompts_total{result="hit"}', "hits"),
+                 ('recast_beam_cache_prompts_total{result="miss"}', "misses"))  # fmt: skip
 
 
 def published(server: Server) -> dict:
     """The publisher's counters from /metrics: impressions acknowledged by Kafka, spooled, pending."""
+    return scrape(server, METRICS)
+
+
+def scrape(server: Server, metrics: tuple[tuple[str, str], ...]) -> dict:
+    """``metrics``' values on the server's /metrics, by their keys (those it does not show are left out)."""
     _, text = http(f"{server.url}/metrics")
     found = {}
     for line in text.decode(errors="replace").splitlines():
-        for name, key in METRICS:
+        for name, key in metrics:
             if line.startswith(name + " "):
                 found[key] = int(float(line.split()[-1]))
     return found
@@ -234,9 +243,12 @@ def bench_config(config: ServeConfig, args: argparse.Namespace, bootstrap: str, 
         ready_s = round(wait_ready(server, args.ready_timeout), 2)
         for concurrency in args.concurrency:
             cell = {**base, "concurrency": concurrency, "ready_s": ready_s, "log": str(server.log)}
-            cpu0 = cpu_seconds(server.proc.pid)
+            cpu0, cache0 = cpu_seconds(server.proc.pid), scrape(server, CACHE_METRICS)
             cell["load"] = run_loadgen(server, concurrency, args, work / f"{config.name}-c{concurrency}.json")
-            cpu1 = cpu_seconds(server.proc.pid)
+            cpu1, cache1 = cpu_seconds(server.proc.pid), scrape(server, CACHE_METRICS)
+            prompts = {key: cache1.get(key, 0) - cache0.get(key, 0) for _, key in CACHE_METRICS}
+            if sum(prompts.values()):  # the prompts decoded during the load (warm-up included) and answered from memory
+                cell["cache_hit_rate"] = round(prompts["hits"] / sum(prompts.values()), 4)
             answered = cell["load"]["answered"]
             if cpu0 is not None and cpu1 is not None and answered:
                 cell["server_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / answered, 2)
@@ -321,7 +333,7 @@ def table(result: dict) -> str:
         *_calibration_lines(result.get("calibration")),
         "",
         f"  {'config':<15}{'batch':>6}{'conc':>6}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>7}"
-        f"{'vs base':>9}{'srv CPU':>9}{'gen CPU':>9}",
+        f"{'vs base':>9}{'srv CPU':>9}{'gen CPU':>9}{'cached':>8}",
     ]
     for c in result["cells"]:
         if "skipped" in c:
@@ -334,13 +346,15 @@ def table(result: dict) -> str:
         errors = r["requests"] - r["answered"] + sum(v for k, v in r["errors"].items() if k.startswith("status"))
         ratio = f"{c['ratio']:.2f}x" if "ratio" in c else "-"
         srv = f"{c['server_cpu_ms_per_request']:.1f}" if "server_cpu_ms_per_request" in c else "-"
+        cached = f"{c['cache_hit_rate']:.0%}" if "cache_hit_rate" in c else "-"
         lines.append(
             f"  {c['config']:<15}{c['batch_max_size']:>6}{c['concurrency']:>6}{r['requests_per_s']:>9.1f}"
             f"{lat['p50']:>9.1f}{lat['p95']:>9.1f}{lat['p99']:>9.1f}{errors:>7}{ratio:>9}{srv:>9}"
-            f"{r['client_cpu_ms_per_request']:>9.2f}"
+            f"{r['client_cpu_ms_per_request']:>9.2f}{cached:>8}"
         )
     lines += ["", "  batch: RECAST_BATCH_MAX_SIZE; conc: load generator connections; vs base: req/s / generate's at",
-              "  the same concurrency; srv/gen CPU: server / load generator CPU ms per request"]  # fmt: skip
+              "  the same concurrency; srv/gen CPU: server / load generator CPU ms per request; cached: prompts",
+              "  answered from the engine's cache of beams during the load, warm-up included (-: none)"]  # fmt: skip
     shown = set()
     for c in result["cells"]:
         if "impressions" in c and c["config"] not in shown:
@@ -406,6 +420,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10, help="items per request (default 10)")
     parser.add_argument("--batch-max-size", type=int, default=32, help="micro-batch size of torch-batched/vllm")
     parser.add_argument("--batch-max-wait-ms", type=float, default=2.0, help="micro-batch wait of torch-batched/vllm")
+    parser.add_argument("--beam-cache", type=int, default=None, metavar="ENTRIES",
+                        help="the servers' cache of beams (RECAST_BEAM_CACHE_ENTRIES; 0: none; default: the "
+                        "settings' default)")  # fmt: skip
     parser.add_argument("--swaps", type=int, default=3, help="checkpoints swapped in under load (0: skip; default 3)")
     parser.add_argument("--ready-timeout", type=float, default=300.0, help="seconds a server may take to be ready")
     parser.add_argument("--json", type=Path, default=None, help="also write the full result as JSON here")
@@ -422,6 +439,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--concurrency: at least one level, each >= 1")
     if args.swaps < 0:
         parser.error("--swaps must be >= 0")
+    if args.beam_cache is not None and args.beam_cache < 0:
+        parser.error("--beam-cache must be >= 0")
     if not (args.checkpoint / "manifest.json").is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no manifest.json (train one with `recast train`)")
     if not (args.data / "valid.csv").is_file():
