@@ -123,13 +123,7 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
         sequences, labels = table_sequences(sequences, transition, text, config, progress, ranker), None
     else:
         if config.teacher_history > 0:
-            # The same windows in the same order, each with up to teacher_history items of its row for the teacher;
-            # each label row then goes to the window's target position.
-            views = short_context_sequences(windows, config.teacher_history, config.short_context_weight)
-            labels = teacher_labels(views, transition, text, config, progress, ranker)
-            if labels is not None:
-                targets = ((-1,) * (len(s.items) - 1) + (r[-1],) for s, r in zip(sequences, labels.rows, strict=True))
-                labels = replace(labels, rows=tuple(targets))
+            labels = row_teacher_labels(windows, sequences, transition, text, config, progress, ranker)
         else:
             labels = teacher_labels(sequences, transition, text, config, progress, ranker)
         if config.item_teacher_weight > 0:
@@ -299,6 +293,23 @@ def teacher_labels(
     with tqdm(total=contexts, desc="teacher labels", disable=not progress, leave=False) as bar:
         return label_sequences(sequences, teacher_function(transition, text, config, ranker), config.teacher_top_k,
                                config.teacher_sharpness, on_chunk=bar.update)  # fmt: skip
+
+
+def row_teacher_labels(
+    windows, sequences, transition: TransitionModel, text: TextModel, config: SFTConfig, progress: bool = False,
+    ranker: Ranker | None = None,
+) -> TeacherLabels | None:  # fmt: skip
+    """The teacher's labels for ``sequences``, the counted windows of ``windows`` cut to the prompt
+    (``short_context_sequences(windows, config.short_context, ...)``), each read by the teacher from up to
+    ``config.teacher_history`` items of its row. The same windows in the same order are cut to that many items
+    for the teacher, and each label row goes to its window's target position. The nightly refresh labels its
+    windows with this too."""
+    views = short_context_sequences(windows, config.teacher_history, config.short_context_weight)
+    labels = teacher_labels(views, transition, text, config, progress, ranker)
+    if labels is None:
+        return None
+    targets = ((-1,) * (len(s.items) - 1) + (r[-1],) for s, r in zip(sequences, labels.rows, strict=True))
+    return replace(labels, rows=tuple(targets))
 
 
 def _fold_average(average: dict | None, model, epoch: int, config: SFTConfig) -> dict | None:

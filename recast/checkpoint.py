@@ -82,6 +82,11 @@ class Checkpoint:
         has 9)."""
         return self.manifest.get("sft_config", {}).get("max_history", default)
 
+    def teacher_history(self) -> int:
+        """History items the distillation teacher read for each one-item window (``SFTConfig.teacher_history``);
+        0, the window's own context, where the manifest does not say."""
+        return self.manifest.get("sft_config", {}).get("teacher_history", 0)
+
     def anchors(self) -> tuple[int, float]:
         """How the policy is decoded: prompts per request, one per recent item, and the merge's decay
         (``recast.anchors``); (1, 0.5), the history alone, where the manifest does not say."""

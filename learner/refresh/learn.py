@@ -23,7 +23,7 @@ from learner.refresh.config import RefreshConfig
 from learner.rl.config import RLConfig
 from learner.rl.contexts import RLContext
 from learner.rl.trainer import REPAIRS, EvalSet, RLTrainer
-from learner.sft_trainer import teacher_labels, train_batches
+from learner.sft_trainer import row_teacher_labels, teacher_labels, train_batches
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.catalog_version import CatalogVersion
@@ -34,7 +34,7 @@ from recast.sft import SFTConfig, item_paths, make_optimizer
 from recast.signals.groups import Anchor
 from recast.text import TextModel, item_text
 from recast.trie import ItemTrie
-from recast.windows import Sequence, build_sequences
+from recast.windows import Sequence, build_sequences, short_context_sequences
 
 log = logging.getLogger("recast.refresh")
 
@@ -85,6 +85,9 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
     what the catalog's text says, and a night's counts barely move them."""
     base = SFTConfig(**ckpt.manifest.get("sft_config", {})) if "sft_config" in ckpt.manifest else SFTConfig()
     model = copy.deepcopy(ckpt.model)
+    rows = train
+    if base.teacher_history:  # rows as long as the teacher reads (learner.refresh.run); the policy learns their cut
+        train = short_context_sequences(rows, base.short_context, 1.0)
     if config.sft_epochs == 0 or not train:
         return SFTOutcome(model.eval(), 0, [])
     steps_per_epoch = math.ceil(len(train) / config.sft_batch_size)
@@ -93,7 +96,12 @@ def continue_sft(ckpt: Checkpoint, train: list[Sequence], config: RefreshConfig,
                   warmup_steps=max(1, total // 10))  # fmt: skip
     trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
     paths = item_paths(trie, ckpt.codes)
-    labels = None if scorers is None else teacher_labels(train, *scorers, sft, ranker=ckpt.ranker)
+    if scorers is None:
+        labels = None
+    elif base.teacher_history:
+        labels = row_teacher_labels(rows, train, *scorers, sft, ranker=ckpt.ranker)
+    else:
+        labels = teacher_labels(train, *scorers, sft, ranker=ckpt.ranker)
     optimizer = make_optimizer(model, sft)
     torch.manual_seed(seed)
     model.train()

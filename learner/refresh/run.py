@@ -186,15 +186,20 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     work.mkdir(parents=True, exist_ok=True)
 
     run.phase("scorers")
-    new = learn.sequences(learn.interactions(train_lists, parent.item_ids), catalog, max_history)
-    pool = learn.sequences(learn.interactions([to_list(g) for g in older], parent.item_ids), catalog, max_history)
+    new_rows = learn.interactions(train_lists, parent.item_ids)
+    new = learn.sequences(new_rows, catalog, max_history)
+    # SFT reads rows as long as the policy's teacher did, where that is longer than the prompt (continue_sft
+    # cuts them to the prompt and labels each window from its row); the scorers count the prompt's windows.
+    sft_history = max(max_history, parent.teacher_history())
+    sft_new = new if sft_history == max_history else learn.sequences(new_rows, catalog, sft_history)
+    pool = learn.sequences(learn.interactions([to_list(g) for g in older], parent.item_ids), catalog, sft_history)
     base_rows = load_interactions(config.train_file, catalog) if config.train_file else []
-    pool += learn.sequences(base_rows, catalog, max_history)
-    replay = learn.replay_sample(pool, len(new), config.replay_share, seed)
+    pool += learn.sequences(base_rows, catalog, sft_history)
+    replay = learn.replay_sample(pool, len(sft_new), config.replay_share, seed)
     # The scorers first: they count the new windows, and a distilled policy's teacher is made of them.
     transition, text_model = learn.refresh_scorers(parent, catalog, new)
     run.phase("sft")
-    sft = learn.continue_sft(parent, new + replay, config, seed, progress, scorers=(transition, text_model))
+    sft = learn.continue_sft(parent, sft_new + replay, config, seed, progress, scorers=(transition, text_model))
     run.counts.update(sft_new=len(new), sft_replay=len(replay), sft_steps=sft.steps)
 
     run.phase("rl")

@@ -133,7 +133,9 @@ VARIANTS: dict[str, dict] = {
     # Fifth round (2026-12-03), over today's default: the policy trails its one-item teacher, the learned ranker
     # cut to the last item, by about 0.013 HR@10 on the tuning rows (``ops.experiments.teacher ranker-cuts``). Is
     # it short of capacity, or of training?
-    "again": {},  # today's default itself, in a folder of its own (``base``'s holds the second round's runs)
+    # The seventh round's default, in a folder of its own (``base``'s holds the second round's runs); the eighth
+    # round added five anchors and the teacher over the row's last 10 items (``teach-h10``) to the preset.
+    "again": {"anchors": 1, "teacher_history": 0},
     "d256": {"d_model": 256, "d_ff": 512},
     "ep36": {"epochs": 36},
     # Sixth round (2026-12-03), over today's default: the policy keeps 6.7 of its own objective's top 10 (the

@@ -1,5 +1,6 @@
 """The refresh's continued SFT keeps the served policy's own objective: a distilled policy keeps its teacher."""
 
+import math
 from dataclasses import replace
 
 import torch
@@ -73,3 +74,34 @@ def test_a_policy_distilled_from_the_ranker_is_refreshed_towards_the_checkpoints
     assert ckpt.codes[favourite, 0] != ckpt.codes[logged, 0]  # else the two objectives would agree
     model = continue_sft(taught, windows, config, seed=0, scorers=(ckpt.transition, ckpt.text)).model
     assert _logp(ckpt, model, context, favourite) > _logp(ckpt, ckpt.model, context, favourite) + 1.0
+
+
+def test_a_policy_whose_teacher_read_its_rows_is_refreshed_towards_labels_read_from_the_rows(tiny_checkpoint):
+    """One item after ``context`` the teacher says B; reading the item before it too, it says A. The refresh hands a
+    ``teacher_history`` policy whole rows (learner.refresh.run) and must teach A; cut to one item, B."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    earlier, context, logged = 0, 1, 2
+    a = next(i for i in range(3, len(ckpt.item_ids)) if ckpt.codes[i, 0] != ckpt.codes[logged, 0])
+    b = next(i for i in range(3, len(ckpt.item_ids)) if ckpt.codes[i, 0] not in (ckpt.codes[logged, 0],
+                                                                                 ckpt.codes[a, 0]))  # fmt: skip
+    c = next(i for i in range(3, len(ckpt.item_ids)) if i not in (a, b))
+    counted = [((context, b), 4), ((context, a), 3), ((context, c), 3), ((earlier, a), 5)]
+    teacher = TransitionModel.fit([Sequence("t", pair, (0.0, 1.0)) for pair, n in counted for _ in range(n)],
+                                  len(ckpt.item_ids))  # fmt: skip
+    assert teacher.scores([context]).argmax() == b and teacher.scores([earlier, context]).argmax() == a
+    one_item = {**ckpt.manifest["sft_config"], "distill_weight": 1.0, "teacher_text_weight": 0.0, "teacher_top_k": 1,
+                "short_context": 1, "max_history": 1, "long_windows": False}  # fmt: skip
+    cut = replace(ckpt, manifest={**ckpt.manifest, "sft_config": one_item})
+    rows = replace(ckpt, manifest={**ckpt.manifest, "sft_config": {**one_item, "teacher_history": 2}})
+    config = RefreshConfig(sft_epochs=5, sft_lr=1e-2)
+
+    by_item = continue_sft(cut, [Sequence("u", (context, logged), (0.0, 1.0))] * 64, config, seed=0,
+                           scorers=(teacher, ckpt.text)).model  # fmt: skip
+    # Two counted windows a row, each learnt cut to the prompt's one item as the first SFT learnt them: twice the steps.
+    refreshed = continue_sft(rows, [Sequence("u", (earlier, context, logged), (0.0, 1.0, 1.0))] * 64, config, seed=0,
+                             scorers=(teacher, ckpt.text))  # fmt: skip
+    by_row = refreshed.model
+
+    assert refreshed.steps == 2 * math.ceil(64 / config.sft_batch_size) * config.sft_epochs
+    assert _logp(ckpt, by_row, context, a) > _logp(ckpt, by_item, context, a) + 1.0
+    assert _logp(ckpt, by_item, context, b) > _logp(ckpt, by_row, context, b) + 1.0
