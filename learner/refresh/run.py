@@ -200,7 +200,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     transition, text_model = learn.refresh_scorers(parent, catalog, new)
     run.phase("sft")
     sft = learn.continue_sft(parent, sft_new + replay, config, seed, progress, scorers=(transition, text_model))
-    run.counts.update(sft_new=len(new), sft_replay=len(replay), sft_steps=sft.steps)
+    run.counts.update(sft_new=len(sft_new), sft_replay=len(replay), sft_steps=sft.steps)
 
     run.phase("rl")
     contexts = learn.rl_contexts(train_lists)
