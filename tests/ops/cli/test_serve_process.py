@@ -21,6 +21,7 @@ import pytest
 from ops.stack.servers import create_topics, free_port
 from serving.auth import digest
 from tests.support.api import metric
+from tests.support.data import histories
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -97,11 +98,13 @@ def test_the_readme_curl_works_and_logs_are_json_with_request_id_and_key_name(se
 
 def test_sigterm_lets_requests_in_flight_finish(served):
     proc, url, _ = served
-    body = {"user_id": "u-drain", "history": ["3112", "2697"], "k": 50}
+    # A history each: the service keeps the beams it has decoded (serving.engines.beam_cache), so one body sent 24
+    # times would be decoded once and never queue.
+    bodies = [{"user_id": f"u-drain-{n}", "history": h, "k": 50} for n, h in enumerate(histories(24))]
 
-    def one(_):
+    def one(n):
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
-            return c.post("/v1/recommend", json=body).status_code
+            return c.post("/v1/recommend", json=bodies[n]).status_code
 
     def all_admitted_some_queued() -> bool:
         # A request still connecting when the signal lands is refused by design (the listener closes), so signal
