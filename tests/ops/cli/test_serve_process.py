@@ -121,3 +121,23 @@ def test_sigterm_lets_requests_in_flight_finish(served):
         statuses = list(answers)
     assert statuses == [200] * 24, statuses
     assert proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has drained
+
+
+def test_a_repeated_request_is_answered_from_the_cache_of_beams(served):
+    _, url, _ = served
+    body = {"user_id": "u-cache", "history": histories(1)[0], "k": 10}
+
+    def cache() -> tuple[float, float]:
+        text = httpx.get(f"{url}/metrics", timeout=5).text
+        return (metric(text, 'recast_beam_cache_prompts_total{result="hit"}'),
+                metric(text, 'recast_beam_cache_prompts_total{result="miss"}'))  # fmt: skip
+
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as c:
+        hits0, misses0 = cache()
+        first = c.post("/v1/recommend", json=body).json()["items"]
+        hits1, misses1 = cache()
+        again = c.post("/v1/recommend", json=body).json()["items"]
+        hits2, misses2 = cache()
+    assert (hits1 - hits0, misses1 - misses0) == (0, 1)  # decoded once
+    assert (hits2 - hits1, misses2 - misses1) == (1, 0)  # then answered from memory
+    assert again == first
