@@ -355,6 +355,62 @@ def mix_grid(paths: Paths, run: Path, beam_width: int, eval_csv: Path | None = N
     return sorted(out, key=lambda r: -(r[3] + r[4]))
 
 
+def anchor_grid(paths: Paths, runs: list[Path], beam_width: int, anchors: list[int], decays: list[float]) -> list[dict]:
+    """Anchored decodings (``recast.anchors``) of trained tune runs, scored on the tuning rows: per (anchors,
+    decay), the policy alone's and the served ranking's HR@10 and NDCG@10, each the mean over ``runs``, and the
+    policy's paired interval against the runs' own decoding. Best first by the rule's mean (HR@10 + NDCG@10). Only
+    the decoding changes, so no run is retrained. For choosing a new policy's decoding on tuning data only."""
+    from dataclasses import replace as swap
+
+    from tqdm.auto import tqdm
+
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+    from recast.metrics import paired_bootstrap, per_entry_scores, rank_of
+    from recast.recommender import Recommender
+
+    catalog = load_catalog(paths.data)
+    rows = load_interactions(paths.inner / "tune.csv", catalog)
+    histories = [[catalog.index[i] for i in r.history] for r in rows]
+    targets = [catalog.index[r.target] for r in rows]
+    settings = [(a, d) for a in anchors for d in (decays if a > 1 else decays[:1])]
+    own, per_setting = [], {s: {"policy": [], "served": []} for s in settings}
+    with tqdm(total=len(runs) * (len(settings) + 1), desc="anchored decodings", unit="decoding") as bar:
+        for run in runs:
+            ckpt = load_checkpoint(run / "ckpt")
+            base = Recommender.from_checkpoint(ckpt, beam_width)
+            for setting in [None, *settings]:
+                rec = base if setting is None else swap(base, anchors=setting[0], anchor_decay=setting[1])
+                policy, served = [], []
+                for start in range(0, len(rows), 64):
+                    hist, tgt = histories[start : start + 64], targets[start : start + 64]
+                    beams = rec.policy(hist)
+                    ranked = rec.rank(hist, beams, 50)
+                    for row, target in enumerate(tgt):
+                        policy.append(rank_of(target, [i for i, _ in beams.top(row, 50)]))
+                        served.append(rank_of(target, [i for i, _ in ranked[row]]))
+                if setting is None:
+                    own.append(policy)
+                else:
+                    per_setting[setting]["policy"].append(policy)
+                    per_setting[setting]["served"].append(served)
+                bar.update()
+
+    def pooled(ranks: list[list], metric: str) -> list[float]:  # each row's mean over the runs
+        return [sum(col) / len(col) for col in zip(*(per_entry_scores(r, metric) for r in ranks))]
+
+    out = []
+    for (a, d), ranks in per_setting.items():
+        entry = {"anchors": a, "decay": d}
+        for kind in ("policy", "served"):
+            for metric in ("HR@10", "NDCG@10"):
+                scores = pooled(ranks[kind], metric)
+                entry[f"{kind} {metric}"] = sum(scores) / len(scores)
+        entry["policy dHR@10 vs own"] = paired_bootstrap(pooled(ranks["policy"], "HR@10"), pooled(own, "HR@10"))
+        out.append(entry)
+    return sorted(out, key=lambda e: -(e["policy HR@10"] + e["policy NDCG@10"]))
+
+
 def _fmt(m: dict) -> str:
     return f"{m['HR@1']:.4f} / {m['HR@10']:.4f} / {m['NDCG@10']:.4f}"
 
@@ -517,6 +573,10 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("table", help="print every tune result as a markdown table")
     p = sub.add_parser("mixes", help="grid of served-mix weights for trained tune runs, scored on inner/tune.csv")
     p.add_argument("runs", nargs="+", type=Path, help="tune run folders (each holds ckpt/)")
+    p = sub.add_parser("anchors", help="grid of anchored decodings for trained tune runs, scored on inner/tune.csv")
+    p.add_argument("runs", nargs="+", type=Path, help="tune run folders (each holds ckpt/)")
+    p.add_argument("--anchors", default="1,3,4,5,6,8", help="comma-separated prompts a request (1: the last item)")
+    p.add_argument("--decays", default="0.3,0.4,0.5,0.6,0.7", help="comma-separated merge decays")
     args = parser.parse_args(argv)
 
     import torch
@@ -524,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     paths = Paths(args.data, args.out)
-    if args.command == "prepare" or (args.command in ("tune", "confirm", "mixes")
+    if args.command == "prepare" or (args.command in ("tune", "confirm", "mixes", "anchors")
                                      and not (paths.inner / "tune.csv").is_file()):  # fmt: skip
         log.info("rows: %s", prepare(paths))  # seeded: the same splits whenever they are written
     if args.command == "tune":
@@ -541,6 +601,16 @@ def main(argv: list[str] | None = None) -> None:
               "| --- | --- | --- | --- | --- |")
         for (w, wt, temp), (hr, nd) in sorted(mean.items(), key=lambda kv: -sum(kv[1]))[:12]:
             print(f"| {w} | {wt} | {temp} | {hr:.4f} | {nd:.4f} |")
+    elif args.command == "anchors":
+        grid = anchor_grid(paths, args.runs, args.beams, [int(a) for a in args.anchors.split(",")],
+                           [float(d) for d in args.decays.split(",")])  # fmt: skip
+        print(f"mean over {len(args.runs)} run(s), tuning rows\n\n| anchors | decay | policy HR@10 | policy NDCG@10 | "
+              "served HR@10 | served NDCG@10 | policy ΔHR@10 vs the runs' own decoding |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |")
+        for e in grid:
+            mean, low, high = e["policy dHR@10 vs own"]
+            print(f"| {e['anchors']} | {e['decay']} | {e['policy HR@10']:.4f} | {e['policy NDCG@10']:.4f} | "
+                  f"{e['served HR@10']:.4f} | {e['served NDCG@10']:.4f} | {mean:+.4f} [{low:+.4f}, {high:+.4f}] |")
 
 
 if __name__ == "__main__":

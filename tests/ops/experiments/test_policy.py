@@ -1,5 +1,5 @@
 """The policy experiments' plumbing on the shipped data with the tiny preset: splits, a run reused or re-scored
-without retraining, and the served-mix grid."""
+without retraining, the served-mix grid and the anchored decodings' grid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from ops.experiments.policy import Paths, main, mix_grid, prepare, train_and_score
+from ops.experiments.policy import Paths, anchor_grid, main, mix_grid, prepare, train_and_score
+from recast.metrics import summarize
 from recast.sft import preset
 
 
@@ -26,6 +27,14 @@ def test_a_run_is_reused_then_rescored_without_retraining_and_the_mix_grid_is_ra
     grid = mix_grid(paths, out, beam_width=10)
     assert len(grid) == 42 and all(w + wt <= 1.0 for w, wt, *_ in grid)
     assert [hr + nd for *_, hr, nd in grid] == sorted((hr + nd for *_, hr, nd in grid), reverse=True)
+    anchored = anchor_grid(paths, [out], beam_width=10, anchors=[1, 3], decays=[0.5, 0.7])
+    assert sorted((e["anchors"], e["decay"]) for e in anchored) == [(1, 0.5), (3, 0.5), (3, 0.7)]
+    assert [e["policy HR@10"] + e["policy NDCG@10"] for e in anchored] == sorted(
+        (e["policy HR@10"] + e["policy NDCG@10"] for e in anchored), reverse=True)  # fmt: skip
+    # One anchor is the run's own decoding: the same policy figures, so a zero difference.
+    one = next(e for e in anchored if e["anchors"] == 1)
+    assert one["policy HR@10"] == summarize(first["ranks"]["policy"])["HR@10"]
+    assert one["policy dHR@10 vs own"] == (0.0, 0.0, 0.0)
 
 
 def test_tune_on_a_fresh_output_folder_writes_the_splits_first(tmp_path, shipped_data):
