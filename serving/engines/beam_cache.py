@@ -47,10 +47,12 @@ class CachedEngine:
             found = {key: self._entries[key] for key in set(keys) if key in self._entries}
             for key in found:
                 self._entries.move_to_end(key)
-        missing = list(dict.fromkeys(key for key in keys if key not in found))  # first occurrence, in order
+        first: dict[Key, int] = {}  # each missing key's first row, in order
+        for row, key in enumerate(keys):
+            if key not in found:
+                first.setdefault(key, row)
+        missing, rows = list(first), list(first.values())
         if missing:
-            first = {key: row for row, key in reversed(list(enumerate(keys)))}
-            rows = [first[key] for key in missing]
             fresh = self.engine.beams([prompts[r] for r in rows], width, None if live is None else live[rows])
             decoded = {key: (fresh.items[i].clone(), fresh.scores[i].clone()) for i, key in enumerate(missing)}
             with self._lock:
