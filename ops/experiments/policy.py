@@ -379,13 +379,17 @@ def anchor_grid(paths: Paths, runs: list[Path], beam_width: int, anchors: list[i
         for run in runs:
             ckpt = load_checkpoint(run / "ckpt")
             base = Recommender.from_checkpoint(ckpt, beam_width)
+            starts = range(0, len(rows), 64)
+            # The scorers read the history alone, whatever the decoding: once per batch, for every setting.
+            scores = [(base.transition_scores(histories[s : s + 64]), base.text_scores(histories[s : s + 64]))
+                      for s in starts]  # fmt: skip
             for setting in [None, *settings]:
                 rec = base if setting is None else swap(base, anchors=setting[0], anchor_decay=setting[1])
                 policy, served = [], []
-                for start in range(0, len(rows), 64):
+                for start, (trans, text) in zip(starts, scores, strict=True):
                     hist, tgt = histories[start : start + 64], targets[start : start + 64]
                     beams = rec.policy(hist)
-                    ranked = rec.rank(hist, beams, 50)
+                    ranked = rec.rank(hist, beams, 50, trans, text)
                     for row, target in enumerate(tgt):
                         policy.append(rank_of(target, [i for i, _ in beams.top(row, 50)]))
                         served.append(rank_of(target, [i for i, _ in ranked[row]]))
