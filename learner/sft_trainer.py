@@ -40,7 +40,7 @@ from recast.text import TextModel, item_text
 from recast.text_init import add_text_to_embeddings, item_vectors
 from recast.tokenizer import SidTokenizer
 from recast.trie import ItemTrie
-from recast.windows import Sequence, build_sequences, short_context_sequences
+from recast.windows import Sequence, build_sequences, later_sequences, short_context_sequences
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
@@ -134,6 +134,11 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
             sequences = sequences + extra
             if labels is not None:
                 labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
+        if config.later_steps > 0:  # their true items alone: the teacher's labels are about the next item
+            later = later_sequences(windows, config.later_steps, config.later_weight)
+            sequences = sequences + later
+            if labels is not None:
+                labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in later))
     return TrainingData(
         catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
         transition, text, labels, ranker,

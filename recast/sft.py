@@ -63,6 +63,11 @@ class SFTConfig:
     # Off in every preset: it tied the windows at twice the time (BENCHMARKS.md, issue 15, sixth round). The nightly
     # refresh trains its new windows towards the same objective either way (learner.refresh.learn.continue_sft).
     teacher_table: int = 0
+    # > 0: a one-item policy also learns each window's true target after every single item 2 .. later_steps + 1
+    # positions before it, weighted later_weight (recast.windows.later_sequences), so an older anchor's beam
+    # answers what comes next after it. The true item only: the teacher reads the next item, not the one after.
+    later_steps: int = 0
+    later_weight: float = 0.25
     # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
     # ``short_context_weight`` (recast.windows.short_context_sequences).
     short_context: int = 0
@@ -136,6 +141,14 @@ class SFTConfig:
                                                                   or self.teacher_table)):  # fmt: skip
             raise ValueError("teacher_history labels short-context windows alone (long_windows=False, no pair "
                              f"windows, no teacher table) and must be >= 0, got {self.teacher_history}")
+        if self.later_steps < 0 or self.later_weight < 0:
+            raise ValueError(
+                f"later_steps and later_weight must be >= 0, got {self.later_steps} and {self.later_weight}"
+            )
+        if self.later_steps and (self.max_history != 1 or self.long_windows or self.teacher_table):
+            raise ValueError("later_steps adds one-item windows to a one-item policy: it needs max_history=1, "
+                             f"long_windows=False and no teacher table (got max_history={self.max_history}, "
+                             f"long_windows={self.long_windows}, teacher_table={self.teacher_table})")
         if self.teacher not in TEACHERS:
             raise ValueError(f"teacher must be one of {TEACHERS}, got {self.teacher!r}")
         if self.teacher == "ranker" and not self.ranker:

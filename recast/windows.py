@@ -68,6 +68,26 @@ def short_context_sequences(
     return out
 
 
+def later_sequences(sequences: Iterable[Sequence], steps: int, weight: float) -> list[Sequence]:
+    """Every counted window's target again after each single item ``2 .. steps + 1`` positions before it,
+    weighted ``weight``: one-item windows that pair an item with what its user took a few steps later.
+
+    A policy decoded once per recent item (``recast.anchors``) asks the item d steps back what comes next,
+    while its one-item windows only ever taught what comes right after an item. These windows teach the
+    items further on as well, so an older anchor's beam is closer to the question it answers.
+
+    >>> later_sequences([Sequence("u", (4, 5, 6, 7), (1.0, 1.0, 0.0, 1.0))], 2, 0.5)
+    [Sequence(user_id='u', items=(5, 7), weights=(0.0, 0.5)), Sequence(user_id='u', items=(4, 7), weights=(0.0, 0.5))]
+    """
+    out = []
+    for seq in sequences:
+        for j in range(2, len(seq.items)):
+            if seq.weights[j] > 0:
+                for k in range(2, min(steps + 1, j) + 1):
+                    out.append(Sequence(seq.user_id, (seq.items[j - k], seq.items[j]), (0.0, weight * seq.weights[j])))
+    return out
+
+
 def transitions(sequences: Iterable[Sequence]) -> Iterable[tuple[int, int, float]]:
     """(previous item, next item, weight) for every counted window with a non-empty context."""
     for seq in sequences:

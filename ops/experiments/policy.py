@@ -159,6 +159,15 @@ VARIANTS: dict[str, dict] = {
     # window labelled by the ranker over its row's last 10 items instead: the policy learns the mean over users of
     # what the served ranker says after an item.
     "teach-h10": {"teacher_history": 10},
+    # Ninth round (2026-12-04), over today's default (five anchors, teach-h10): an older anchor asks what follows
+    # the item d steps back, and its windows only taught what follows right after. Its true items a step or two
+    # further on as well, the true item only.
+    "later1": {"later_steps": 1, "later_weight": 0.25},
+    "later2": {"later_steps": 2, "later_weight": 0.25},
+    # The teacher over the row reads what a one-item prompt cannot, and five anchors of the ranker cut to one item
+    # reach the ranker's own HR@10 on the tuning rows: more of the teacher, less of the true item.
+    "distill-0.9": {"distill_weight": 0.9},
+    "distill-1.0": {"distill_weight": 1.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.

@@ -6,17 +6,18 @@
     python -m ops.experiments.teacher objective runs/policy/tune/default+again/seed0
 
 ``cuts`` scores the distillation teacher (the transition and text scorers mixed, ``recast.distill``) on
-``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could
-reach by imitating it, and what longer contexts would add. ``agreement`` takes a trained tune run and
-compares, per tuning row, the policy's beam, the policy scored over every catalog item (is beam search
-losing items?) and the one-item teacher: hit rates and how many of the teacher's top 10 the policy keeps.
-It scores every item for every row, a few minutes on one core. ``ranker-cuts`` does for a tune run's learned
-ranker (today's teacher, ``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a
-policy prompted with the last item could reach by imitating it, against what the ranker reaches on the ten items
-it serves with. ``objective`` takes a one-item tune run and writes out what it was trained towards, per item, as
-a table (``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs,
-summed), then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far
-the policy is from its own objective, and how many of the objective's top 10 it keeps.
+``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could reach by
+imitating it, and what longer contexts would add. ``agreement`` takes a trained tune run and compares, per tuning
+row, the policy's beam, the policy scored over every catalog item (is beam search losing items?) and the one-item
+teacher: hit rates and how many of the teacher's top 10 the policy keeps. It scores every item for every row, a few
+minutes on one core. ``ranker-cuts`` does for a tune run's learned ranker (today's teacher,
+``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a policy prompted with the
+last item could reach by imitating it, against what the ranker reaches on the ten items it serves with;
+``--anchors=5`` reads it as the policy's five anchors are decoded, each prefix cut alike. ``objective`` takes a
+one-item tune run and writes out what it was trained towards, per item, as a table
+(``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs, summed),
+then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far the policy is
+from its own objective, and how many of the objective's top 10 it keeps.
 """
 
 from __future__ import annotations
@@ -62,14 +63,30 @@ def cuts(data: Path, out: Path) -> list[tuple]:
     return table
 
 
-def ranker_cuts(data: Path, out: Path, run: Path) -> list[tuple]:
-    """(history cut, HR@1, HR@10, NDCG@10) of the tune run's learned ranker (fitted on ``inner/fit.csv``) alone on
-    the tuning rows, each history cut to its last items."""
+def anchored_ranker_scores(ckpt, histories: list[list[int]], cut: int, anchors: int = 1,
+                           decay: float = 0.5):  # fmt: skip
+    """(B, N) the checkpoint's learned ranker read as an anchored policy is decoded (``recast.anchors``): once per
+    each of a history's last ``anchors`` prefixes, each cut to its last ``cut`` items, the probabilities mixed at
+    the anchors' weights. ``anchors=1``: the ranker on the history cut to ``cut`` items."""
     import torch
 
+    from recast.anchors import anchor_histories
+    from recast.distill import ranker_teacher_scores
+
+    prefixes, layout = anchor_histories(histories, anchors, decay)
+    with torch.no_grad():
+        probs = ranker_teacher_scores(ckpt.transition, ckpt.text, ckpt.ranker, [p[-cut:] for p in prefixes])
+    mixed = torch.zeros(len(histories), probs.shape[1])
+    return mixed.index_add_(0, layout.rows, probs * layout.weights[:, None])
+
+
+def ranker_cuts(data: Path, out: Path, run: Path, anchors: int = 1, decay: float = 0.5) -> list[tuple]:
+    """(history cut, HR@1, HR@10, NDCG@10) of the tune run's learned ranker (fitted on ``inner/fit.csv``) alone on
+    the tuning rows, each history cut to its last items; with ``anchors`` > 1, read once per anchor and mixed as
+    the policy's anchored decoding mixes its beams (:func:`anchored_ranker_scores`): what a one-item policy decoded
+    that way could reach by imitating the ranker cut to one item."""
     from recast.baselines import top_items
     from recast.checkpoint import load_checkpoint
-    from recast.distill import ranker_teacher_scores
     from recast.metrics import rank_of, summarize
 
     ckpt = load_checkpoint(run / "ckpt")
@@ -80,10 +97,8 @@ def ranker_cuts(data: Path, out: Path, run: Path) -> list[tuple]:
     for n in CUTS:
         ranks = []
         for start in range(0, len(histories), 64):
-            with torch.no_grad():
-                scores = ranker_teacher_scores(ckpt.transition, ckpt.text, ckpt.ranker,
-                                               [h[-n:] for h in histories[start:start + 64]])  # fmt: skip
-            ranks += [rank_of(t, top_items(s, 50)) for s, t in zip(scores, targets[start:start + 64], strict=True)]
+            scores = anchored_ranker_scores(ckpt, histories[start : start + 64], n, anchors, decay)
+            ranks += [rank_of(t, top_items(s, 50)) for s, t in zip(scores, targets[start : start + 64], strict=True)]
         m = summarize(ranks)
         table.append((n, m["HR@1"], m["HR@10"], m["NDCG@10"]))
     return table
@@ -185,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/)")
     p = sub.add_parser("ranker-cuts", help="a tune run's learned ranker on the tuning rows by history cut")
     p.add_argument("run", type=Path, help="a tune run folder (holds ckpt/ with a ranker)")
+    p.add_argument("--anchors", type=int, default=1, help="read the ranker once per each of the last this many "
+                   "prefixes, mixed as anchored decoding mixes beams (recast.anchors); 1: once")  # fmt: skip
+    p.add_argument("--decay", type=float, default=0.5, help="the anchors' weight decay per step back")
     p = sub.add_parser("objective", help="a one-item tune run: its objective, its teacher and its policy, as tables")
     p.add_argument("run", type=Path, help="a tune run folder of a one-item policy (holds ckpt/)")
     args = parser.parse_args(argv)
@@ -198,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {n} | {share} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     elif args.command == "ranker-cuts":
         print("| history cut | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
-        for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run):
+        for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run, args.anchors, args.decay):
             print(f"| {n} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     elif args.command == "objective":
         print("| ranking | HR@1 | HR@10 | NDCG@10 | of the objective's top 10, kept in its top 10 |\n"

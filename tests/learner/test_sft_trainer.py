@@ -119,3 +119,13 @@ def test_teacher_history_labels_each_window_reading_its_rows_last_items(small_tr
     moved = sum(not torch.equal(history.labels.items[h[-1]], prompt.labels.items[p[-1]])
                 for h, p in zip(history.labels.rows, prompt.labels.rows))  # fmt: skip
     assert moved > len(prompt.sequences) // 4
+
+
+def test_later_steps_add_windows_of_true_items_further_on(small_train):
+    one = replace(CONFIG, short_context=1, max_history=1, long_windows=False, distill_weight=0.8)
+    plain, later = prepare_data(DATA, small_train, one), prepare_data(DATA, small_train, replace(one, later_steps=2))
+    extra = later.sequences[len(plain.sequences) :]
+    assert later.sequences[: len(plain.sequences)] == plain.sequences
+    assert extra and all(len(s.items) == 2 and s.weights == (0.0, one.later_weight) for s in extra)
+    assert later.labels.rows[len(plain.sequences) :] == tuple((-1, -1) for _ in extra)  # true items, no teacher
+    assert len(extra) <= 2 * len(plain.sequences)  # two items back at most, after the second

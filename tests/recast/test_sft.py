@@ -86,6 +86,12 @@ def test_presets_and_validation():
     assert SFTConfig(teacher="ranker", ranker=True).teacher == "ranker"
     with pytest.raises(ValueError, match="ranker_new_share"):
         SFTConfig(ranker=True, ranker_new_share=1.0)
+    one_item = {"short_context": 1, "max_history": 1, "long_windows": False}
+    assert SFTConfig(**one_item, later_steps=2).later_steps == 2
+    with pytest.raises(ValueError, match="later_steps adds one-item windows"):
+        SFTConfig(later_steps=1)  # the long-context preset's prompts
+    with pytest.raises(ValueError, match="later_steps and later_weight"):
+        SFTConfig(**one_item, later_steps=1, later_weight=-0.1)
 
 
 def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():

@@ -1,7 +1,7 @@
 import pytest
 
 from recast.dataset import Interaction, load_catalog, load_interactions, write_interactions
-from recast.windows import Sequence, build_sequences, split_users, transitions
+from recast.windows import Sequence, build_sequences, later_sequences, split_users, transitions
 
 POSITION = {str(i): i for i in range(20)}
 
@@ -27,6 +27,14 @@ def test_max_history_keeps_the_most_recent_items():
 def test_transitions_yield_only_counted_windows():
     seqs = [Sequence("u", (1, 2, 3), (1.0, 1.0, 1.0)), Sequence("u", (1, 2, 3, 4), (0.0, 0.0, 0.0, 1.0))]
     assert list(transitions(seqs)) == [(1, 2, 1.0), (2, 3, 1.0), (3, 4, 1.0)]
+
+
+def test_later_sequences_pair_each_counted_target_with_single_items_further_back():
+    seqs = [Sequence("u", (1, 2, 3), (1.0, 1.0, 1.0)), Sequence("u", (1, 2, 3, 4), (0.0, 0.0, 0.0, 1.0))]
+    assert later_sequences(seqs, 1, 0.5) == [Sequence("u", (1, 3), (0.0, 0.5)), Sequence("u", (2, 4), (0.0, 0.5))]
+    three_back = later_sequences(seqs, 2, 0.5)
+    assert [s.items for s in three_back] == [(1, 3), (2, 4), (1, 4)]  # 1 -> 3 is not counted again by the second row
+    assert later_sequences(seqs, 0, 0.5) == []
 
 
 def test_split_users_is_deterministic_and_sized():

@@ -1,14 +1,18 @@
-"""``ops.experiments.teacher objective`` on the shipped data: a tiny one-item policy against its own objective."""
+"""``ops.experiments.teacher`` on the shipped data: a tiny one-item policy against its own objective, and its
+learned ranker read as anchored decoding reads the policy."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 import pytest
+import torch
 
 from learner.sft_trainer import train_sft
 from ops.experiments.policy import Paths, prepare
-from ops.experiments.teacher import objective
+from ops.experiments.teacher import anchored_ranker_scores, objective, ranker_cuts
+from recast.checkpoint import load_checkpoint
+from recast.distill import ranker_teacher_scores
 from recast.sft import preset
 
 
@@ -33,3 +37,25 @@ def test_a_longer_prompt_is_refused(tmp_path, shipped_data, tiny_checkpoint):
     (tmp_path / "run" / "ckpt").symlink_to(tiny_checkpoint)  # the tiny preset: prompts of up to 10 items
     with pytest.raises(SystemExit, match="not a one-item policy"):
         objective(shipped_data, tmp_path, tmp_path / "run")
+
+
+def test_the_ranker_read_per_anchor_is_mixed_at_the_anchors_weights(tmp_path, shipped_data):
+    paths = Paths(shipped_data, tmp_path)
+    prepare(paths)
+    config = replace(preset("tiny"), epochs=1, short_context=1, max_history=1, long_windows=False, ranker=True)
+    train_sft(shipped_data, paths.inner / "fit.csv", config, tmp_path / "run" / "ckpt", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "ckpt")
+    histories = [[3, 5, 8], [13]]
+
+    def ranker(hs):
+        return ranker_teacher_scores(ckpt.transition, ckpt.text, ckpt.ranker, hs)
+
+    mixed = anchored_ranker_scores(ckpt, histories, cut=1, anchors=2, decay=0.5)
+    assert torch.allclose(mixed[0], 2 / 3 * ranker([[8]])[0] + 1 / 3 * ranker([[5]])[0])  # the last item, then one back
+    assert torch.allclose(mixed[1], ranker([[13]])[0])  # one item: one anchor
+    assert torch.allclose(anchored_ranker_scores(ckpt, histories, cut=2), ranker([[5, 8], [13]]))
+    plain, anchored = ranker_cuts(shipped_data, tmp_path, tmp_path / "run"), ranker_cuts(
+        shipped_data, tmp_path, tmp_path / "run", anchors=3)  # fmt: skip
+    assert [row[0] for row in anchored] == [row[0] for row in plain] == [1, 2, 3, 5, 10]
+    assert all(0 <= hr1 <= hr10 <= 1 for _, hr1, hr10, _ in anchored) and plain[0][2] > 0.05
+    assert anchored != plain
