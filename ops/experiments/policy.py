@@ -165,9 +165,9 @@ VARIANTS: dict[str, dict] = {
     "later1": {"later_steps": 1, "later_weight": 0.25},
     "later2": {"later_steps": 2, "later_weight": 0.25},
     # The teacher over the row reads what a one-item prompt cannot, and five anchors of the ranker cut to one item
-    # reach the ranker's own HR@10 on the tuning rows: more of the teacher, less of the true item.
+    # reach the ranker's own HR@10 on the tuning rows: more of the teacher, less of the true item (with the second
+    # round's `distill-1.0`, above).
     "distill-0.9": {"distill_weight": 0.9},
-    "distill-1.0": {"distill_weight": 1.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
