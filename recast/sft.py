@@ -66,6 +66,8 @@ class SFTConfig:
     # > 0: a one-item policy also learns each window's true target after every single item 2 .. later_steps + 1
     # positions before it, weighted later_weight (recast.windows.later_sequences), so an older anchor's beam
     # answers what comes next after it. The true item only: the teacher reads the next item, not the one after.
+    # Off in every preset: one and two steps on tied the default at its cost (BENCHMARKS.md, issue 15, ninth round),
+    # and the nightly refresh's continued SFT does not add them.
     later_steps: int = 0
     later_weight: float = 0.25
     # Extra windows whose context is only the last ``short_context`` items (0: off), weighted
