@@ -168,6 +168,12 @@ VARIANTS: dict[str, dict] = {
     # reach the ranker's own HR@10 on the tuning rows: more of the teacher, less of the true item (with the second
     # round's `distill-1.0`, above).
     "distill-0.9": {"distill_weight": 0.9},
+    # The policy loses the teacher's middle of the catalog (items taught 5-19 times) and keeps its head. Below the
+    # first token a window's soft targets follow the true item's path, so a teacher's item is learnt whole mainly
+    # from the made-up pairs that end in it (each item's teacher top 5): those pairs weigh more.
+    "items-w1": {"item_teacher_weight": 1.0},
+    "items-w2": {"item_teacher_weight": 2.0},
+    "items-w4": {"item_teacher_weight": 4.0},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
