@@ -174,6 +174,8 @@ VARIANTS: dict[str, dict] = {
     "items-w1": {"item_teacher_weight": 1.0},
     "items-w2": {"item_teacher_weight": 2.0},
     "items-w4": {"item_teacher_weight": 4.0},
+    # A flatter teacher (probabilities ** 0.5): the middle of the catalog gets more of each label's mass.
+    "sharp0.5": {"teacher_sharpness": 0.5},
 }
 
 # Served mixes scored for every variant (policy weight, text weight); the first is the product's default.
