@@ -160,8 +160,8 @@ VARIANTS: dict[str, dict] = {
     # what the served ranker says after an item.
     "teach-h10": {"teacher_history": 10},
     # Ninth round (2026-12-04), over today's default (five anchors, teach-h10): an older anchor asks what follows
-    # the item d steps back, and its windows only taught what follows right after. Its true items a step or two
-    # further on as well, the true item only.
+    # the item d steps back, but the windows only taught what follows right after an item. These also teach each
+    # item the true target a step or two further on (the true item only, no teacher).
     "later1": {"later_steps": 1, "later_weight": 0.25},
     "later2": {"later_steps": 2, "later_weight": 0.25},
     # The teacher over the row reads what a one-item prompt cannot, and five anchors of the ranker cut to one item

@@ -33,7 +33,7 @@ def test_groups_follow_the_training_windows(tmp_path, shipped_data):
     assert len(set(groups)) >= 4  # the shipped rows are not all one kind
 
 
-def test_the_first_ranking_against_the_second_by_group(tmp_path):
+def test_the_first_ranking_against_the_second_by_group():
     groups = ["0", "0", "20+", "a history item"]
     table = by_target(groups, [[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.0]])
     rows = {e["group"]: e for e in table}
