@@ -1,6 +1,8 @@
 """Held-out hit rates by how often each target was trained on (issue 15): where one ranking gains on another.
 
     python -m ops.experiments.targets "runs/policy/confirm/default:policy" "runs/policy/confirm/long-context:served"
+    python -m ops.experiments.targets --inner "runs/policy/tune/default+sharp0.5:policy" \
+        "runs/policy/tune/default+base:policy"
 
 Each argument is a ``confirm`` folder (``ops.experiments.policy confirm``; it holds ``seed*/result.json``) and one of
 its rankings, pooled over the folder's seeds as ``confirm`` pools them (each row's mean). Rows are grouped by their
@@ -8,7 +10,8 @@ target: an item of the row's own history (a repeat), else by how many counted wi
 it (``recast.windows.build_sequences`` over the rows as the one-item policy reads them), so 0 is an item no window
 taught and 20+ the items everyone buys. The table gives each ranking's HR@10 per group and, for the first two, the
 paired interval of the first minus the second and that group's share of the overall difference (the shares sum to
-it). It reads finished runs only; nothing is trained.
+it). It reads finished runs only; nothing is trained. ``--inner`` does the same for ``tune`` folders: the tuning rows
+(``inner/tune.csv``) grouped against ``inner/fit.csv``.
 """
 
 from __future__ import annotations
@@ -96,9 +99,13 @@ def markdown(specs: list[str], table: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.targets", description=__doc__.split("\n")[0])
     parser.add_argument("rankings", nargs="+", metavar="FOLDER:RANKING",
-                        help="a confirm folder and one of its rankings (policy, ranked, served, transition, ...)")
+                        help="a confirm (or, with --inner, tune) folder and one of its rankings (policy, ranked, "
+                        "served, transition, ...)")  # fmt: skip
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
-    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote split/")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote split/ and inner/"
+    )
+    parser.add_argument("--inner", action="store_true", help="tune folders: the tuning rows against inner/fit.csv")
     args = parser.parse_args(argv)
     specs = []
     for spec in args.rankings:
@@ -106,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not folder or not ranking:
             parser.error(f"{spec!r}: expected FOLDER:RANKING")
         specs.append((Path(folder), ranking))
-    groups = target_groups(args.data, args.out / "split" / "train.csv", args.out / "split" / "heldout.csv")
+    folder, train, rows = ("inner", "fit.csv", "tune.csv") if args.inner else ("split", "train.csv", "heldout.csv")
+    groups = target_groups(args.data, args.out / folder / train, args.out / folder / rows)
     table = by_target(groups, [pooled_hits(folder, ranking) for folder, ranking in specs])
     print(markdown(args.rankings, table))
 

@@ -57,3 +57,16 @@ def test_rankings_are_pooled_over_a_confirm_folders_seeds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["no-ranking-named"])
     assert "FOLDER:RANKING" in capsys.readouterr().err
+
+
+def test_inner_reads_tune_folders_on_the_tuning_rows(tmp_path, shipped_data, capsys):
+    paths = Paths(shipped_data, tmp_path)
+    counts = prepare(paths)
+    run = tmp_path / "tune" / "default+x"
+    (run / "seed0").mkdir(parents=True)
+    (run / "seed0" / "result.json").write_text(json.dumps({"ranks": {"policy": [0] * counts["tune"]}}))
+    main(["--data", str(shipped_data), "--out", str(tmp_path), "--inner", f"{run}:policy"])
+    table = capsys.readouterr().out
+    assert f"| all | {counts['tune']} | 1.000 |" in table
+    with pytest.raises(ValueError, match="another split"):  # the same folder against the held-out rows
+        main(["--data", str(shipped_data), "--out", str(tmp_path), f"{run}:policy"])
