@@ -126,19 +126,18 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
             labels = row_teacher_labels(windows, sequences, transition, text, config, progress, ranker)
         else:
             labels = teacher_labels(sequences, transition, text, config, progress, ranker)
+        # After the labels, and without teacher rows: the made-up pairs are the teacher's own, not windows for it to
+        # relabel, and the later windows learn their true items alone (the teacher's labels are about the next item).
+        extra = []
         if config.item_teacher_weight > 0:
-            # After the labels: these pairs are the teacher's own, not windows for it to relabel.
-            extra = item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
-                                           config.item_teacher_k, config.teacher_sharpness,
-                                           config.item_teacher_weight)  # fmt: skip
-            sequences = sequences + extra
-            if labels is not None:
-                labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
-        if config.later_steps > 0:  # their true items alone: the teacher's labels are about the next item
-            later = later_sequences(windows, config.later_steps, config.later_weight)
-            sequences = sequences + later
-            if labels is not None:
-                labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in later))
+            extra += item_teacher_sequences(teacher_function(transition, text, config, ranker), len(catalog),
+                                            config.item_teacher_k, config.teacher_sharpness,
+                                            config.item_teacher_weight)  # fmt: skip
+        if config.later_steps > 0:
+            extra += later_sequences(windows, config.later_steps, config.later_weight)
+        sequences = sequences + extra
+        if labels is not None:
+            labels = replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
     return TrainingData(
         catalog, len(rows), sequences, num_windows, tokenizer, codes, trie, item_paths(trie, codes),
         transition, text, labels, ranker,

@@ -87,6 +87,15 @@ def per_entry_scores(ranks: Sequence[int | None], metric: str) -> list[float]:
     raise ValueError(f"unknown metric {metric!r}; use Pass@1, HR@K or NDCG@K")
 
 
+def pooled_entry_scores(rankings: Sequence[Sequence[int | None]], metric: str) -> list[float]:
+    """Each entry's :func:`per_entry_scores` averaged over several rankings of the same entries (seeds, runs).
+
+    >>> pooled_entry_scores([[0, None], [5, 1]], "HR@3")
+    [0.5, 0.5]
+    """
+    return [sum(col) / len(col) for col in zip(*(per_entry_scores(r, metric) for r in rankings), strict=True)]
+
+
 def clustered_bootstrap(
     diffs: Sequence[float], clusters: Sequence[str], resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:

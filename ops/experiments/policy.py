@@ -383,7 +383,7 @@ def anchor_grid(paths: Paths, runs: list[Path], beam_width: int, anchors: list[i
 
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
-    from recast.metrics import paired_bootstrap, per_entry_scores, rank_of
+    from recast.metrics import paired_bootstrap, pooled_entry_scores, rank_of
     from recast.recommender import Recommender
 
     catalog = load_catalog(paths.data)
@@ -417,17 +417,15 @@ def anchor_grid(paths: Paths, runs: list[Path], beam_width: int, anchors: list[i
                     per_setting[setting]["served"].append(served)
                 bar.update()
 
-    def pooled(ranks: list[list], metric: str) -> list[float]:  # each row's mean over the runs
-        return [sum(col) / len(col) for col in zip(*(per_entry_scores(r, metric) for r in ranks))]
-
     out = []
     for (a, d), ranks in per_setting.items():
         entry = {"anchors": a, "decay": d}
         for kind in ("policy", "served"):
             for metric in ("HR@10", "NDCG@10"):
-                scores = pooled(ranks[kind], metric)
+                scores = pooled_entry_scores(ranks[kind], metric)
                 entry[f"{kind} {metric}"] = sum(scores) / len(scores)
-        entry["policy dHR@10 vs own"] = paired_bootstrap(pooled(ranks["policy"], "HR@10"), pooled(own, "HR@10"))
+        entry["policy dHR@10 vs own"] = paired_bootstrap(pooled_entry_scores(ranks["policy"], "HR@10"),
+                                                         pooled_entry_scores(own, "HR@10"))
         out.append(entry)
     return sorted(out, key=lambda e: -(e["policy HR@10"] + e["policy NDCG@10"]))
 
@@ -473,7 +471,7 @@ def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, override
     """The preset (plus ``overrides``) trained on split/train.csv per seed, scored on split/heldout.csv:
     figures per seed, paired intervals against the best single baseline per seed and pooled over seeds
     (each row's mean over the seeds), and hit rates on targets never seen in training."""
-    from recast.metrics import per_entry_scores
+    from recast.metrics import per_entry_scores, pooled_entry_scores
     from recast.sft import preset
 
     train_csv, eval_csv = paths.split / "train.csv", paths.split / "heldout.csv"
@@ -507,8 +505,7 @@ def confirm(paths: Paths, name: str, seeds: list[int], beam_width: int, override
             hits = [h for h, u in zip(per_entry_scores(ranks, "HR@10"), unseen) if u]
             entry["never_seen_hr10"][seed] = sum(hits) / max(len(hits), 1)
         for m in ("HR@10", "NDCG@10"):
-            per_seed = (per_entry_scores(r["ranks"][ranking], m) for r in runs.values())
-            pooled = [sum(col) / len(seeds) for col in zip(*per_seed)]
+            pooled = pooled_entry_scores([r["ranks"][ranking] for r in runs.values()], m)
             entry[f"pooled_d{m}"] = _interval(pooled, per_entry_scores(first["ranks"][best], m))
         report["rankings"][ranking] = entry
     out = paths.out / "confirm" / label / "report.json"

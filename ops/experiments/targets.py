@@ -47,18 +47,18 @@ def target_groups(data: Path, train_csv: Path, eval_csv: Path) -> list[str]:
 
 def pooled_hits(folder: Path, ranking: str) -> list[float]:
     """Each held-out row's HR@10 under ``ranking``, the mean over the folder's seeds."""
-    from recast.metrics import per_entry_scores
+    from recast.metrics import pooled_entry_scores
 
     results = sorted(folder.glob("seed*/result.json"))
     if not results:
         raise SystemExit(f"{folder}: no seed*/result.json (a `policy confirm` folder)")
-    hits = []
+    rankings = []
     for path in results:
         ranks = json.loads(path.read_text())["ranks"]
         if ranking not in ranks:
             raise SystemExit(f"{path}: no ranking {ranking!r}; it has {sorted(ranks)}")
-        hits.append(per_entry_scores(ranks[ranking], "HR@10"))
-    return [sum(col) / len(col) for col in zip(*hits, strict=True)]
+        rankings.append(ranks[ranking])
+    return pooled_entry_scores(rankings, "HR@10")
 
 
 def by_target(groups: list[str], hits: list[list[float]]) -> list[dict]:
