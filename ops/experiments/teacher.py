@@ -13,7 +13,8 @@ teacher: hit rates and how many of the teacher's top 10 the policy keeps. It sco
 minutes on one core. ``ranker-cuts`` does for a tune run's learned ranker (today's teacher,
 ``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a policy prompted with the
 last item could reach by imitating it, against what the ranker reaches on the ten items it serves with;
-``--anchors=5`` reads it as the policy's five anchors are decoded, each prefix cut alike. ``objective`` takes a
+``--anchors=5`` reads it as the policy's five anchors are decoded, each prefix cut alike, and ``--top=K`` keeps each
+reading's best K items only. ``objective`` takes a
 one-item tune run and writes out what it was trained towards, per item, as a table
 (``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs, summed),
 then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far the policy is
@@ -64,27 +65,32 @@ def cuts(data: Path, out: Path) -> list[tuple]:
 
 
 def anchored_ranker_scores(ckpt, histories: list[list[int]], cut: int, anchors: int = 1,
-                           decay: float = 0.5):  # fmt: skip
+                           decay: float = 0.5, top: int = 0):  # fmt: skip
     """(B, N) the checkpoint's learned ranker read as an anchored policy is decoded (``recast.anchors``): once per
     each of a history's last ``anchors`` prefixes, each cut to its last ``cut`` items, the probabilities mixed at
-    the anchors' weights. ``anchors=1``: the ranker on the history cut to ``cut`` items."""
+    the anchors' weights. ``anchors=1``: the ranker on the history cut to ``cut`` items. ``top`` > 0 keeps each
+    reading's best ``top`` items, renormalised, as a policy that learnt only that much of each reading would."""
     import torch
 
     from recast.anchors import anchor_histories
-    from recast.distill import ranker_teacher_scores
+    from recast.distill import ranker_teacher_scores, top_k_distribution
 
     prefixes, layout = anchor_histories(histories, anchors, decay)
     with torch.no_grad():
         probs = ranker_teacher_scores(ckpt.transition, ckpt.text, ckpt.ranker, [p[-cut:] for p in prefixes])
+    if top > 0:
+        items, kept = top_k_distribution(probs, top, 1.0)
+        probs = torch.zeros_like(probs).scatter_(1, items, kept)
     mixed = torch.zeros(len(histories), probs.shape[1])
     return mixed.index_add_(0, layout.rows, probs * layout.weights[:, None])
 
 
-def ranker_cuts(data: Path, out: Path, run: Path, anchors: int = 1, decay: float = 0.5) -> list[tuple]:
+def ranker_cuts(data: Path, out: Path, run: Path, anchors: int = 1, decay: float = 0.5, top: int = 0) -> list[tuple]:
     """(history cut, HR@1, HR@10, NDCG@10) of the tune run's learned ranker (fitted on ``inner/fit.csv``) alone on
     the tuning rows, each history cut to its last items; with ``anchors`` > 1, read once per anchor and mixed as
     the policy's anchored decoding mixes its beams (:func:`anchored_ranker_scores`): what a one-item policy decoded
-    that way could reach by imitating the ranker cut to one item."""
+    that way could reach by imitating the ranker cut to one item; with ``top``, by imitating each reading's best
+    ``top`` items only."""
     from recast.baselines import top_items
     from recast.checkpoint import load_checkpoint
     from recast.metrics import rank_of, summarize
@@ -97,7 +103,7 @@ def ranker_cuts(data: Path, out: Path, run: Path, anchors: int = 1, decay: float
     for n in CUTS:
         ranks = []
         for start in range(0, len(histories), 64):
-            scores = anchored_ranker_scores(ckpt, histories[start : start + 64], n, anchors, decay)
+            scores = anchored_ranker_scores(ckpt, histories[start : start + 64], n, anchors, decay, top)
             ranks += [rank_of(t, top_items(s, 50)) for s, t in zip(scores, targets[start : start + 64], strict=True)]
         m = summarize(ranks)
         table.append((n, m["HR@1"], m["HR@10"], m["NDCG@10"]))
@@ -203,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--anchors", type=int, default=1, help="read the ranker once per each of the last this many "
                    "prefixes, mixed as anchored decoding mixes beams (recast.anchors); 1: once")  # fmt: skip
     p.add_argument("--decay", type=float, default=0.5, help="the anchors' weight decay per step back")
+    p.add_argument("--top", type=int, default=0, help="keep each reading's best this many items, renormalised "
+                   "(what a policy that learnt only that much of it could reach); 0: all")  # fmt: skip
     p = sub.add_parser("objective", help="a one-item tune run: its objective, its teacher and its policy, as tables")
     p.add_argument("run", type=Path, help="a tune run folder of a one-item policy (holds ckpt/)")
     args = parser.parse_args(argv)
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {n} | {share} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     elif args.command == "ranker-cuts":
         print("| history cut | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
-        for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run, args.anchors, args.decay):
+        for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run, args.anchors, args.decay, args.top):
             print(f"| {n} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     elif args.command == "objective":
         print("| ranking | HR@1 | HR@10 | NDCG@10 | of the objective's top 10, kept in its top 10 |\n"

@@ -54,6 +54,14 @@ def test_the_ranker_read_per_anchor_is_mixed_at_the_anchors_weights(tmp_path, sh
     assert torch.allclose(mixed[0], 2 / 3 * ranker([[8]])[0] + 1 / 3 * ranker([[5]])[0])  # the last item, then one back
     assert torch.allclose(mixed[1], ranker([[13]])[0])  # one item: one anchor
     assert torch.allclose(anchored_ranker_scores(ckpt, histories, cut=2), ranker([[5, 8], [13]]))
+    # Each reading cut to its best two, renormalised, before the mix.
+    kept = anchored_ranker_scores(ckpt, histories, cut=1, anchors=2, decay=0.5, top=2)
+    for reading in (ranker([[8]])[0], ranker([[5]])[0]):
+        best = reading.topk(2).indices
+        assert kept[0, best].min() > 0
+    assert (kept[0] > 0).sum() <= 4 and torch.allclose(kept.sum(dim=1), torch.ones(2))
+    top_of_13 = ranker([[13]])[0].topk(2)
+    assert torch.allclose(kept[1, top_of_13.indices], top_of_13.values / top_of_13.values.sum())
     plain, anchored = ranker_cuts(shipped_data, tmp_path, tmp_path / "run"), ranker_cuts(
         shipped_data, tmp_path, tmp_path / "run", anchors=3)  # fmt: skip
     assert [row[0] for row in anchored] == [row[0] for row in plain] == [1, 2, 3, 5, 10]
