@@ -30,6 +30,7 @@ from recast.distill import (
     item_teacher_sequences,
     label_sequences,
     ranker_teacher_scores,
+    sample_paths,
     teacher_scores,
     teacher_table_sequences,
 )
@@ -242,12 +243,20 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
     ``total_steps``. Returns each step's loss. The initial SFT (:func:`_run_epoch`) and the nightly refresh's
     continued SFT (``learner.refresh.learn``) both step through here; they differ in how they batch and seed."""
     losses = []
+    # Where the targets' paths are drawn (SFTConfig.teacher_paths), the draws follow the run's seed and first step.
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + first_step)
     for i, picked in enumerate(batches):
         chunk = [sequences[j] for j in picked]
         soft = None
         if labels is not None:
-            soft = batch_soft_targets(chunk, [labels.rows[j] for j in picked], labels, codes, config.distill_weight,
-                                      len(tokenizer), 1.0 if config.pair_context_weight > 0 else None)  # fmt: skip
+            rows = [labels.rows[j] for j in picked]
+            drawn = None
+            if config.teacher_paths:
+                drawn = sample_paths(chunk, rows, labels, config.distill_weight, generator)
+            soft = batch_soft_targets(chunk, rows, labels, codes, config.distill_weight, len(tokenizer),
+                                      1.0 if config.pair_context_weight > 0 else None, drawn)  # fmt: skip
+            if drawn is not None:  # teacher forcing follows the drawn items
+                chunk = [replace(seq, items=items) for seq, items in zip(chunk, drawn, strict=True)]
         batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft)
         loss, _ = train_step(model, optimizer, batch, trie, config, learning_rate(first_step + i, total_steps, config),
                              scale)  # fmt: skip

@@ -17,6 +17,12 @@ At level 0 that is the teacher's whole marginal over first tokens; deeper, the t
 share the true prefix (product variants share their first SID tokens). It costs no extra forward
 pass: only the targets change, not the positions the loss reads.
 
+That estimate keeps one prefix of the sum, the true item's, every epoch: below the first token, a teacher item
+that does not share the true item's prefix is never taught there. With ``SFTConfig.teacher_paths`` the prefix is
+instead drawn from ``m`` itself every epoch (:func:`sample_paths`): teacher forcing follows the drawn item, and the
+targets are ``m``'s conditionals along it (``soft_targets``' ``path_codes``). The expectation over draws is the whole
+sum above, so each window teaches its teacher's items at every level, at the same cost a step.
+
 Why a teacher at all: the policy alone ranked below both scorers it is fused with (BENCHMARKS.md),
 while it is the only part the RL learner and the nightly refresh can move. The teacher hands the
 policy what counts over *other* users and item text know about each training context.
@@ -90,28 +96,36 @@ def top_k_distribution(scores: torch.Tensor, k: int, sharpness: float) -> tuple[
     return items, torch.where(total > 0, weights / total.clamp(min=1e-12), 0.0)
 
 
+def _prefix_shares(codes: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+    """(..., L) codes against (..., L) path -> 1.0 at level l where the codes agree with the path on levels < l."""
+    same = (codes == path).float()
+    return torch.cat((torch.ones_like(same[..., :1]), same[..., :-1].cumprod(dim=-1)), dim=-1)
+
+
 def soft_targets(
     true_codes: torch.Tensor,
     teacher_codes: torch.Tensor,
     teacher_probs: torch.Tensor,
     alpha: torch.Tensor,
     vocab_size: int,
+    path_codes: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The mixture's conditionals along the true path (see the module doc).
+    """The mixture's conditionals along the true path, or along ``path_codes`` (M, L) where teacher forcing
+    follows another item (see the module doc).
 
     true_codes (M, L), teacher_codes (M, K, L), teacher_probs (M, K), alpha (M,) -> (M, L, V), each
-    (m, l) row a distribution over tokens, or zeros where the mixture has no mass on the true prefix (only
-    with alpha 1). ``alpha`` 0 (or zero teacher probabilities, alpha < 1) gives the one-hot true token, i.e.
-    plain SFT.
+    (m, l) row a distribution over tokens, or zeros where the mixture has no mass on the path's prefix (only
+    with alpha 1, or a path the mixture does not hold). ``alpha`` 0 (or zero teacher probabilities, alpha < 1)
+    on the true path gives the one-hot true token, i.e. plain SFT.
     """
     M, K, L = teacher_codes.shape
-    same = (teacher_codes == true_codes[:, None, :]).float()  # (M, K, L)
-    # shares[:, :, l] = 1 where the teacher item agrees with the true code on levels < l
-    shares = torch.cat((torch.ones(M, K, 1), same[:, :, :-1].cumprod(dim=2)), dim=2)
+    path = true_codes if path_codes is None else path_codes
+    shares = _prefix_shares(teacher_codes, path[:, None, :])  # (M, K, L)
     mass = (alpha[:, None] * teacher_probs)[:, :, None] * shares  # (M, K, L)
     out = torch.zeros(M, L, vocab_size)
     out.scatter_add_(2, teacher_codes.transpose(1, 2), mass.transpose(1, 2))  # (M, L, V)
-    out.scatter_add_(2, true_codes[:, :, None], (1.0 - alpha)[:, None, None].expand(M, L, 1).contiguous())
+    true_mass = (1.0 - alpha)[:, None] * _prefix_shares(true_codes, path)  # (M, L): the true item, where on the path
+    out.scatter_add_(2, true_codes[:, :, None], true_mass[:, :, None].contiguous())
     total = out.sum(dim=2, keepdim=True)
     # A level where the mixture has no mass on the true path (alpha 1, the teacher elsewhere) teaches nothing: an
     # all-zero target costs nothing (recast.losses.soft_token_nll). The true token there would hand the policy the
@@ -165,12 +179,14 @@ def batch_soft_targets(
     alpha: float,
     vocab_size: int,
     pair_alpha: float | None = None,
+    paths: Sequence[tuple[int, ...]] | None = None,
 ) -> torch.Tensor:
     """(B, J * L, V) soft targets for a right-padded batch of sequences (J = the longest's items).
 
     ``rows[b]`` are the teacher rows of ``sequences[b]``'s positions. Padding positions get the
     one-hot of item 0's tokens; their loss weight is 0, so what they hold does not matter. ``pair_alpha``
     (None: ``alpha``) is the teacher's share after contexts of two items or more (``SFTConfig.pair_context_weight``).
+    ``paths[b]``: the items teacher forcing follows in sequence b where they are not its own (:func:`sample_paths`).
     """
     B, J, L = len(sequences), max(len(s.items) for s in sequences), codes.shape[1]
     K = labels.items.shape[1]
@@ -179,6 +195,9 @@ def batch_soft_targets(
     for b, seq in enumerate(sequences):
         true[b, : len(seq.items)] = torch.tensor(seq.items)
         row[b, : len(seq.items)] = torch.tensor(rows[b])
+    path = true.clone()
+    for b, items in enumerate(paths or ()):
+        path[b, : len(items)] = torch.tensor(items)
     has = row >= 0
     safe = row.clamp(min=0).reshape(-1)
     teacher_items = labels.items[safe] if labels.items.shape[0] else torch.zeros(B * J, K, dtype=torch.long)
@@ -188,8 +207,44 @@ def batch_soft_targets(
     if pair_alpha is not None:
         shares[:, 2:] = pair_alpha
     a = torch.where(has, shares, 0.0).reshape(-1)
-    out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size)
+    out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size,
+                       None if paths is None else codes[path.reshape(-1)])  # fmt: skip
     return out.view(B, J * L, vocab_size)
+
+
+def sample_paths(
+    sequences: Sequence[TrainingSequence],
+    rows: Sequence[tuple[int, ...]],
+    labels: TeacherLabels,
+    alpha: float,
+    generator: torch.Generator,
+) -> list[tuple[int, ...]]:
+    """Per sequence, its items with every labelled position's item drawn from that position's mixture
+    ``(1 - alpha) * δ(true) + alpha * p_T`` (the module doc): the path teacher forcing follows this epoch.
+    Unlabelled positions keep their own item. Only a one-item context's label holds whatever came before it, so
+    the caller draws for one-item windows (``SFTConfig.teacher_paths``).
+
+    >>> labels = TeacherLabels(torch.tensor([[7, 8]]), torch.tensor([[0.0, 1.0]]), ((-1, 0),))
+    >>> seq = TrainingSequence("u", (3, 4), (0.0, 1.0))
+    >>> sample_paths([seq], labels.rows, labels, 1.0, torch.Generator().manual_seed(0))
+    [(3, 8)]
+    >>> sample_paths([seq], labels.rows, labels, 0.0, torch.Generator().manual_seed(0))
+    [(3, 4)]
+    """
+    at = [(b, j, r) for b, rs in enumerate(rows) for j, r in enumerate(rs) if r >= 0]
+    paths = [list(s.items) for s in sequences]
+    if not at:
+        return [tuple(p) for p in paths]
+    probs = labels.probs[torch.tensor([r for _, _, r in at])]
+    total = probs.sum(dim=1)
+    # A row without teacher mass keeps its true item; multinomial needs some mass in every row it draws from.
+    teacher = torch.rand(len(at), generator=generator) < alpha * total.clamp(max=1.0)
+    drawn = torch.multinomial(torch.where(total[:, None] > 0, probs, 1.0), 1, generator=generator).squeeze(1)
+    items = labels.items[torch.tensor([r for _, _, r in at]), drawn]
+    for (b, j, _), use, item in zip(at, teacher.tolist(), items.tolist(), strict=True):
+        if use:
+            paths[b][j] = item
+    return [tuple(p) for p in paths]
 
 
 def item_teacher_sequences(

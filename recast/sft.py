@@ -53,6 +53,11 @@ class SFTConfig:
     # anchors it led them, and `default` sets 10 (eighth round). The nightly refresh labels its windows the same way
     # (learner.refresh.learn.continue_sft).
     teacher_history: int = 0
+    # True: every epoch, each labelled one-item window's target item is drawn from its mixture (the true item with
+    # 1 - distill_weight, else the teacher's), and teacher forcing follows it (recast.distill.sample_paths), so the
+    # teacher's items are taught at every SID level, not only where they share the true item's prefix. False: the
+    # true item's path always.
+    teacher_paths: bool = False
     # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
     # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).
     item_teacher_weight: float = 0.0
@@ -143,6 +148,12 @@ class SFTConfig:
                                                                   or self.teacher_table)):  # fmt: skip
             raise ValueError("teacher_history labels short-context windows alone (long_windows=False, no pair "
                              f"windows, no teacher table) and must be >= 0, got {self.teacher_history}")
+        if self.teacher_paths and (self.max_history != 1 or self.long_windows or self.teacher_table
+                                   or self.distill_weight == 0):  # fmt: skip
+            raise ValueError("teacher_paths draws one-item windows' targets from their teacher mixture: it needs "
+                             "max_history=1, long_windows=False, no teacher table and distill_weight > 0 (got "
+                             f"max_history={self.max_history}, long_windows={self.long_windows}, "
+                             f"teacher_table={self.teacher_table}, distill_weight={self.distill_weight})")
         if self.later_steps < 0 or self.later_weight < 0:
             raise ValueError(
                 f"later_steps and later_weight must be >= 0, got {self.later_steps} and {self.later_weight}"

@@ -129,3 +129,16 @@ def test_later_steps_add_windows_of_true_items_further_on(small_train):
     assert extra and all(len(s.items) == 2 and s.weights == (0.0, one.later_weight) for s in extra)
     assert later.labels.rows[len(plain.sequences) :] == tuple((-1, -1) for _ in extra)  # true items, no teacher
     assert len(extra) <= 2 * len(plain.sequences)  # two items back at most, after the second
+
+
+def test_teacher_paths_train_other_items_and_resume_exactly(small_train, tmp_path):
+    one = replace(CONFIG, short_context=1, max_history=1, long_windows=False, distill_weight=0.8)
+    drawn = replace(one, teacher_paths=True)
+    true_path = train_sft(DATA, small_train, one, tmp_path / "true", progress=False)
+    straight = train_sft(DATA, small_train, drawn, tmp_path / "drawn", progress=False)
+    assert straight.losses != true_path.losses  # teacher forcing followed other items
+    assert straight.losses[-1] < straight.losses[0]
+    # The draws follow the run's seed and step, so a resumed run draws what a straight one did.
+    train_sft(DATA, small_train, drawn, tmp_path / "resumed", progress=False, epoch_budget=1)
+    assert train_sft(DATA, small_train, drawn, tmp_path / "resumed", progress=False).losses == straight.losses
+    assert load_checkpoint(straight.checkpoint).manifest["sft_config"]["teacher_paths"] is True

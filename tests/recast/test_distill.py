@@ -1,3 +1,4 @@
+from collections import Counter
 from dataclasses import replace
 
 import pytest
@@ -7,7 +8,9 @@ from recast.baselines import TransitionModel
 from recast.distill import (
     TableConfig,
     batch_soft_targets,
+    TeacherLabels,
     label_sequences,
+    sample_paths,
     soft_targets,
     teacher_scores,
     teacher_table_sequences,
@@ -45,6 +48,48 @@ def test_soft_targets_without_teacher_weight_are_the_true_tokens():
     # all weight on a teacher that leaves the true path: the level below teaches nothing (not the true token)
     out = soft_targets(true[:1], teacher[:1], torch.tensor([[1.0]]), torch.tensor([1.0]), V)
     assert out[0, 0, 7].item() == 1.0 and out[0, 1].sum().item() == 0.0
+
+
+def test_soft_targets_along_a_teacher_path_are_the_mixtures_conditionals_there():
+    # The same mixture as above (.5 true [10, 20], .25 A [10, 21], .25 B [11, 22]), forced along B, then along A.
+    true = torch.tensor([[10, 20]])
+    teacher = torch.tensor([[[10, 21], [11, 22]]])
+    probs, alpha = torch.tensor([[0.5, 0.5]]), torch.tensor([0.5])
+    along_b = soft_targets(true, teacher, probs, alpha, V, path_codes=torch.tensor([[11, 22]]))
+    assert torch.equal(along_b[0, 0], soft_targets(true, teacher, probs, alpha, V)[0, 0])  # level 0: no prefix yet
+    assert along_b[0, 1, 22].item() == 1.0  # only B starts with 11: the true item is off this path
+    along_a = soft_targets(true, teacher, probs, alpha, V, path_codes=torch.tensor([[10, 21]]))
+    assert along_a[0, 1, 20].item() == pytest.approx(2 / 3) and along_a[0, 1, 21].item() == pytest.approx(1 / 3)
+    # Along the true item itself it is the plain estimate.
+    assert torch.equal(soft_targets(true, teacher, probs, alpha, V, path_codes=true),
+                       soft_targets(true, teacher, probs, alpha, V))  # fmt: skip
+
+
+def test_sample_paths_draw_each_labelled_item_from_its_mixture():
+    # Row 0 (the second window's last position): the teacher's 7 with .75, 8 with .25; alpha .8.
+    labels = TeacherLabels(torch.tensor([[7, 8]]), torch.tensor([[0.75, 0.25]]), ((-1, -1), (-1, 0)))
+    windows = [Sequence("u", (1, 2), (0.0, 1.0)), Sequence("v", (3, 4), (0.0, 1.0))]
+    generator = torch.Generator().manual_seed(0)
+    draws = Counter(sample_paths(windows, labels.rows, labels, 0.8, generator)[1] for _ in range(4000))
+    assert set(draws) == {(3, 4), (3, 7), (3, 8)}  # the context is kept; only the labelled item is drawn
+    assert draws[(3, 4)] / 4000 == pytest.approx(0.2, abs=0.03)
+    assert draws[(3, 7)] / 4000 == pytest.approx(0.6, abs=0.03)
+    assert draws[(3, 8)] / 4000 == pytest.approx(0.2, abs=0.03)
+    # An unlabelled window keeps its items whatever the draw, and so does a row without teacher mass.
+    assert all(sample_paths(windows, labels.rows, labels, 1.0, generator)[0] == (1, 2) for _ in range(50))
+    empty = TeacherLabels(torch.tensor([[7, 8]]), torch.zeros(1, 2), labels.rows)
+    assert all(sample_paths(windows, empty.rows, empty, 1.0, generator)[1] == (3, 4) for _ in range(50))
+
+
+def test_batch_soft_targets_follow_the_drawn_paths():
+    labels = TeacherLabels(torch.tensor([[1, 2]]), torch.tensor([[0.5, 0.5]]), ((-1, 0),))
+    window = [Sequence("u", (3, 4), (0.0, 1.0))]
+    drawn = batch_soft_targets(window, labels.rows, labels, CODES, 0.5, VOCAB, paths=[(3, 2)])
+    by_hand = soft_targets(CODES[torch.tensor([3, 4])], CODES[torch.tensor([[1, 2], [1, 2]])],
+                           torch.tensor([[0.0, 0.0], [0.5, 0.5]]), torch.tensor([0.0, 0.5]), VOCAB,
+                           path_codes=CODES[torch.tensor([3, 2])])  # fmt: skip
+    assert torch.equal(drawn[0], by_hand.reshape(-1, VOCAB))
+    assert not torch.equal(drawn, batch_soft_targets(window, labels.rows, labels, CODES, 0.5, VOCAB))
 
 
 def test_top_k_distribution_sharpens_and_handles_empty_rows():

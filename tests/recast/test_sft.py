@@ -92,6 +92,11 @@ def test_presets_and_validation():
         SFTConfig(later_steps=1)  # the long-context preset's prompts
     with pytest.raises(ValueError, match="later_steps and later_weight"):
         SFTConfig(**one_item, later_steps=1, later_weight=-0.1)
+    assert SFTConfig(**one_item, distill_weight=0.8, teacher_paths=True).teacher_paths
+    with pytest.raises(ValueError, match="teacher_paths draws one-item windows"):
+        SFTConfig(distill_weight=0.8, teacher_paths=True)  # the long-context preset's prompts
+    with pytest.raises(ValueError, match="teacher_paths draws one-item windows"):
+        SFTConfig(**one_item, teacher_paths=True)  # no teacher to draw from
 
 
 def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():
