@@ -4,6 +4,7 @@
     python -m ops.experiments.teacher agreement runs/policy/tune/default+base/seed0
     python -m ops.experiments.teacher ranker-cuts runs/policy/tune/default+ranker-teacher-sharp1/seed0
     python -m ops.experiments.teacher objective runs/policy/tune/default+again/seed0
+    python -m ops.experiments.teacher anchored-objective runs/policy/tune/default+base/seed0
 
 ``cuts`` scores the distillation teacher (the transition and text scorers mixed, ``recast.distill``) on
 ``inner/tune.csv`` with its history cut to the last 1, 2, 3, 5 and 10 items: what a one-item policy could reach by
@@ -18,7 +19,9 @@ reading's best K items only. ``objective`` takes a
 one-item tune run and writes out what it was trained towards, per item, as a table
 (``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs, summed),
 then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far the policy is
-from its own objective, and how many of the objective's top 10 it keeps.
+from its own objective, and how many of the objective's top 10 it keeps. ``anchored-objective`` does the same as
+the policy is served, on five anchors, with the objective rebuilt exactly as the run's training built it (its
+teacher labels too), and says for which anchor items the policy falls short of it and which of its parts rank.
 """
 
 from __future__ import annotations
@@ -195,6 +198,95 @@ def objective(data: Path, out: Path, run: Path) -> dict:
     return result
 
 
+# Anchor items grouped by how many counted training windows have them as their context (ops.experiments.targets
+# groups targets alike).
+CONTEXT_GROUPS = ((0, 1), (1, 5), (5, 20), (20, None))
+
+
+def _group_name(lo: int, hi: int | None) -> str:
+    return str(lo) if hi == lo + 1 else f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
+
+
+def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay: float = 0.5) -> list[tuple]:
+    """A one-item tune run's policy against what it was trained towards, both read per anchor as the policy is
+    decoded (``recast.anchors``), on the tuning rows: (ranking, HR@1, HR@10, NDCG@10) rows.
+
+    The objective is rebuilt as the run's training built it (``learner.sft_trainer.prepare_data``: its windows with
+    their teacher labels, whatever the teacher read, and its made-up pairs), summed per context item and
+    normalised. Rows: the policy (each anchor's beam renormalised, as the merge reads it); the objective; the policy
+    with the objective swapped in only for the anchor items that are the context of 0, 1-4, 5-19 or 20+ counted
+    windows (which items the policy fails to fit); and the objective from its parts (the windows' true items and
+    teacher labels, the made-up pairs), which says what is worth fitting."""
+    from dataclasses import replace as swap
+
+    import torch
+
+    from learner.sft_trainer import prepare_data
+    from recast.anchors import anchor_histories
+    from recast.baselines import top_items
+    from recast.checkpoint import load_checkpoint
+    from recast.metrics import rank_of, summarize
+    from recast.recommender import Recommender
+    from recast.sft import SFTConfig
+
+    ckpt = load_checkpoint(run / "ckpt")
+    config = SFTConfig(**ckpt.manifest["sft_config"])
+    if config.max_history != 1 or config.teacher_table:
+        raise SystemExit(f"{run}: not a one-item policy trained on windows (max_history={config.max_history}, "
+                         f"teacher_table={config.teacher_table})")  # fmt: skip
+    training = prepare_data(data, out / "inner" / "fit.csv", config)
+    catalog, histories, targets = _rows(data, out)
+    n, alpha = len(catalog), config.distill_weight
+    true_items, teacher, pairs, contexts = torch.zeros(n, n), torch.zeros(n, n), torch.zeros(n, n), torch.zeros(n)
+    rows = training.labels.rows if training.labels is not None else [(-1, -1)] * len(training.sequences)
+    for seq, (_, row) in zip(training.sequences, rows, strict=True):
+        (x, y), weight = seq.items, seq.weights[1]
+        if weight <= 0:
+            continue
+        if row < 0:  # a made-up pair (or a window without a label: its true item alone)
+            pairs[x, y] += weight
+            continue
+        contexts[x] += 1
+        true_items[x, y] += weight * (1.0 - alpha)
+        teacher[x].index_add_(0, training.labels.items[row], weight * alpha * training.labels.probs[row])
+
+    prefixes, layout = anchor_histories(histories, anchors, decay)
+    items = torch.tensor([p[-1] for p in prefixes])
+    rec = swap(Recommender.from_checkpoint(ckpt, 50), anchors=1)
+    policy = torch.zeros(len(prefixes), n)
+    with torch.no_grad():
+        for start in range(0, len(prefixes), 256):
+            beams = rec.policy(prefixes[start : start + 256])
+            held = beams.items >= 0
+            at = torch.arange(beams.items.shape[0])[:, None].expand_as(beams.items)
+            policy[start : start + 256].index_put_((at[held], beams.items[held]), beams.scores.exp()[held])
+
+    def normalised(rows_of: torch.Tensor) -> torch.Tensor:
+        return rows_of / rows_of.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+    def per_prompt(table: torch.Tensor) -> torch.Tensor:  # each prompt's row of a per-item table
+        return normalised(table[items])
+
+    def scored(name: str, prompts: torch.Tensor) -> tuple:
+        mixed = torch.zeros(len(histories), n).index_add_(0, layout.rows, prompts * layout.weights[:, None])
+        m = summarize([rank_of(t, top_items(s, 50)) for s, t in zip(mixed, targets, strict=True)])
+        return name, m["HR@1"], m["HR@10"], m["NDCG@10"]
+
+    policy, whole = normalised(policy), per_prompt(true_items + teacher + pairs)
+    table = [scored("the policy", policy), scored("its objective", whole)]
+    for lo, hi in CONTEXT_GROUPS:
+        count = contexts[items]
+        chosen = ((count >= lo) & (count < (hi if hi is not None else float("inf"))))[:, None]
+        table.append(scored(f"the policy, the objective where the anchor item is the context of "
+                            f"{_group_name(lo, hi)} windows ({int(chosen.sum())} prompts)",
+                            torch.where(chosen, whole, policy)))  # fmt: skip
+    for name, part in (("the objective without the windows' true items", teacher + pairs),
+                       ("the windows' teacher labels alone", teacher),
+                       ("the windows' true items alone", true_items), ("the made-up pairs alone", pairs)):  # fmt: skip
+        table.append(scored(name, per_prompt(part)))
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.teacher", description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
@@ -213,6 +305,11 @@ def main(argv: list[str] | None = None) -> None:
                    "(what a policy that learnt only that much of it could reach); 0: all")  # fmt: skip
     p = sub.add_parser("objective", help="a one-item tune run: its objective, its teacher and its policy, as tables")
     p.add_argument("run", type=Path, help="a tune run folder of a one-item policy (holds ckpt/)")
+    p = sub.add_parser("anchored-objective", help="a one-item tune run's policy against its objective, both read "
+                       "per anchor, and which anchor items it fails to fit")  # fmt: skip
+    p.add_argument("run", type=Path, help="a tune run folder of a one-item policy (holds ckpt/)")
+    p.add_argument("--anchors", type=int, default=5, help="prompts a request, as the policy is decoded")
+    p.add_argument("--decay", type=float, default=0.5, help="the anchors' weight decay per step back")
     args = parser.parse_args(argv)
 
     import torch
@@ -226,6 +323,10 @@ def main(argv: list[str] | None = None) -> None:
         print("| history cut | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
         for n, hr1, hr10, ndcg in ranker_cuts(args.data, args.out, args.run, args.anchors, args.decay, args.top):
             print(f"| {n} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
+    elif args.command == "anchored-objective":
+        print("| ranking | HR@1 | HR@10 | NDCG@10 |\n| --- | --- | --- | --- |")
+        for name, hr1, hr10, ndcg in anchored_objective(args.data, args.out, args.run, args.anchors, args.decay):
+            print(f"| {name} | {hr1:.4f} | {hr10:.4f} | {ndcg:.4f} |")
     elif args.command == "objective":
         print("| ranking | HR@1 | HR@10 | NDCG@10 | of the objective's top 10, kept in its top 10 |\n"
               "| --- | --- | --- | --- | --- |")  # fmt: skip

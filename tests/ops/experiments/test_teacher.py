@@ -10,7 +10,7 @@ import torch
 
 from learner.sft_trainer import train_sft
 from ops.experiments.policy import Paths, prepare
-from ops.experiments.teacher import anchored_ranker_scores, objective, ranker_cuts
+from ops.experiments.teacher import anchored_objective, anchored_ranker_scores, objective, ranker_cuts
 from recast.checkpoint import load_checkpoint
 from recast.distill import ranker_teacher_scores
 from recast.sft import preset
@@ -67,3 +67,39 @@ def test_the_ranker_read_per_anchor_is_mixed_at_the_anchors_weights(tmp_path, sh
     assert [row[0] for row in anchored] == [row[0] for row in plain] == [1, 2, 3, 5, 10]
     assert all(0 <= hr1 <= hr10 <= 1 for _, hr1, hr10, _ in anchored) and plain[0][2] > 0.05
     assert anchored != plain
+
+
+def test_the_anchored_objective_is_read_as_the_policy_is_served(tmp_path, shipped_data):
+    from recast.baselines import top_items
+    from recast.dataset import load_catalog, load_interactions
+    from recast.metrics import rank_of, summarize
+    from recast.recommender import Recommender
+
+    paths = Paths(shipped_data, tmp_path)
+    prepare(paths)
+    config = replace(preset("tiny"), epochs=1, short_context=1, max_history=1, long_windows=False,
+                     distill_weight=1.0, teacher_paths=True, anchors=3)  # fmt: skip
+    train_sft(shipped_data, paths.inner / "fit.csv", config, tmp_path / "run" / "ckpt", progress=False)
+    table = {name: (hr1, hr10, ndcg) for name, hr1, hr10, ndcg in
+             anchored_objective(shipped_data, tmp_path, tmp_path / "run", anchors=3)}  # fmt: skip
+    # The policy's row ranks as the checkpoint serves it on three anchors.
+    catalog = load_catalog(shipped_data)
+    rows = load_interactions(paths.inner / "tune.csv", catalog)
+    beams = Recommender.from_checkpoint(load_checkpoint(tmp_path / "run" / "ckpt"), 50).policy(
+        [[catalog.index[i] for i in r.history] for r in rows])  # fmt: skip
+    served = summarize([rank_of(catalog.index[r.target], [i for i, _ in beams.top(b, 50)]) for b, r in enumerate(rows)])
+    assert table["the policy"][1] == pytest.approx(served["HR@10"], abs=2 / len(rows))  # ties may order apart
+    # Every window is wholly on the teacher: its true items carry nothing (a ranking of no scores at all), and the
+    # objective is taught, far above that.
+    nothing = summarize([rank_of(catalog.index[r.target], top_items(torch.zeros(len(catalog)), 50)) for r in rows])
+    assert table["the windows' true items alone"] == (nothing["HR@1"], nothing["HR@10"], nothing["NDCG@10"])
+    assert table["its objective"][1] > 0.05 > nothing["HR@10"]
+    groups = [name for name in table if name.startswith("the policy, the objective where")]
+    assert len(groups) == 4 and sum(int(name.split("(")[1].split()[0]) for name in groups) >= len(rows)
+
+
+def test_the_anchored_objective_refuses_a_longer_prompt(tmp_path, shipped_data, tiny_checkpoint):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ckpt").symlink_to(tiny_checkpoint)
+    with pytest.raises(SystemExit, match="not a one-item policy"):
+        anchored_objective(shipped_data, tmp_path, tmp_path / "run")
