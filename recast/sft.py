@@ -56,7 +56,8 @@ class SFTConfig:
     # True: every epoch, each labelled one-item window's target item is drawn from its mixture (the true item with
     # 1 - distill_weight, else the teacher's), and teacher forcing follows it (recast.distill.sample_paths), so the
     # teacher's items are taught at every SID level, not only where they share the true item's prefix. False: the
-    # true item's path always.
+    # true item's path always. Off in every preset: it fit the objective more closely and led the tuning users inside
+    # the noise, then lost on the held-out users on every seed (BENCHMARKS.md, issue 15, tenth round).
     teacher_paths: bool = False
     # Made-up one-item histories (recast.distill.item_teacher_sequences): each catalog item followed by
     # the teacher's top item_teacher_k, weighted item_teacher_weight * p_teacher (0: off).

@@ -176,15 +176,15 @@ VARIANTS: dict[str, dict] = {
     "items-w4": {"item_teacher_weight": 4.0},
     # A flatter teacher (probabilities ** 0.5): the middle of the catalog gets more of each label's mass.
     "sharp0.5": {"teacher_sharpness": 0.5},
-    # Tenth round (2026-12-05): five anchors of the ranker cut to one item, each cut to its own top 5, score what the
-    # policy scores on the tuning rows (0.179 HR@10), and uncut 0.190: the policy is short of fitting its lookup
-    # table of what follows each item (sixth round: loss 1.01 against 0.56 reachable). Wider or deeper attention
-    # blocks did not fit it; a wider feed-forward layer, where a transformer keeps what it memorises, is the test.
+    # Tenth round (2026-12-05): five anchors of the ranker cut to one item, each reading cut to its own top 5, score
+    # what the policy scores on the tuning rows (0.179 HR@10), and uncut 0.190: the policy may be short of fitting
+    # its lookup table of what follows each item (sixth round: loss 1.01 against 0.56 reachable). Wider or deeper
+    # attention blocks did not fit it; a wider feed-forward layer, where a transformer keeps what it memorises, is
+    # the test.
     "ff1024": {"d_ff": 1024},
-    "ff2048": {"d_ff": 2048},
-    # The same probe says which part of the teacher it misses: each reading's items below its top 5. Below the first
-    # token a window's soft targets follow the true item's path, so those items are taught whole only by the made-up
-    # pairs (each item's top 5). Drawing each window's path from its mixture every epoch teaches them all.
+    # Or the teacher's items below each reading's top 5 are not taught: below the first token a window's soft
+    # targets follow the true item's path, so those items are taught whole only by the made-up pairs (each item's
+    # top 5). Drawing each window's path from its mixture every epoch teaches them all.
     "paths": {"teacher_paths": True},
     # Drawn paths reach as deep into each label as it goes: labels of the teacher's best 50 instead of 20.
     "paths-k50": {"teacher_paths": True, "teacher_top_k": 50},

@@ -7,8 +7,8 @@ import torch
 from recast.baselines import TransitionModel
 from recast.distill import (
     TableConfig,
-    batch_soft_targets,
     TeacherLabels,
+    batch_soft_targets,
     label_sequences,
     sample_paths,
     soft_targets,
