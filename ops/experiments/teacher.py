@@ -15,13 +15,12 @@ minutes on one core. ``ranker-cuts`` does for a tune run's learned ranker (today
 ``recast.distill.ranker_teacher_scores``) what ``cuts`` does for the mix: the quality a policy prompted with the
 last item could reach by imitating it, against what the ranker reaches on the ten items it serves with;
 ``--anchors=5`` reads it as the policy's five anchors are decoded, each prefix cut alike, and ``--top=K`` keeps each
-reading's best K items only. ``objective`` takes a
-one-item tune run and writes out what it was trained towards, per item, as a table
-(``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up pairs, summed),
-then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far the policy is
-from its own objective, and how many of the objective's top 10 it keeps. ``anchored-objective`` does the same as
-the policy is served, on five anchors, with the objective rebuilt exactly as the run's training built it (its
-teacher labels too), and says for which anchor items the policy falls short of it and which of its parts rank.
+reading's best K items only. ``objective`` takes a one-item tune run and writes out what it was trained towards, per
+item, as a table (``recast.distill.teacher_table_sequences``: the windows' hard labels and teacher, and the made-up
+pairs, summed), then ranks the tuning rows by that table, by the teacher alone, and by the policy's beam: how far the
+policy is from its own objective, and how many of the objective's top 10 it keeps. ``anchored-objective`` does the
+same as the policy is served, on five anchors, with the objective rebuilt exactly as the run's training built it
+(its teacher labels too), and says for which anchor items the policy falls short of it and which of its parts rank.
 """
 
 from __future__ import annotations

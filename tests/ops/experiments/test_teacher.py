@@ -70,6 +70,7 @@ def test_the_ranker_read_per_anchor_is_mixed_at_the_anchors_weights(tmp_path, sh
 
 
 def test_the_anchored_objective_is_read_as_the_policy_is_served(tmp_path, shipped_data):
+    from recast.anchors import anchor_histories
     from recast.baselines import top_items
     from recast.dataset import load_catalog, load_interactions
     from recast.metrics import rank_of, summarize
@@ -94,8 +95,10 @@ def test_the_anchored_objective_is_read_as_the_policy_is_served(tmp_path, shippe
     nothing = summarize([rank_of(catalog.index[r.target], top_items(torch.zeros(len(catalog)), 50)) for r in rows])
     assert table["the windows' true items alone"] == (nothing["HR@1"], nothing["HR@10"], nothing["NDCG@10"])
     assert table["its objective"][1] > 0.05 > nothing["HR@10"]
+    # The four groups of anchor items split the prompts between them.
     groups = [name for name in table if name.startswith("the policy, the objective where")]
-    assert len(groups) == 4 and sum(int(name.split("(")[1].split()[0]) for name in groups) >= len(rows)
+    prompts, _ = anchor_histories([[catalog.index[i] for i in r.history] for r in rows], 3, 0.5)
+    assert len(groups) == 4 and sum(int(name.split("(")[1].split()[0]) for name in groups) == len(prompts)
 
 
 def test_the_anchored_objective_refuses_a_longer_prompt(tmp_path, shipped_data, tiny_checkpoint):
