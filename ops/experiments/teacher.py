@@ -212,10 +212,11 @@ def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay
 
     The objective is rebuilt as the run's training built it (``learner.sft_trainer.prepare_data``: its windows with
     their teacher labels, whatever the teacher read, and its made-up pairs), summed per context item and
-    normalised. Rows: the policy (each anchor's beam renormalised, as the merge reads it); the objective; the policy
-    with the objective swapped in only for the anchor items that are the context of 0, 1-4, 5-19 or 20+ counted
-    windows (which items the policy fails to fit); and the objective from its parts (the windows' true items and
-    teacher labels, the made-up pairs), which says what is worth fitting."""
+    normalised. Rows: the policy (each anchor's beam at its probabilities, as ``recast.anchors.merge_beams`` reads
+    it, so the row ranks as the policy is served); the objective; the policy with the objective swapped in only for
+    the anchor items that are the context of 0, 1-4, 5-19 or 20+ counted windows (which items the policy fails to
+    fit); and the objective from its parts (the windows' true items and teacher labels, the made-up pairs), which
+    says what is worth fitting."""
     from dataclasses import replace as swap
 
     import torch
@@ -260,18 +261,16 @@ def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay
             at = torch.arange(beams.items.shape[0])[:, None].expand_as(beams.items)
             policy[start : start + 256].index_put_((at[held], beams.items[held]), beams.scores.exp()[held])
 
-    def normalised(rows_of: torch.Tensor) -> torch.Tensor:
+    def per_prompt(table: torch.Tensor) -> torch.Tensor:  # each prompt's row of a per-item table, normalised
+        rows_of = table[items]
         return rows_of / rows_of.sum(dim=1, keepdim=True).clamp(min=1e-12)
-
-    def per_prompt(table: torch.Tensor) -> torch.Tensor:  # each prompt's row of a per-item table
-        return normalised(table[items])
 
     def scored(name: str, prompts: torch.Tensor) -> tuple:
         mixed = torch.zeros(len(histories), n).index_add_(0, layout.rows, prompts * layout.weights[:, None])
         m = summarize([rank_of(t, top_items(s, 50)) for s, t in zip(mixed, targets, strict=True)])
         return name, m["HR@1"], m["HR@10"], m["NDCG@10"]
 
-    policy, whole = normalised(policy), per_prompt(true_items + teacher + pairs)
+    whole = per_prompt(true_items + teacher + pairs)
     table = [scored("the policy", policy), scored("its objective", whole)]
     for lo, hi in CONTEXT_GROUPS:
         count = contexts[items]

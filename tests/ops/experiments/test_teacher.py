@@ -89,7 +89,7 @@ def test_the_anchored_objective_is_read_as_the_policy_is_served(tmp_path, shippe
     beams = Recommender.from_checkpoint(load_checkpoint(tmp_path / "run" / "ckpt"), 50).policy(
         [[catalog.index[i] for i in r.history] for r in rows])  # fmt: skip
     served = summarize([rank_of(catalog.index[r.target], [i for i, _ in beams.top(b, 50)]) for b, r in enumerate(rows)])
-    assert table["the policy"][1] == pytest.approx(served["HR@10"], abs=2 / len(rows))  # ties may order apart
+    assert table["the policy"][1] == pytest.approx(served["HR@10"], abs=1 / len(rows))  # equal scores may order apart
     # Every window is wholly on the teacher: its true items carry nothing (a ranking of no scores at all), and the
     # objective is taught, far above that.
     nothing = summarize([rank_of(catalog.index[r.target], top_items(torch.zeros(len(catalog)), 50)) for r in rows])
