@@ -195,9 +195,12 @@ def batch_soft_targets(
     for b, seq in enumerate(sequences):
         true[b, : len(seq.items)] = torch.tensor(seq.items)
         row[b, : len(seq.items)] = torch.tensor(rows[b])
-    path = true.clone()
-    for b, items in enumerate(paths or ()):
-        path[b, : len(items)] = torch.tensor(items)
+    path_codes = None
+    if paths is not None:
+        path = true.clone()
+        for b, items in enumerate(paths):
+            path[b, : len(items)] = torch.tensor(items)
+        path_codes = codes[path.reshape(-1)]
     has = row >= 0
     safe = row.clamp(min=0).reshape(-1)
     teacher_items = labels.items[safe] if labels.items.shape[0] else torch.zeros(B * J, K, dtype=torch.long)
@@ -207,8 +210,7 @@ def batch_soft_targets(
     if pair_alpha is not None:
         shares[:, 2:] = pair_alpha
     a = torch.where(has, shares, 0.0).reshape(-1)
-    out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size,
-                       None if paths is None else codes[path.reshape(-1)])  # fmt: skip
+    out = soft_targets(codes[true.reshape(-1)], codes[teacher_items], teacher_probs, a, vocab_size, path_codes)
     return out.view(B, J * L, vocab_size)
 
 
@@ -235,12 +237,13 @@ def sample_paths(
     paths = [list(s.items) for s in sequences]
     if not at:
         return [tuple(p) for p in paths]
-    probs = labels.probs[torch.tensor([r for _, _, r in at])]
+    label_rows = torch.tensor([r for _, _, r in at])
+    probs = labels.probs[label_rows]
     total = probs.sum(dim=1)
     # A row without teacher mass keeps its true item; multinomial needs some mass in every row it draws from.
     teacher = torch.rand(len(at), generator=generator) < alpha * total.clamp(max=1.0)
     drawn = torch.multinomial(torch.where(total[:, None] > 0, probs, 1.0), 1, generator=generator).squeeze(1)
-    items = labels.items[torch.tensor([r for _, _, r in at]), drawn]
+    items = labels.items[label_rows, drawn]
     for (b, j, _), use, item in zip(at, teacher.tolist(), items.tolist(), strict=True):
         if use:
             paths[b][j] = item

@@ -24,6 +24,15 @@ from pathlib import Path
 GROUPS = ("a history item", "0", "1-4", "5-19", "20+")
 
 
+def count_group(n: float) -> str:
+    """The group of an item taught by ``n`` counted windows (``GROUPS`` after the repeats).
+
+    >>> [count_group(n) for n in (0, 1, 4, 5, 19, 20)]
+    ['0', '1-4', '1-4', '5-19', '5-19', '20+']
+    """
+    return "0" if n == 0 else "1-4" if n < 5 else "5-19" if n < 20 else "20+"
+
+
 def target_groups(data: Path, train_csv: Path, eval_csv: Path) -> list[str]:
     """Per row of ``eval_csv``, its group (module doc) against the windows of ``train_csv``."""
     from learner.sft_trainer import SOURCE_HISTORY
@@ -37,11 +46,7 @@ def target_groups(data: Path, train_csv: Path, eval_csv: Path) -> list[str]:
             taught[item] += weight
     groups = []
     for row in load_interactions(eval_csv, catalog):
-        n = taught[catalog.index[row.target]]
-        if row.target in row.history:
-            groups.append(GROUPS[0])
-        else:
-            groups.append("0" if n == 0 else "1-4" if n < 5 else "5-19" if n < 20 else "20+")
+        groups.append(GROUPS[0] if row.target in row.history else count_group(taught[catalog.index[row.target]]))
     return groups
 
 

@@ -83,8 +83,16 @@ def anchored_ranker_scores(ckpt, histories: list[list[int]], cut: int, anchors: 
     if top > 0:
         items, kept = top_k_distribution(probs, top, 1.0)
         probs = torch.zeros_like(probs).scatter_(1, items, kept)
-    mixed = torch.zeros(len(histories), probs.shape[1])
-    return mixed.index_add_(0, layout.rows, probs * layout.weights[:, None])
+    return _anchor_mix(probs, layout)
+
+
+def _anchor_mix(per_prompt, layout):
+    """(P, N) scores per anchor prompt -> (B, N) per request, mixed at the anchors' weights (``recast.anchors``:
+    ``merge_beams`` does the same over beams)."""
+    import torch
+
+    mixed = torch.zeros(layout.requests, per_prompt.shape[1])
+    return mixed.index_add_(0, layout.rows, per_prompt * layout.weights[:, None])
 
 
 def ranker_cuts(data: Path, out: Path, run: Path, anchors: int = 1, decay: float = 0.5, top: int = 0) -> list[tuple]:
@@ -197,15 +205,6 @@ def objective(data: Path, out: Path, run: Path) -> dict:
     return result
 
 
-# Anchor items grouped by how many counted training windows have them as their context (ops.experiments.targets
-# groups targets alike).
-CONTEXT_GROUPS = ((0, 1), (1, 5), (5, 20), (20, None))
-
-
-def _group_name(lo: int, hi: int | None) -> str:
-    return str(lo) if hi == lo + 1 else f"{lo}+" if hi is None else f"{lo}-{hi - 1}"
-
-
 def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay: float = 0.5) -> list[tuple]:
     """A one-item tune run's policy against what it was trained towards, both read per anchor as the policy is
     decoded (``recast.anchors``), on the tuning rows: (ranking, HR@1, HR@10, NDCG@10) rows.
@@ -222,6 +221,7 @@ def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay
     import torch
 
     from learner.sft_trainer import prepare_data
+    from ops.experiments.targets import GROUPS, count_group
     from recast.anchors import anchor_histories
     from recast.baselines import top_items
     from recast.checkpoint import load_checkpoint
@@ -266,18 +266,18 @@ def anchored_objective(data: Path, out: Path, run: Path, anchors: int = 5, decay
         return rows_of / rows_of.sum(dim=1, keepdim=True).clamp(min=1e-12)
 
     def scored(name: str, prompts: torch.Tensor) -> tuple:
-        mixed = torch.zeros(len(histories), n).index_add_(0, layout.rows, prompts * layout.weights[:, None])
+        mixed = _anchor_mix(prompts, layout)
         m = summarize([rank_of(t, top_items(s, 50)) for s, t in zip(mixed, targets, strict=True)])
         return name, m["HR@1"], m["HR@10"], m["NDCG@10"]
 
     whole = per_prompt(true_items + teacher + pairs)
     table = [scored("the policy", policy), scored("its objective", whole)]
-    for lo, hi in CONTEXT_GROUPS:
-        count = contexts[items]
-        chosen = ((count >= lo) & (count < (hi if hi is not None else float("inf"))))[:, None]
-        table.append(scored(f"the policy, the objective where the anchor item is the context of "
-                            f"{_group_name(lo, hi)} windows ({int(chosen.sum())} prompts)",
-                            torch.where(chosen, whole, policy)))  # fmt: skip
+    # Anchor items grouped by how many counted windows have them as their context, as targets groups targets.
+    prompt_groups = [count_group(c) for c in contexts[items].tolist()]
+    for group in GROUPS[1:]:
+        chosen = torch.tensor([g == group for g in prompt_groups])[:, None]
+        table.append(scored(f"the policy, the objective where the anchor item is the context of {group} windows "
+                            f"({int(chosen.sum())} prompts)", torch.where(chosen, whole, policy)))  # fmt: skip
     for name, part in (("the objective without the windows' true items", teacher + pairs),
                        ("the windows' teacher labels alone", teacher),
                        ("the windows' true items alone", true_items), ("the made-up pairs alone", pairs)):  # fmt: skip
