@@ -149,8 +149,10 @@ class SFTConfig:
                                                                   or self.teacher_table)):  # fmt: skip
             raise ValueError("teacher_history labels short-context windows alone (long_windows=False, no pair "
                              f"windows, no teacher table) and must be >= 0, got {self.teacher_history}")
-        if self.teacher_paths and (self.max_history != 1 or self.long_windows or self.teacher_table
-                                   or self.distill_weight == 0):  # fmt: skip
+        # One-item windows trained as windows (not as the teacher table): what later_steps adds to and teacher_paths
+        # draws for.
+        one_item_windows = self.max_history == 1 and not self.long_windows and not self.teacher_table
+        if self.teacher_paths and (not one_item_windows or self.distill_weight == 0):
             raise ValueError("teacher_paths draws one-item windows' targets from their teacher mixture: it needs "
                              "max_history=1, long_windows=False, no teacher table and distill_weight > 0 (got "
                              f"max_history={self.max_history}, long_windows={self.long_windows}, "
@@ -159,7 +161,7 @@ class SFTConfig:
             raise ValueError(
                 f"later_steps and later_weight must be >= 0, got {self.later_steps} and {self.later_weight}"
             )
-        if self.later_steps and (self.max_history != 1 or self.long_windows or self.teacher_table):
+        if self.later_steps and not one_item_windows:
             raise ValueError("later_steps adds one-item windows to a one-item policy: it needs max_history=1, "
                              f"long_windows=False and no teacher table (got max_history={self.max_history}, "
                              f"long_windows={self.long_windows}, teacher_table={self.teacher_table})")
