@@ -103,3 +103,16 @@ def split_users(user_ids: Iterable[str], holdout: float, seed: int) -> set[str]:
         raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
     users = sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
     return set(users[: round(len(users) * holdout)])
+
+
+def user_folds(user_ids: Iterable[str], folds: int, seed: int) -> dict[str, int]:
+    """Each distinct user's fold in ``0 .. folds - 1``: the users in :func:`split_users`'s seeded hash order,
+    dealt in turn, so the folds differ in size by one user at most and do not depend on row order.
+
+    >>> sorted(user_folds(["a", "b", "c", "a"], 2, seed=0).values())
+    [0, 0, 1]
+    """
+    if folds < 2:
+        raise ValueError(f"need two folds or more, got {folds}")
+    users = sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    return {user: i % folds for i, user in enumerate(users)}

@@ -1,7 +1,9 @@
+from collections import Counter
+
 import pytest
 
 from recast.dataset import Interaction, load_catalog, load_interactions, write_interactions
-from recast.windows import Sequence, build_sequences, later_sequences, split_users, transitions
+from recast.windows import Sequence, build_sequences, later_sequences, split_users, transitions, user_folds
 
 POSITION = {str(i): i for i in range(20)}
 
@@ -43,6 +45,16 @@ def test_split_users_is_deterministic_and_sized():
     assert len(held) == 200 and held <= set(users)
     assert split_users(list(reversed(users)), 0.2, seed=7) == held
     assert split_users(users, 0.2, seed=8) != held
+
+
+def test_user_folds_deal_each_user_once_in_near_equal_folds():
+    users = [f"user{i}" for i in range(1001)]
+    folds = user_folds(users + users[:10], 4, seed=3)  # repeated ids count once
+    assert set(folds) == set(users) and sorted(Counter(folds.values()).values()) == [250, 250, 250, 251]
+    assert user_folds(list(reversed(users)), 4, seed=3) == folds
+    assert user_folds(users, 4, seed=4) != folds
+    with pytest.raises(ValueError, match="two folds or more"):
+        user_folds(users, 1, seed=0)
 
 
 @pytest.mark.parametrize("holdout", [0.0, 1.0, -0.1, 1.5])
