@@ -1,16 +1,24 @@
-"""Cross-fitted quality (issue 15): every user outside the tuning split scored once, by models that never saw them.
+"""Cross-fitted quality (issue 15): users scored once each, by models that never trained on them.
 
     python -m ops.experiments.crossfit prepare                            # runs/policy/crossfit/fold<k>/*.csv
-    python -m ops.experiments.crossfit run --preset default --folds 1,2,3 --seed 0
+    python -m ops.experiments.crossfit run --preset default --only 1,2,3 --seed 0
     python -m ops.experiments.crossfit report default:policy long-context:served --seeds 0
+    python -m ops.experiments.crossfit --scope tuning run --preset default --set distill_weight=0.9
 
-Why: the held-out users hold 655 rows, so a paired HR@10 difference there is known to about ±0.016, and a gap of
-0.005 can be neither claimed nor ruled out. This scores six times the users with the same recipes. Fold 0 is the
-held-out users themselves (``policy prepare``'s ``split/heldout.csv``; its runs are ``policy confirm``'s, reused
-as they are). Folds 1 .. K-1 deal the inner fit users (``inner/fit.csv``) in a seeded order. The tuning users
-(``inner/tune.csv``), on whom every choice of recipe was made, are never scored: they are in every fold's
-training rows. Each fold trains on every user but its own, as ``confirm`` does, so every fold trains on about as
-many rows. Nothing here chooses anything; it measures fixed recipes with more rows.
+Why: the held-out users hold 655 rows and the tuning users 580, so a paired HR@10 difference on either is known to
+about ±0.016, and a gap of 0.005 can be neither claimed nor ruled out; picking the best of several variants on 580
+rows also inflates the winner's lead. Cross-fitting scores six times the users with the same recipes.
+
+``--scope held-out`` (the default) measures fixed recipes. Fold 0 is the held-out users themselves (``policy
+prepare``'s ``split/heldout.csv``; its runs are ``policy confirm``'s, reused as they are). Folds 1 .. K-1 deal the
+inner fit users (``inner/fit.csv``) in a seeded order. The tuning users (``inner/tune.csv``), on whom every choice
+of recipe was made, are never scored: they are in every fold's training rows. Each fold trains on every user but
+its own, as ``confirm`` does, so every fold trains on about as many rows. Nothing here chooses anything.
+
+``--scope tuning`` is for choosing. The held-out users are never read: fold 0 is the tuning users trained on the
+fit users (as ``policy tune``), and folds 1 .. K-1 score the same fit-user folds trained on ``split/train.csv``
+without them. Once recipes are chosen on it, folds 1 .. K-1 are tuning rows, and only fold 0 of the held-out
+scope stays held out for a recipe chosen that way.
 
 ``report`` pools each row's score over the given seeds, joins the folds, and gives the first ranking against each
 other one as paired intervals that resample whole users (``recast.metrics.clustered_bootstrap``: a user's rows
@@ -33,42 +41,55 @@ FOLD_SEED = 2  # the splits' seeds are 0 (held out) and 1 (fit / tune)
 METRICS = ("HR@1", "HR@10", "NDCG@10")
 
 
-def fold_files(paths: Paths, fold: int) -> tuple[Path, Path]:
-    """(training rows, scored rows) of ``fold``: fold 0 is ``confirm``'s split."""
-    if fold == 0:
-        return paths.split / "train.csv", paths.split / "heldout.csv"
-    return paths.out / "crossfit" / f"fold{fold}" / "train.csv", paths.out / "crossfit" / f"fold{fold}" / "eval.csv"
+SCOPES = ("held-out", "tuning")
 
 
-def run_dir(paths: Paths, label: str, fold: int, seed: int) -> Path:
-    """Where a recipe's run on a fold lives: fold 0's are ``confirm``'s own, so they are not trained twice."""
+def _root(paths: Paths, scope: str) -> Path:
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+    return paths.out / ("crossfit" if scope == "held-out" else "crossfit-tuning")
+
+
+def fold_files(paths: Paths, fold: int, scope: str = "held-out") -> tuple[Path, Path]:
+    """(training rows, scored rows) of ``fold``: fold 0 is ``confirm``'s split, or ``tune``'s in the tuning scope."""
+    folder = _root(paths, scope) / f"fold{fold}"
     if fold == 0:
+        return (paths.split / "train.csv", paths.split / "heldout.csv") if scope == "held-out" else (
+            paths.inner / "fit.csv", paths.inner / "tune.csv")  # fmt: skip
+    return folder / "train.csv", folder / "eval.csv"
+
+
+def run_dir(paths: Paths, label: str, fold: int, seed: int, scope: str = "held-out") -> Path:
+    """Where a recipe's run on a fold lives: the held-out fold 0's are ``confirm``'s own, not trained twice."""
+    if fold == 0 and scope == "held-out":
         return paths.out / "confirm" / label / f"seed{seed}"
-    return paths.out / "crossfit" / label / f"fold{fold}" / f"seed{seed}"
+    return _root(paths, scope) / label / f"fold{fold}" / f"seed{seed}"
 
 
-def prepare_folds(paths: Paths, folds: int = FOLDS, source: str = "valid.csv") -> dict[int, int]:
+def prepare_folds(paths: Paths, folds: int = FOLDS, scope: str = "held-out") -> dict[int, int]:
     """Write folds 1 .. ``folds`` - 1 (module doc); the scored rows per fold, fold 0 included."""
     from recast.dataset import load_catalog, load_interactions, write_interactions
     from recast.windows import user_folds
 
     if not (paths.inner / "fit.csv").is_file():
         prepare(paths)
+    source = paths.data / "valid.csv" if scope == "held-out" else paths.split / "train.csv"
     catalog = load_catalog(paths.data)
-    rows = load_interactions(paths.data / source, catalog)
+    rows = load_interactions(source, catalog)
     fit_users = {r.user_id for r in load_interactions(paths.inner / "fit.csv", catalog)}
     fold_of = {user: k + 1 for user, k in user_folds(fit_users, folds - 1, FOLD_SEED).items()}
-    counts = {0: sum(1 for _ in load_interactions(fold_files(paths, 0)[1], catalog))}
+    counts = {0: sum(1 for _ in load_interactions(fold_files(paths, 0, scope)[1], catalog))}
     for fold in range(1, folds):
-        train_csv, eval_csv = fold_files(paths, fold)
+        train_csv, eval_csv = fold_files(paths, fold, scope)
         train_csv.parent.mkdir(parents=True, exist_ok=True)
         scored = {i for i, r in enumerate(rows) if fold_of.get(r.user_id) == fold}
-        counts[fold] = write_interactions(paths.data / source, eval_csv, scored)
-        write_interactions(paths.data / source, train_csv, set(range(len(rows))) - scored)
+        counts[fold] = write_interactions(source, eval_csv, scored)
+        write_interactions(source, train_csv, set(range(len(rows))) - scored)
     return counts
 
 
-def run(paths: Paths, preset_name: str, folds: list[int], seed: int, beam_width: int, overrides: dict) -> None:
+def run(paths: Paths, preset_name: str, folds: list[int], seed: int, beam_width: int, overrides: dict,
+        scope: str = "held-out") -> None:  # fmt: skip
     """Train ``preset_name`` (plus ``overrides``) on each fold's training rows and score its rows."""
     from tqdm.auto import tqdm
 
@@ -77,10 +98,10 @@ def run(paths: Paths, preset_name: str, folds: list[int], seed: int, beam_width:
     label = preset_name + "".join(f"+{k}={v}" for k, v in sorted(overrides.items()))
     config = replace(preset(preset_name), seed=seed, **overrides)
     for fold in tqdm(folds, desc=f"{label} seed {seed}", unit="fold"):
-        train_csv, eval_csv = fold_files(paths, fold)
+        train_csv, eval_csv = fold_files(paths, fold, scope)
         if not eval_csv.is_file():
             raise SystemExit(f"{eval_csv}: no such fold; run `prepare` first")
-        done = train_and_score(paths, train_csv, eval_csv, config, run_dir(paths, label, fold, seed), beam_width)
+        done = train_and_score(paths, train_csv, eval_csv, config, run_dir(paths, label, fold, seed, scope), beam_width)
         m = done["metrics"]["policy"]
         log.info(
             "%s fold %d seed %d: policy %.4f / %.4f / %.4f, %.0f s",
@@ -94,14 +115,15 @@ def run(paths: Paths, preset_name: str, folds: list[int], seed: int, beam_width:
         )
 
 
-def fold_scores(paths: Paths, label: str, ranking: str, fold: int, seeds: list[int]) -> dict[str, list[float]]:
+def fold_scores(paths: Paths, label: str, ranking: str, fold: int, seeds: list[int], scope: str = "held-out"
+                ) -> dict[str, list[float]]:  # fmt: skip
     """Per metric, each of the fold's scored rows' score under ``ranking``, the mean over ``seeds``."""
     from recast.metrics import pooled_entry_scores
 
-    eval_csv = str(fold_files(paths, fold)[1])
+    eval_csv = str(fold_files(paths, fold, scope)[1])
     rankings = []
     for seed in seeds:
-        path = run_dir(paths, label, fold, seed) / "result.json"
+        path = run_dir(paths, label, fold, seed, scope) / "result.json"
         if not path.is_file():
             raise SystemExit(f"{path}: not run (`crossfit run --only {fold} --seed {seed}` with its recipe)")
         done = json.loads(path.read_text())
@@ -113,15 +135,17 @@ def fold_scores(paths: Paths, label: str, ranking: str, fold: int, seeds: list[i
     return {metric: pooled_entry_scores(rankings, metric) for metric in METRICS}
 
 
-def report(paths: Paths, specs: list[tuple[str, str]], seeds: list[int], folds: int = FOLDS) -> dict:
+def report(paths: Paths, specs: list[tuple[str, str]], seeds: list[int], folds: int = FOLDS,
+           scope: str = "held-out") -> dict:  # fmt: skip
     """Each ranking per fold and over all folds, and the first against each other one (module doc)."""
     from recast.dataset import load_catalog, load_interactions
     from recast.metrics import clustered_bootstrap
 
     catalog = load_catalog(paths.data)
-    users = {k: [r.user_id for r in load_interactions(fold_files(paths, k)[1], catalog)] for k in range(folds)}
-    scores = {spec: {k: fold_scores(paths, *spec, k, seeds) for k in range(folds)} for spec in specs}
+    users = {k: [r.user_id for r in load_interactions(fold_files(paths, k, scope)[1], catalog)] for k in range(folds)}
+    scores = {spec: {k: fold_scores(paths, *spec, k, seeds, scope) for k in range(folds)} for spec in specs}
     out = {
+        "scope": scope,
         "seeds": seeds,
         "rows": {k: len(u) for k, u in users.items()},
         "users": len({x for u in users.values() for x in u}),
@@ -160,7 +184,7 @@ def markdown(result: dict) -> str:
     folds = [k for k in result["rankings"][names[0]] if k != "all"]
     rows = result["rows"]
     lines = [
-        f"{sum(rows.values())} rows of {result['users']} users in {len(folds)} folds; seeds "
+        f"{result['scope']} scope: {sum(rows.values())} rows of {result['users']} users in {len(folds)} folds; seeds "
         f"{','.join(map(str, result['seeds']))}; HR@1 / HR@10 / NDCG@10",
         "",
         "| ranking | " + " | ".join(f"fold {k} ({rows[int(k)]})" for k in folds) + " | all |",
@@ -189,15 +213,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ops.experiments.crossfit",
         description=__doc__.split("\n")[0],
-        epilog="Fold 0's runs are `policy confirm`'s; the others live under OUT/crossfit/PRESET/fold<k>/seed<s>.",
+        epilog="Runs live under OUT/crossfit[-tuning]/LABEL/fold<k>/seed<s>, but for the held-out scope's fold 0, "
+        "whose runs are `policy confirm`'s (OUT/confirm/LABEL/seed<s>). LABEL is the preset and its --set fields, "
+        "as `confirm` names them.",
     )
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
     parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--beams", type=int, default=50, help="beam width for every evaluation")
     parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, fold 0 included")
+    parser.add_argument("--scope", choices=SCOPES, default="held-out", help="held-out: measure fixed recipes "
+                        "(fold 0 is the held-out users); tuning: choose among recipes, never reading the held-out "
+                        "users (fold 0 is the tuning users)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("prepare", help="write folds 1 .. FOLDS-1 of the fit users (fold 0 is the held-out split)")
+    sub.add_parser(
+        "prepare",
+        help="write folds 1 .. FOLDS-1 of the fit users (fold 0: the held-out split, or with --scope "
+        "tuning the tuning split)",
+    )
     p = sub.add_parser("run", help="train a preset on some folds and score their rows (finished runs are reused)")
     p.add_argument("--preset", default="default")
     p.add_argument("--only", default=None, metavar="K,K", help="comma-separated folds (default: all)")
@@ -219,12 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     paths = Paths(args.data, args.out)
-    if args.command == "prepare" or not fold_files(paths, args.folds - 1)[1].is_file():
-        log.info("scored rows per fold: %s", prepare_folds(paths, args.folds))  # seeded: the same folds every time
+    if args.command == "prepare" or not fold_files(paths, args.folds - 1, args.scope)[1].is_file():
+        # Seeded: the same folds whenever they are written.
+        log.info("scored rows per fold: %s", prepare_folds(paths, args.folds, args.scope))
     if args.command == "run":
         overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
         folds = list(range(args.folds)) if args.only is None else [int(k) for k in args.only.split(",")]
-        run(paths, args.preset, folds, args.seed, args.beams, overrides)
+        run(paths, args.preset, folds, args.seed, args.beams, overrides, args.scope)
     elif args.command == "report":
         specs = []
         for spec in args.rankings:
@@ -232,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
             if not sep or not label or not ranking:
                 parser.error(f"{spec!r}: expected LABEL:RANKING")
             specs.append((label, ranking))
-        result = report(paths, specs, [int(s) for s in args.seeds.split(",")], args.folds)
-        out = paths.out / "crossfit" / "report.json"
+        result = report(paths, specs, [int(s) for s in args.seeds.split(",")], args.folds, args.scope)
+        out = _root(paths, args.scope) / "report.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(markdown(result))
 

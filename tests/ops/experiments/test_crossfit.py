@@ -30,6 +30,24 @@ def test_folds_partition_every_user_but_the_tuning_ones(tmp_path, shipped_data):
     assert max(map(len, scored[1:])) - min(map(len, scored[1:])) <= 1
 
 
+def test_the_tuning_scope_never_reads_the_held_out_users(tmp_path, shipped_data):
+    paths = Paths(shipped_data, tmp_path)
+    held_out_counts = prepare_folds(paths, folds=4)
+    counts = prepare_folds(paths, folds=4, scope="tuning")
+    catalog = load_catalog(shipped_data)
+    users = lambda csv: {r.user_id for r in load_interactions(csv, catalog)}  # noqa: E731
+    held, train = users(paths.split / "heldout.csv"), users(paths.split / "train.csv")
+    assert fold_files(paths, 0, "tuning") == (paths.inner / "fit.csv", paths.inner / "tune.csv")
+    assert counts[0] == sum(1 for _ in load_interactions(paths.inner / "tune.csv", catalog))
+    for k in range(1, 4):  # the same fit users scored, trained on the training split without them
+        train_csv, eval_csv = fold_files(paths, k, "tuning")
+        assert eval_csv.read_text() == fold_files(paths, k)[1].read_text() and counts[k] == held_out_counts[k]
+        assert users(train_csv) == train - users(eval_csv) and not users(train_csv) & held
+    assert run_dir(paths, "p", 0, 1, "tuning") == tmp_path / "crossfit-tuning" / "p" / "fold0" / "seed1"
+    with pytest.raises(ValueError, match="unknown scope"):
+        fold_files(paths, 1, "test")
+
+
 def _write_runs(paths, counts, label, ranks_of):
     for k, n in counts.items():
         out = run_dir(paths, label, k, 0)
