@@ -53,9 +53,10 @@ def _root(paths: Paths, scope: str) -> Path:
 def fold_files(paths: Paths, fold: int, scope: str = "held-out") -> tuple[Path, Path]:
     """(training rows, scored rows) of ``fold``: fold 0 is ``confirm``'s split, or ``tune``'s in the tuning scope."""
     folder = _root(paths, scope) / f"fold{fold}"
+    if fold == 0 and scope == "held-out":
+        return paths.split / "train.csv", paths.split / "heldout.csv"
     if fold == 0:
-        return (paths.split / "train.csv", paths.split / "heldout.csv") if scope == "held-out" else (
-            paths.inner / "fit.csv", paths.inner / "tune.csv")  # fmt: skip
+        return paths.inner / "fit.csv", paths.inner / "tune.csv"
     return folder / "train.csv", folder / "eval.csv"
 
 
