@@ -101,12 +101,12 @@ def split_users(user_ids: Iterable[str], holdout: float, seed: int) -> set[str]:
     seeded hash so the split is stable across runs, machines and row order."""
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}")
-    users = sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    users = _hash_order(user_ids, seed)
     return set(users[: round(len(users) * holdout)])
 
 
 def user_folds(user_ids: Iterable[str], folds: int, seed: int) -> dict[str, int]:
-    """Each distinct user's fold in ``0 .. folds - 1``: the users in :func:`split_users`'s seeded hash order,
+    """Each distinct user's fold in ``0 .. folds - 1``: the users in the seeded hash order :func:`split_users` uses,
     dealt in turn, so the folds differ in size by one user at most and do not depend on row order.
 
     >>> sorted(user_folds(["a", "b", "c", "a"], 2, seed=0).values())
@@ -114,5 +114,9 @@ def user_folds(user_ids: Iterable[str], folds: int, seed: int) -> dict[str, int]
     """
     if folds < 2:
         raise ValueError(f"need two folds or more, got {folds}")
-    users = sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
-    return {user: i % folds for i, user in enumerate(users)}
+    return {user: i % folds for i, user in enumerate(_hash_order(user_ids, seed))}
+
+
+def _hash_order(user_ids: Iterable[str], seed: int) -> list[str]:
+    """The distinct users in a seeded hash order: the same on every machine and for any row order."""
+    return sorted(set(user_ids), key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
