@@ -162,10 +162,10 @@ def report(paths: Paths, specs: list[tuple[str, str]], seeds: list[int], folds: 
     first = specs[0]
     for other in specs[1:]:
         entry = {}
-        for scope in [*range(folds), "all"]:
-            folds_in = range(folds) if scope == "all" else [scope]
+        for where in [*range(folds), "all"]:  # each fold, then all of them
+            folds_in = range(folds) if where == "all" else [where]
             clusters = [u for k in folds_in for u in users[k]]
-            entry[str(scope)] = {
+            entry[str(where)] = {
                 m: clustered_bootstrap(
                     [a - b for k in folds_in for a, b in zip(scores[first][k][m], scores[other][k][m], strict=True)],
                     clusters,
@@ -202,9 +202,9 @@ def markdown(result: dict) -> str:
             "| scope | ΔHR@1 | ΔHR@10 | ΔNDCG@10 |",
             "| --- | --- | --- | --- |",
         ]
-        for scope, deltas in entry.items():
+        for where, deltas in entry.items():
             cells = [f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]" for d in (deltas[m] for m in METRICS)]
-            lines.append(f"| {'fold ' + scope if scope != 'all' else 'all'} | " + " | ".join(cells) + " |")
+            lines.append(f"| {'fold ' + where if where != 'all' else 'all'} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
