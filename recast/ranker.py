@@ -102,10 +102,13 @@ def candidates(
     per_scorer: int,
     transition: torch.Tensor | None = None,
     text: torch.Tensor | None = None,
+    extra: torch.Tensor | None = None,
 ) -> Candidates:
     """The candidates of each history (already cut to the scorers' length) and their features.
 
-    ``transition``/``text``: the (B, N) scores of these histories where the caller has them already.
+    ``transition``/``text``: the (B, N) scores of these histories where the caller has them already. ``extra``
+    (B, E): more items to describe with the scorers' (the policy's beam; -1 where a row has fewer), each listed
+    once with the rest.
 
     >>> from recast.windows import Sequence as S
     >>> tm = TransitionModel.fit([S("u", (0, 1, 2), (1.0, 1.0, 1.0))], 4)
@@ -124,6 +127,8 @@ def candidates(
     mix = 0.5 * trans_n + 0.5 * text_n
     per = min(per_scorer, trans.shape[1])
     items = torch.cat([s.topk(per, dim=1).indices for s in (trans, texts, mix)], dim=1)
+    if extra is not None:  # a -1 becomes a copy of the row's first candidate, removed with the other repeats
+        items = torch.cat([items, torch.where(extra >= 0, extra, items[:, :1])], dim=1)
     items, _ = items.sort(dim=1)
     repeat = torch.zeros_like(items, dtype=torch.bool)
     repeat[:, 1:] = items[:, 1:] == items[:, :-1]
@@ -180,9 +185,9 @@ class Ranker:
 
     def __post_init__(self) -> None:
         width = self.w1.shape[1]
-        if width > len(FEATURES) or self.mean.shape != (width,) or self.std.shape != (width,):
-            raise ValueError(f"a ranker over {width} features; this version describes candidates by "
-                             f"{len(FEATURES)}")  # fmt: skip
+        if self.mean.shape != (width,) or self.std.shape != (width,):
+            raise ValueError(f"a ranker over {width} features needs a mean and std of {width}, got "
+                             f"{tuple(self.mean.shape)} and {tuple(self.std.shape)}")  # fmt: skip
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(..., C, F) -> (..., C) candidate scores (higher is better). A ranker saved before the last features
@@ -205,6 +210,11 @@ class Ranker:
 
     @classmethod
     def from_tensors(cls, t: dict[str, torch.Tensor]) -> Ranker:
+        """A saved ranker. One over more features than :data:`FEATURES` was saved by a later version, and this one
+        cannot describe its candidates."""
+        if t["w1"].shape[1] > len(FEATURES):
+            raise ValueError(f"a ranker over {t['w1'].shape[1]} features; this version describes candidates by "
+                             f"{len(FEATURES)}")  # fmt: skip
         return cls(t["mean"], t["std"], t["w1"], t["b1"], t["w2"], t["b2"], int(t["per_scorer"]),
                    float(t["policy_weight"]))  # fmt: skip
 

@@ -51,6 +51,22 @@ def test_candidates_reuse_precomputed_scores(scorers):
     assert torch.equal(given.items, computed.items) and torch.equal(given.features, computed.features)
 
 
+def test_candidates_add_the_extra_items_once_each(scorers):
+    transition, text = scorers
+    histories = [[0, 4], [2]]
+    base = candidates(histories, transition, text, per_scorer=1)
+    extra = torch.tensor([[7, 6, 7, -1], [-1, -1, -1, -1]])  # a repeat, and a row with none
+    cands = candidates(histories, transition, text, per_scorer=1, extra=extra)
+    for row in range(2):
+        real = [i for i in cands.items[row].tolist() if i >= 0]
+        wanted = {i for i in base.items[row].tolist() if i >= 0} | {i for i in extra[row].tolist() if i >= 0}
+        assert len(real) == len(set(real)) and set(real) == wanted
+        assert cands.items[row].tolist() == real + [-1] * (cands.items.shape[1] - len(real))
+    # An extra item is described as any candidate is: the scorers' scores of it.
+    seven = cands.items[0].tolist().index(7)
+    assert cands.features[0, seven, column("text score")] == pytest.approx(text.scores_batch([[0, 4]])[0, 7].item())
+
+
 def synthetic(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rows of 6 candidates (the last one padding) whose target is the candidate with the highest 'text score'
     plus noise: a signal a ranker can learn."""
@@ -91,6 +107,11 @@ def test_ranker_round_trips_reads_older_features_and_refuses_unknown_ones():
                                                 for n in ("w1", "mean", "std"))  # fmt: skip
     with pytest.raises(ValueError, match="features"):
         Ranker.from_tensors(wider)
+    # Trained in memory on more columns than FEATURES (an experiment stacking its own), it scores them all.
+    features, mask, targets = synthetic(50, seed=0)
+    wide = torch.cat((features, features[..., :2]), dim=-1)
+    stacked = fit_ranker(wide, mask, targets, RankerConfig(hidden=4, epochs=1))
+    assert stacked.scores(torch.rand(3, 6, len(FEATURES) + 2)).shape == (3, 6)
 
 
 def test_no_row_with_its_target_is_an_error():

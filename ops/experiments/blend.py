@@ -1,0 +1,332 @@
+"""How the policy enters the served list (issue 15): the blend's weight, and the policy's out-of-fold scores as a
+ranker feature, chosen on the cross-fitted tuning scope (``ops.experiments.crossfit --scope tuning``).
+
+    python -m ops.experiments.blend dump --label default+anchors=5+teacher_history=10 --seeds 0,1
+    python -m ops.experiments.blend sweep --label ... --seeds 0,1
+    python -m ops.experiments.blend stack --label ... --seeds 0,1
+
+Why: the served ranking is the learned ranker with the policy's beam blended in at ``policy_weight`` 0.2, and the
+policy's share of it is inside the noise (BENCHMARKS.md, eleventh round). The ranker cannot read the policy as a
+feature where it is trained, because the policy has seen every training row and its in-sample confidence misleads
+(``recast.ranker``). On the tuning scope every fold's policy has never seen the fold's users, so its scores there
+are what a served user's are: out of fold, by construction.
+
+``dump`` decodes each finished tuning-scope run's rows once and saves what the served ranking reads: the policy's
+beam (items, scores), the ranker's candidates and features (also with the beam's items added), the target.
+``sweep`` re-blends them under other weights and temperatures without decoding again. ``stack`` ranks three
+candidate sets (the scorers' own, with the beam added, the beam alone: the policy as the only candidate generator)
+with the saved ranker and with rankers retrained with and without the policy's view of each candidate
+(:data:`POLICY_FEATURES`). Retrained rankers are cross-fitted: each fold's rows are ranked by one trained on the
+other folds' rows, so no row is scored by a model that saw it. Both give each variant against the served ranking
+as paired intervals resampling users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ops.experiments.crossfit import FOLDS, METRICS, fold_files, run_dir
+from ops.experiments.policy import Paths
+
+SCOPE = "tuning"  # choices are made here only: the held-out users are never read
+DEPTH = 50
+
+
+def dump(paths: Paths, label: str, seeds: list[int], beam_width: int, folds: int = FOLDS) -> None:
+    """Write ``served.pt`` beside each finished run's ``result.json`` (module doc); existing dumps are kept."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+    from recast.ranker import candidates
+    from recast.recommender import Recommender
+
+    catalog = load_catalog(paths.data)
+    jobs = [(k, s) for k in range(folds) for s in seeds]
+    for fold, seed in tqdm(jobs, desc=f"dump {label}", unit="run"):
+        out = run_dir(paths, label, fold, seed, SCOPE)
+        if (out / "served.pt").is_file():
+            continue
+        if not (out / "result.json").is_file():
+            raise SystemExit(f"{out}: not run (`crossfit --scope tuning run --only {fold} --seed {seed}`)")
+        ckpt = load_checkpoint(out / "ckpt")
+        rec = Recommender.from_checkpoint(ckpt, beam_width)
+        rows = load_interactions(fold_files(paths, fold, SCOPE)[1], catalog)
+        histories = [[catalog.index[i] for i in r.history] for r in rows]
+        parts: dict[str, list] = {name: [] for name in ("beam_items", "beam_scores", "cand_items", "features",
+                                                        "union_items", "union_features")}  # fmt: skip
+        width = 3 * rec.ranker.per_scorer
+        for start in range(0, len(rows), 64):
+            hist = histories[start : start + 64]
+            beams = rec.policy(hist)
+            trans, text = rec.transition_scores(hist), rec.text_scores(hist)
+            cut = [h[-rec.scorer_history :] for h in hist]
+            cands = candidates(cut, rec.transition, rec.text, rec.ranker.per_scorer, trans, text)
+            pad = width - cands.items.shape[1]
+            parts["beam_items"].append(beams.items)
+            parts["beam_scores"].append(beams.scores)
+            parts["cand_items"].append(torch.nn.functional.pad(cands.items, (0, pad), value=-1))
+            parts["features"].append(torch.nn.functional.pad(cands.features, (0, 0, 0, pad)))
+            # The same candidates with the policy's beam added (recast.ranker.candidates' extra).
+            union = candidates(cut, rec.transition, rec.text, rec.ranker.per_scorer, trans, text, beams.items)
+            pad = width + beam_width - union.items.shape[1]
+            parts["union_items"].append(torch.nn.functional.pad(union.items, (0, pad), value=-1))
+            parts["union_features"].append(torch.nn.functional.pad(union.features, (0, 0, 0, pad)))
+        dumped = {name: torch.cat(p) for name, p in parts.items()}
+        dumped["targets"] = torch.tensor([catalog.index[r.target] for r in rows])
+        dumped["ranker"] = ckpt.ranker.to_tensors()
+        dumped["users"] = [r.user_id for r in rows]
+        dumped["temperature"] = rec.fusion.temperature
+        torch.save(dumped, out / "served.pt")
+
+
+def load_dumps(paths: Paths, label: str, seeds: list[int], folds: int = FOLDS) -> dict[tuple[int, int], dict]:
+    import torch
+
+    out = {}
+    for fold in range(folds):
+        for seed in seeds:
+            path = run_dir(paths, label, fold, seed, SCOPE) / "served.pt"
+            if not path.is_file():
+                raise SystemExit(f"{path}: not dumped (`blend dump --label {label} --seeds {seed}`)")
+            out[fold, seed] = torch.load(path, weights_only=False)
+    return out
+
+
+def served_ranks(d: dict, ranker_logits, policy_weight: float, temperature: float) -> list:
+    """The target's rank per row under ``(1 - w) * ranker + w * softmax(beam / T)`` (recast.fusion.fuse_ranked)."""
+    import torch
+
+    from recast.fusion import fuse_ranked
+    from recast.metrics import rank_of
+
+    mask = d["cand_items"] >= 0
+    num = int(max(d["cand_items"].max(), d["beam_items"].max(), d["targets"].max())) + 1
+    logits = ranker_logits.masked_fill(~mask, float("-inf"))
+    probs = torch.where(mask, logits.softmax(dim=1), 0.0)
+    ranked = torch.zeros(len(d["targets"]), num).scatter_add(1, d["cand_items"].clamp(min=0), probs)
+    lists = fuse_ranked(d["beam_items"], d["beam_scores"], ranked, DEPTH, policy_weight, temperature)
+    return [rank_of(int(t), [i for i, _ in row]) for t, row in zip(d["targets"], lists, strict=True)]
+
+
+def pooled(per_run: dict[tuple[int, int], list], seeds: list[int], folds: int = FOLDS) -> dict[str, list[float]]:
+    """Per metric, each row's score pooled over seeds, folds joined in order."""
+    from recast.metrics import pooled_entry_scores
+
+    return {m: [x for k in range(folds) for x in pooled_entry_scores([per_run[k, s] for s in seeds], m)]
+            for m in METRICS}  # fmt: skip
+
+
+def compare(base: dict[str, list[float]], other: dict[str, list[float]], users: list[str]) -> dict:
+    from recast.metrics import clustered_bootstrap
+
+    return {m: clustered_bootstrap([b - a for a, b in zip(base[m], other[m], strict=True)], users) for m in METRICS}
+
+
+def _users(dumps: dict, seeds: list[int], folds: int = FOLDS) -> list[str]:
+    return [u for k in range(folds) for u in dumps[k, seeds[0]]["users"]]
+
+
+def sweep(paths: Paths, label: str, seeds: list[int], weights: list[float], temperatures: list[float],
+          folds: int = FOLDS) -> list[dict]:  # fmt: skip
+    """Every (policy weight, temperature) against the served one: means and paired intervals (variant − served)."""
+    from recast.ranker import Ranker
+
+    dumps = load_dumps(paths, label, seeds, folds)
+    logits = {key: Ranker.from_tensors(d["ranker"]).scores(d["features"]) for key, d in dumps.items()}
+    first = dumps[0, seeds[0]]
+    served_w = round(float(first["ranker"]["policy_weight"]), 6)  # stored as float32
+    served_t = first["temperature"]
+    users = _users(dumps, seeds, folds)
+
+    def scores(w: float, t: float) -> dict[str, list[float]]:
+        return pooled({key: served_ranks(d, logits[key], w, t) for key, d in dumps.items()}, seeds, folds)
+
+    base = scores(served_w, served_t)
+    out = []
+    for w in weights:
+        for t in temperatures:
+            s = base if (w, t) == (served_w, served_t) else scores(w, t)
+            out.append({"policy_weight": w, "temperature": t, **{m: sum(s[m]) / len(s[m]) for m in METRICS},
+                        "against_served": compare(base, s, users)})  # fmt: skip
+    return out
+
+
+# What ``stack`` adds to describe a candidate by the policy's view of it, after recast.ranker.FEATURES.
+POLICY_FEATURES = (
+    "in the policy's beam",
+    "log(1 + rank) in the beam (the beam's width where absent)",
+    "beam score minus the row's best (-30 where absent)",
+    "the policy's probability (softmax of the beam at the served temperature; 0 where absent)",
+)
+CANDIDATE_SETS = ("scorers", "union", "beam")  # the ranker's own; with the beam added; the beam's alone
+
+
+def policy_features(items, beam_items, beam_scores, temperature: float):
+    """(B, C, len(POLICY_FEATURES)) for candidates ``items`` (B, C) given the policy's beam, and (B, C) whether each
+    candidate is in it.
+
+    >>> import torch
+    >>> beam_items, beam_scores = torch.tensor([[7, 5]]), torch.tensor([[-1.0, -3.0]])
+    >>> f, inside = policy_features(torch.tensor([[5, 7, -1]]), beam_items, beam_scores, 1.0)
+    >>> inside.tolist()  # -1 is padding, never in the beam
+    [[True, True, False]]
+    >>> [round(x, 4) for x in f[0, 0].tolist()]  # item 5: second in the beam, 2 below the best
+    [1.0, 0.6931, -2.0, 0.1192]
+    """
+    import torch
+
+    valid = beam_items >= 0
+    match = (items.unsqueeze(2) == beam_items.unsqueeze(1)) & valid.unsqueeze(1) & (items >= 0).unsqueeze(2)
+    inside = match.any(dim=2)
+    width = float(beam_items.shape[1])
+    rank = torch.where(inside, match.float().argmax(dim=2).float(), width)
+    scores = torch.where(valid, beam_scores, 0.0)
+    gap = torch.where(inside, (scores.unsqueeze(1) * match).sum(dim=2) - scores[:, :1], -30.0).clamp(min=-30.0)
+    logits = torch.where(valid, beam_scores / temperature, float("-inf"))
+    probs = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
+    prob = (probs.unsqueeze(1) * match).sum(dim=2)
+    return torch.stack([inside.float(), torch.log1p(rank), gap, prob], dim=2), inside
+
+
+def _candidate_set(d: dict, which: str, temperature: float):
+    """(items, ranker features, policy features) of one dump under a candidate set (CANDIDATE_SETS)."""
+    import torch
+
+    if which == "scorers":
+        items, features = d["cand_items"], d["features"]
+    else:
+        items, features = d["union_items"], d["union_features"]
+    extra, inside = policy_features(items, d["beam_items"], d["beam_scores"], temperature)
+    if which == "beam":
+        items = torch.where(inside, items, -1)
+    return items, features, extra
+
+
+def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], folds: int = FOLDS) -> list[dict]:
+    """Per candidate set, the saved ranker and a ranker retrained with and without the policy's features, each
+    blended at ``weights``, against the served ranking (module doc). Retrained rankers are cross-fitted: fold k's
+    rows are ranked by one trained on the other folds' rows of the same seed, with the saved ranker's config."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from recast.ranker import Ranker, RankerConfig, fit_ranker
+
+    dumps = load_dumps(paths, label, seeds, folds)
+    temperature = dumps[0, seeds[0]]["temperature"]
+    served_w = round(float(dumps[0, seeds[0]]["ranker"]["policy_weight"]), 6)
+    saved = {key: Ranker.from_tensors(d["ranker"]) for key, d in dumps.items()}
+    runs: dict[str, dict] = {}
+
+    def add(name: str, key: tuple[int, int], d: dict, items, logits) -> None:
+        for w in weights:
+            runs.setdefault(f"{name}, w={w:g}", {})[key] = served_ranks({**d, "cand_items": items}, logits, w,
+                                                                         temperature)  # fmt: skip
+
+    base = pooled({key: served_ranks(d, saved[key].scores(d["features"]), served_w, temperature)
+                   for key, d in dumps.items()}, seeds, folds)  # fmt: skip
+    sets = {(key, which): _candidate_set(d, which, temperature) for key, d in dumps.items() for which in CANDIDATE_SETS}
+    jobs = [(which, policy) for which in CANDIDATE_SETS for policy in (False, True)]
+    for which in CANDIDATE_SETS:
+        for key, d in dumps.items():
+            items, features, _ = sets[key, which]
+            add(f"{which}, saved ranker", key, d, items, saved[key].scores(features))
+    for which, policy in tqdm(jobs, desc="cross-fitted rankers", unit="variant"):
+        name = f"{which}, retrained" + (" with the policy's features" if policy else "")
+        for seed in seeds:
+            described = {}
+            for fold in range(folds):
+                items, features, extra = sets[(fold, seed), which]
+                described[fold] = (items, torch.cat([features, extra], dim=2) if policy else features)
+            for fold in range(folds):
+                x, m, t = [], [], []
+                for other in range(folds):
+                    if other == fold:
+                        continue
+                    items, features = described[other]
+                    hit = items == dumps[other, seed]["targets"].unsqueeze(1)
+                    found = hit.any(dim=1)
+                    x.append(features[found])
+                    m.append((items >= 0)[found])
+                    t.append(hit[found].long().argmax(dim=1))
+                config = RankerConfig(per_scorer=saved[fold, seed].per_scorer, seed=seed)
+                ranker = fit_ranker(torch.cat(x), torch.cat(m), torch.cat(t), config)
+                items, features = described[fold]
+                add(name, (fold, seed), dumps[fold, seed], items, ranker.scores(features))
+    users = _users(dumps, seeds, folds)
+    scores = {name: pooled(per_run, seeds, folds) for name, per_run in runs.items()}
+    out = []
+    for name, s in scores.items():
+        means = {m: sum(s[m]) / len(s[m]) for m in METRICS}
+        entry = {"variant": name, **means, "against_served": compare(base, s, users)}
+        without = name.replace(" with the policy's features", "")
+        if without != name:  # what the policy's features add to the same ranker, trained the same way
+            entry["against_without_policy"] = compare(scores[without], s, users)
+        out.append(entry)
+    return out
+
+
+def table(result: list[dict], first: str) -> str:
+    lines = [f"| {first} | HR@1 | HR@10 | NDCG@10 | − served: ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- |" + " --- |" * 6]
+    for e in result:
+        name = e.get("variant") or f"w={e['policy_weight']:g}, T={e['temperature']:g}"
+        means = " | ".join(f"{e[m]:.4f}" for m in METRICS)
+        lines.append(f"| {name} | {means} | {_intervals(e['against_served'])} |")
+    added = [e for e in result if "against_without_policy" in e]
+    if added:
+        lines += ["", "| what the policy's features add | ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- | --- | --- | --- |"]
+        for e in added:
+            lines.append(f"| {e['variant']} | {_intervals(e['against_without_policy'])} |")
+    return "\n".join(lines)
+
+
+def _intervals(deltas: dict) -> str:
+    return " | ".join(f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]" for d in (deltas[m] for m in METRICS))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ops.experiments.blend", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--beams", type=int, default=50, help="beam width, as the runs were scored")
+    parser.add_argument("--label", default="default+anchors=5+teacher_history=10", help="the runs' recipe label")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, fold 0 included, as `crossfit` made")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("dump", help="decode each tuning-scope run's rows once and save the served ranking's inputs")
+    p = sub.add_parser("sweep", help="the blend's policy weight and temperature over a grid, against the served one")
+    p.add_argument("--weights", default="0,0.1,0.2,0.3,0.4,0.5,0.6")
+    p.add_argument("--temperatures", default="0.5,1,2,4")
+    p = sub.add_parser("stack", help="rankers that also read the policy (its beam as candidates, its scores as "
+                       "features), cross-fitted over the folds, against the served one")  # fmt: skip
+    p.add_argument("--weights", default="0,0.2", help="the policy's share blended after each ranker")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+    paths = Paths(args.data, args.out)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.command == "dump":
+        dump(paths, args.label, seeds, args.beams, args.folds)
+    elif args.command == "sweep":
+        weights = [float(w) for w in args.weights.split(",")]
+        temps = [float(t) for t in args.temperatures.split(",")]
+        result = sweep(paths, args.label, seeds, weights, temps, args.folds)
+    else:
+        result = stack(paths, args.label, seeds, [float(w) for w in args.weights.split(",")], args.folds)
+    if args.command != "dump":
+        where = args.out / "crossfit-tuning" / args.label / f"{args.command}.json"
+        where.write_text(json.dumps(result, indent=1) + "\n")
+        print(table(result, "policy weight, temperature" if args.command == "sweep" else "ranker"))
+        print(f"\nseeds {args.seeds}; tuning scope, users resampled; written to {where}")
+
+
+if __name__ == "__main__":
+    main()
