@@ -4,6 +4,7 @@ ranker feature, chosen on the cross-fitted tuning scope (``ops.experiments.cross
     python -m ops.experiments.blend dump --label default+anchors=5+teacher_history=10 --seeds 0,1
     python -m ops.experiments.blend sweep --label ... --seeds 0,1
     python -m ops.experiments.blend stack --label ... --seeds 0,1
+    python -m ops.experiments.blend passthrough OTHER-LABEL --label ... --seeds 0,1
 
 Why: the served ranking is the learned ranker with the policy's beam blended in at ``policy_weight`` 0.2, and the
 policy's share of it is inside the noise (BENCHMARKS.md, eleventh round). The ranker cannot read the policy as a
@@ -18,7 +19,9 @@ candidate sets (the scorers' own, with the beam added, the beam alone: the polic
 with the saved ranker and with rankers retrained with and without the policy's view of each candidate
 (:data:`POLICY_FEATURES`). Retrained rankers are cross-fitted: each fold's rows are ranked by one trained on the
 other folds' rows, so no row is scored by a model that saw it. Both give each variant against the served ranking
-as paired intervals resampling users.
+as paired intervals resampling users. ``passthrough`` asks how much of a change of policy reaches each of those
+served rankings: every variant under another recipe's runs (another policy, the same folds and seeds) against
+itself under ``--label``'s, paired over the same rows. That is what learning can move in each design.
 """
 
 from __future__ import annotations
@@ -209,14 +212,48 @@ def _candidate_set(d: dict, which: str, temperature: float):
 
 def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], folds: int = FOLDS) -> list[dict]:
     """Per candidate set, the saved ranker and a ranker retrained with and without the policy's features, each
-    blended at ``weights``, against the served ranking (module doc). Retrained rankers are cross-fitted: fold k's
-    rows are ranked by one trained on the other folds' rows of the same seed, with the saved ranker's config."""
+    blended at ``weights``, against the served ranking (module doc), and what the policy's features add."""
+    dumps = load_dumps(paths, label, seeds, folds)
+    scores = stack_scores(dumps, seeds, weights, folds)
+    base = scores.pop("served")
+    users = _users(dumps, seeds, folds)
+    out = []
+    for name, s in scores.items():
+        means = {m: sum(s[m]) / len(s[m]) for m in METRICS}
+        entry = {"variant": name, **means, "against_served": compare(base, s, users)}
+        without = name.replace(" with the policy's features", "")
+        if without != name:  # what the policy's features add to the same ranker, trained the same way
+            entry["against_without_policy"] = compare(scores[without], s, users)
+        out.append(entry)
+    return out
+
+
+def passthrough(paths: Paths, label: str, other: str, seeds: list[int], weights: list[float],
+                folds: int = FOLDS) -> list[dict]:  # fmt: skip
+    """How much of a change of policy reaches each served ranking: every variant of ``stack`` (and the policy
+    alone) under ``other``'s runs against the same variant under ``label``'s, paired over the same rows. The two
+    labels are two policies trained on the same folds and seeds."""
+    dumps = load_dumps(paths, label, seeds, folds)
+    theirs = load_dumps(paths, other, seeds, folds)
+    users = _users(dumps, seeds, folds)
+    if users != _users(theirs, seeds, folds):
+        raise SystemExit(f"{label} and {other} were scored on different rows")
+    ours, changed = stack_scores(dumps, seeds, weights, folds), stack_scores(theirs, seeds, weights, folds)
+    return [{"variant": name, **{m: sum(changed[name][m]) / len(users) for m in METRICS},
+             "against_served": compare(ours[name], changed[name], users)} for name in ours]  # fmt: skip
+
+
+def stack_scores(dumps: dict, seeds: list[int], weights: list[float], folds: int = FOLDS) -> dict[str, dict]:
+    """Per variant (the served ranking, the policy alone, and per candidate set the saved ranker and rankers
+    retrained with and without the policy's features, each blended at ``weights``), each row's scores pooled over
+    seeds. Retrained rankers are cross-fitted: fold k's rows are ranked by one trained on the other folds' rows of
+    the same seed, with the saved ranker's number of candidates."""
     import torch
     from tqdm.auto import tqdm
 
+    from recast.metrics import rank_of
     from recast.ranker import Ranker, RankerConfig, fit_ranker
 
-    dumps = load_dumps(paths, label, seeds, folds)
     temperature = dumps[0, seeds[0]]["temperature"]
     served_w = round(float(dumps[0, seeds[0]]["ranker"]["policy_weight"]), 6)
     saved = {key: Ranker.from_tensors(d["ranker"]) for key, d in dumps.items()}
@@ -227,8 +264,11 @@ def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], fold
             runs.setdefault(f"{name}, w={w:g}", {})[key] = served_ranks({**d, "cand_items": items}, logits, w,
                                                                          temperature)  # fmt: skip
 
-    base = pooled({key: served_ranks(d, saved[key].scores(d["features"]), served_w, temperature)
-                   for key, d in dumps.items()}, seeds, folds)  # fmt: skip
+    runs["served"] = {key: served_ranks(d, saved[key].scores(d["features"]), served_w, temperature)
+                      for key, d in dumps.items()}  # fmt: skip
+    runs["policy alone"] = {key: [rank_of(int(t), [i for i in beam.tolist() if i >= 0][:DEPTH])
+                                  for t, beam in zip(d["targets"], d["beam_items"], strict=True)]
+                            for key, d in dumps.items()}  # fmt: skip
     sets = {(key, which): _candidate_set(d, which, temperature) for key, d in dumps.items() for which in CANDIDATE_SETS}
     jobs = [(which, policy) for which in CANDIDATE_SETS for policy in (False, True)]
     for which in CANDIDATE_SETS:
@@ -257,21 +297,11 @@ def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], fold
                 ranker = fit_ranker(torch.cat(x), torch.cat(m), torch.cat(t), config)
                 items, features = described[fold]
                 add(name, (fold, seed), dumps[fold, seed], items, ranker.scores(features))
-    users = _users(dumps, seeds, folds)
-    scores = {name: pooled(per_run, seeds, folds) for name, per_run in runs.items()}
-    out = []
-    for name, s in scores.items():
-        means = {m: sum(s[m]) / len(s[m]) for m in METRICS}
-        entry = {"variant": name, **means, "against_served": compare(base, s, users)}
-        without = name.replace(" with the policy's features", "")
-        if without != name:  # what the policy's features add to the same ranker, trained the same way
-            entry["against_without_policy"] = compare(scores[without], s, users)
-        out.append(entry)
-    return out
+    return {name: pooled(per_run, seeds, folds) for name, per_run in runs.items()}
 
 
-def table(result: list[dict], first: str) -> str:
-    lines = [f"| {first} | HR@1 | HR@10 | NDCG@10 | − served: ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- |" + " --- |" * 6]
+def table(result: list[dict], first: str, against: str = "− served") -> str:
+    lines = [f"| {first} | HR@1 | HR@10 | NDCG@10 | {against}: ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- |" + " --- |" * 6]
     for e in result:
         name = e.get("variant") or f"w={e['policy_weight']:g}, T={e['temperature']:g}"
         means = " | ".join(f"{e[m]:.4f}" for m in METRICS)
@@ -305,6 +335,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("stack", help="rankers that also read the policy (its beam as candidates, its scores as "
                        "features), cross-fitted over the folds, against the served one")  # fmt: skip
     p.add_argument("--weights", default="0,0.2", help="the policy's share blended after each ranker")
+    p = sub.add_parser("passthrough", help="how much of a change of policy reaches each served ranking: each "
+                       "`stack` variant under another recipe's runs against the same variant under --label's")
+    p.add_argument("other", help="the other recipe's label, trained on the same folds and seeds")
+    p.add_argument("--weights", default="0,0.2", help="the policy's share blended after each ranker")
     args = parser.parse_args(argv)
 
     import torch
@@ -319,12 +353,20 @@ def main(argv: list[str] | None = None) -> None:
         weights = [float(w) for w in args.weights.split(",")]
         temps = [float(t) for t in args.temperatures.split(",")]
         result = sweep(paths, args.label, seeds, weights, temps, args.folds)
-    else:
+    elif args.command == "stack":
         result = stack(paths, args.label, seeds, [float(w) for w in args.weights.split(",")], args.folds)
+    else:
+        weights = [float(w) for w in args.weights.split(",")]
+        result = passthrough(paths, args.label, args.other, seeds, weights, args.folds)
     if args.command != "dump":
-        where = args.out / "crossfit-tuning" / args.label / f"{args.command}.json"
+        if args.command == "passthrough":
+            name, first, against = f"passthrough-{args.other}", f"under {args.other}", f"− under {args.label}"
+        else:
+            name, against = args.command, "− served"
+            first = "policy weight, temperature" if args.command == "sweep" else "ranker"
+        where = args.out / "crossfit-tuning" / args.label / f"{name}.json"
         where.write_text(json.dumps(result, indent=1) + "\n")
-        print(table(result, "policy weight, temperature" if args.command == "sweep" else "ranker"))
+        print(table(result, first, against))
         print(f"\nseeds {args.seeds}; tuning scope, users resampled; written to {where}")
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ops.experiments.blend import _candidate_set, dump, load_dumps, main, served_ranks, stack, sweep
+from ops.experiments.blend import _candidate_set, dump, load_dumps, main, passthrough, served_ranks, stack, sweep
 from ops.experiments.crossfit import fold_files, prepare_folds, run_dir
 from ops.experiments.policy import Paths
 from recast.ranker import FEATURES, Ranker, RankerConfig, fit_ranker
@@ -63,9 +63,9 @@ def test_a_dump_re_blends_exactly_what_the_checkpoint_serves(tmp_path, shipped_d
     assert torch.equal(extra[..., 0].bool(), items >= 0)
 
 
-def _synthetic_dumps(paths: Paths, label: str, folds: int, rows: int = 40) -> None:
-    """Dumps whose target is always the policy's first beam item, one of the scorers' six candidates at a random
-    place, and whose scorer features are noise: only the policy knows which it is."""
+def _synthetic_dumps(paths: Paths, label: str, folds: int, rows: int = 40, target_at: int = 0) -> None:
+    """Dumps whose target is always the policy's beam item ``target_at`` (its first: the policy knows it), one of
+    the scorers' six candidates at a random place, and whose scorer features are noise."""
     g = torch.Generator().manual_seed(0)
     config = RankerConfig(hidden=4, epochs=1, policy_weight=0.0)
     noise = fit_ranker(torch.rand(20, 6, len(FEATURES), generator=g), torch.ones(20, 6, dtype=torch.bool),
@@ -73,16 +73,16 @@ def _synthetic_dumps(paths: Paths, label: str, folds: int, rows: int = 40) -> No
     for fold in range(folds):
         beam = torch.stack([30 + torch.randperm(30, generator=g)[:4] for _ in range(rows)])
         cands = torch.stack([torch.randperm(30, generator=g)[:6] for _ in range(rows)])
-        cands[torch.arange(rows), torch.randint(0, 6, (rows,), generator=g)] = beam[:, 0]
+        cands[torch.arange(rows), torch.randint(0, 6, (rows,), generator=g)] = beam[:, target_at]
         features = torch.rand(rows, 6, len(FEATURES), generator=g)
         out = run_dir(paths, label, fold, 0, "tuning")
         out.mkdir(parents=True)
         torch.save({
             "beam_items": beam, "beam_scores": torch.tensor([[-0.1, -1.0, -2.0, -3.0]]).expand(rows, 4),
             "cand_items": cands, "features": features,
-            "union_items": torch.cat([cands, beam[:, 1:]], dim=1),
+            "union_items": torch.cat([cands, beam[:, torch.arange(4) != target_at]], dim=1),
             "union_features": torch.cat([features, torch.rand(rows, 3, len(FEATURES), generator=g)], dim=1),
-            "targets": beam[:, 0], "ranker": noise.to_tensors(), "temperature": 2.0,
+            "targets": beam[:, target_at], "ranker": noise.to_tensors(), "temperature": 2.0,
             "users": [f"u{fold}-{row // 2}" for row in range(rows)],
         }, out / "served.pt")  # fmt: skip
 
@@ -105,3 +105,15 @@ def test_sweep_and_stack_find_what_only_the_policy_knows(tmp_path, shipped_data,
           "sweep", "--weights", "0,1", "--temperatures", "2"])  # fmt: skip
     out = capsys.readouterr().out
     assert "| w=1, T=2 | 1.0000 |" in out and (tmp_path / "crossfit-tuning" / "s" / "sweep.json").is_file()
+
+
+def test_passthrough_pairs_each_variant_over_two_policies(tmp_path, shipped_data):
+    paths = Paths(shipped_data, tmp_path)
+    _synthetic_dumps(paths, "knows", folds=3)
+    _synthetic_dumps(paths, "misses", folds=3, target_at=3)  # the same rows, the target last in the beam
+    result = {e["variant"]: e for e in passthrough(paths, "knows", "misses", [0], [1.0], folds=3)}
+    assert result["policy alone"]["against_served"]["HR@1"] == (-1.0, -1.0, -1.0)
+    assert result["scorers, saved ranker, w=1"]["HR@1"] == 0.0  # the beam alone, its target fourth
+    _synthetic_dumps(paths, "fewer", folds=3, rows=20)
+    with pytest.raises(SystemExit, match="different rows"):
+        passthrough(paths, "knows", "fewer", [0], [1.0], folds=3)
