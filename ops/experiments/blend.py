@@ -43,6 +43,7 @@ def dump(paths: Paths, label: str, seeds: list[int], beam_width: int, folds: int
     import torch
     from tqdm.auto import tqdm
 
+    from ops.experiments.teacher import anchored_ranker_scores
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
     from recast.ranker import candidates
@@ -61,7 +62,8 @@ def dump(paths: Paths, label: str, seeds: list[int], beam_width: int, folds: int
         rows = load_interactions(fold_files(paths, fold, SCOPE)[1], catalog)
         histories = [[catalog.index[i] for i in r.history] for r in rows]
         parts: dict[str, list] = {name: [] for name in ("beam_items", "beam_scores", "cand_items", "features",
-                                                        "union_items", "union_features")}  # fmt: skip
+                                                        "union_items", "union_features", "anchored_items",
+                                                        "anchored_probs")}  # fmt: skip
         width = 3 * rec.ranker.per_scorer
         for start in range(0, len(rows), 64):
             hist = histories[start : start + 64]
@@ -79,6 +81,12 @@ def dump(paths: Paths, label: str, seeds: list[int], beam_width: int, folds: int
             pad = width + beam_width - union.items.shape[1]
             parts["union_items"].append(torch.nn.functional.pad(union.items, (0, pad), value=-1))
             parts["union_features"].append(torch.nn.functional.pad(union.features, (0, 0, 0, pad)))
+            # The ranker read once per anchor as the policy is decoded, its readings mixed at the anchors' weights
+            # (the ninth round's "ranker read per anchor"): every item any reading lists, so the mix is exact.
+            anchored = anchored_ranker_scores(ckpt, hist, rec.scorer_history, rec.anchors, rec.anchor_decay)
+            probs, items = anchored.topk(min(rec.anchors * width, anchored.shape[1]), dim=1)
+            parts["anchored_items"].append(torch.where(probs > 0, items, -1))
+            parts["anchored_probs"].append(probs)
         dumped = {name: torch.cat(p) for name, p in parts.items()}
         dumped["targets"] = torch.tensor([catalog.index[r.target] for r in rows])
         dumped["ranker"] = ckpt.ranker.to_tensors()
@@ -104,14 +112,21 @@ def served_ranks(d: dict, ranker_logits, policy_weight: float, temperature: floa
     """The target's rank per row under ``(1 - w) * ranker + w * softmax(beam / T)`` (recast.fusion.fuse_ranked)."""
     import torch
 
+    mask = d["cand_items"] >= 0
+    logits = ranker_logits.masked_fill(~mask, float("-inf"))
+    return blended_ranks(d, d["cand_items"], torch.where(mask, logits.softmax(dim=1), 0.0), policy_weight, temperature)
+
+
+def blended_ranks(d: dict, items, probs, policy_weight: float, temperature: float) -> list:
+    """The target's rank per row when the ranker's probability of each row's ``items`` (-1: none) is ``probs`` and
+    the policy's beam is blended in at ``policy_weight`` (recast.fusion.fuse_ranked)."""
+    import torch
+
     from recast.fusion import fuse_ranked
     from recast.metrics import rank_of
 
-    mask = d["cand_items"] >= 0
-    num = int(max(d["cand_items"].max(), d["beam_items"].max(), d["targets"].max())) + 1
-    logits = ranker_logits.masked_fill(~mask, float("-inf"))
-    probs = torch.where(mask, logits.softmax(dim=1), 0.0)
-    ranked = torch.zeros(len(d["targets"]), num).scatter_add(1, d["cand_items"].clamp(min=0), probs)
+    num = int(max(items.max(), d["beam_items"].max(), d["targets"].max())) + 1
+    ranked = torch.zeros(len(d["targets"]), num).scatter_add(1, items.clamp(min=0), torch.where(items >= 0, probs, 0.0))
     lists = fuse_ranked(d["beam_items"], d["beam_scores"], ranked, DEPTH, policy_weight, temperature)
     return [rank_of(int(t), [i for i, _ in row]) for t, row in zip(d["targets"], lists, strict=True)]
 
@@ -210,13 +225,20 @@ def _candidate_set(d: dict, which: str, temperature: float):
     return items, features, extra
 
 
-def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], folds: int = FOLDS) -> list[dict]:
+def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], folds: int = FOLDS,
+          only: int | None = None) -> list[dict]:  # fmt: skip
     """Per candidate set, the saved ranker and a ranker retrained with and without the policy's features, each
-    blended at ``weights``, against the served ranking (module doc), and what the policy's features add."""
+    blended at ``weights``, against the served ranking (module doc), and what the policy's features add. ``only``:
+    report fold ``only``'s rows alone (the retrained rankers are cross-fitted over every fold all the same)."""
     dumps = load_dumps(paths, label, seeds, folds)
     scores = stack_scores(dumps, seeds, weights, folds)
-    base = scores.pop("served")
     users = _users(dumps, seeds, folds)
+    if only is not None:
+        start = sum(len(dumps[k, seeds[0]]["users"]) for k in range(only))
+        kept = slice(start, start + len(dumps[only, seeds[0]]["users"]))
+        scores = {name: {m: s[m][kept] for m in METRICS} for name, s in scores.items()}
+        users = users[kept]
+    base = scores.pop("served")
     out = []
     for name, s in scores.items():
         means = {m: sum(s[m]) / len(s[m]) for m in METRICS}
@@ -269,6 +291,10 @@ def stack_scores(dumps: dict, seeds: list[int], weights: list[float], folds: int
     runs["policy alone"] = {key: [rank_of(int(t), [i for i in beam.tolist() if i >= 0][:DEPTH])
                                   for t, beam in zip(d["targets"], d["beam_items"], strict=True)]
                             for key, d in dumps.items()}  # fmt: skip
+    for w in weights:
+        runs[f"scorers, the saved ranker read per anchor, w={w:g}"] = {
+            key: blended_ranks(d, d["anchored_items"], d["anchored_probs"], w, temperature) for key, d in dumps.items()
+        }
     sets = {(key, which): _candidate_set(d, which, temperature) for key, d in dumps.items() for which in CANDIDATE_SETS}
     jobs = [(which, policy) for which in CANDIDATE_SETS for policy in (False, True)]
     for which in CANDIDATE_SETS:
@@ -335,6 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("stack", help="rankers that also read the policy (its beam as candidates, its scores as "
                        "features), cross-fitted over the folds, against the served one")  # fmt: skip
     p.add_argument("--weights", default="0,0.2", help="the policy's share blended after each ranker")
+    p.add_argument("--fold", type=int, default=None, help="report this fold's rows alone (0: the tuning users)")
     p = sub.add_parser("passthrough", help="how much of a change of policy reaches each served ranking: each "
                        "`stack` variant under another recipe's runs against the same variant under --label's")
     p.add_argument("other", help="the other recipe's label, trained on the same folds and seeds")
@@ -354,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         temps = [float(t) for t in args.temperatures.split(",")]
         result = sweep(paths, args.label, seeds, weights, temps, args.folds)
     elif args.command == "stack":
-        result = stack(paths, args.label, seeds, [float(w) for w in args.weights.split(",")], args.folds)
+        result = stack(paths, args.label, seeds, [float(w) for w in args.weights.split(",")], args.folds, args.fold)
     else:
         weights = [float(w) for w in args.weights.split(",")]
         result = passthrough(paths, args.label, args.other, seeds, weights, args.folds)
@@ -362,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "passthrough":
             name, first, against = f"passthrough-{args.other}", f"under {args.other}", f"− under {args.label}"
         else:
-            name, against = args.command, "− served"
+            name = args.command if getattr(args, "fold", None) is None else f"{args.command}-fold{args.fold}"
+            against = "− served"
             first = "policy weight, temperature" if args.command == "sweep" else "ranker"
         where = args.out / "crossfit-tuning" / args.label / f"{name}.json"
         where.write_text(json.dumps(result, indent=1) + "\n")

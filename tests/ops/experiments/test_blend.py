@@ -61,6 +61,9 @@ def test_a_dump_re_blends_exactly_what_the_checkpoint_serves(tmp_path, shipped_d
     items, _, extra = _candidate_set(d, "beam", d["temperature"])
     assert all(set(items[row].tolist()) - {-1} == set(d["beam_items"][row].tolist()) - {-1} for row in range(50))
     assert torch.equal(extra[..., 0].bool(), items >= 0)
+    # The ranker read per anchor: a mixture of each reading's distribution over its candidates.
+    assert torch.allclose(d["anchored_probs"].sum(dim=1), torch.ones(len(rows)), atol=1e-5)
+    assert bool(((d["anchored_items"] >= 0) == (d["anchored_probs"] > 0)).all())
 
 
 def _synthetic_dumps(paths: Paths, label: str, folds: int, rows: int = 40, target_at: int = 0) -> None:
@@ -82,6 +85,7 @@ def _synthetic_dumps(paths: Paths, label: str, folds: int, rows: int = 40, targe
             "cand_items": cands, "features": features,
             "union_items": torch.cat([cands, beam[:, torch.arange(4) != target_at]], dim=1),
             "union_features": torch.cat([features, torch.rand(rows, 3, len(FEATURES), generator=g)], dim=1),
+            "anchored_items": cands, "anchored_probs": torch.full((rows, 6), 1 / 6),
             "targets": beam[:, target_at], "ranker": noise.to_tensors(), "temperature": 2.0,
             "users": [f"u{fold}-{row // 2}" for row in range(rows)],
         }, out / "served.pt")  # fmt: skip
@@ -101,6 +105,12 @@ def test_sweep_and_stack_find_what_only_the_policy_knows(tmp_path, shipped_data,
     assert with_policy["against_without_policy"]["HR@1"][1] > 0  # beyond the noise, users resampled
     assert result["beam, retrained with the policy's features, w=0"]["HR@1"] > 0.9
     assert "against_without_policy" not in result["beam, retrained, w=0"]
+    assert result["scorers, the saved ranker read per anchor, w=0"]["HR@1"] < 0.5  # uniform over six
+    # One fold's rows alone: the saved ranker's HR@1 on fold 1's dump, and fewer users resampled.
+    d = load_dumps(paths, "s", [0], folds=3)[1, 0]
+    ranks = served_ranks(d, Ranker.from_tensors(d["ranker"]).scores(d["features"]), 0.0, 2.0)
+    fold1 = {e["variant"]: e for e in stack(paths, "s", [0], [0.0], folds=3, only=1)}
+    assert fold1["scorers, saved ranker, w=0"]["HR@1"] == pytest.approx(sum(r == 0 for r in ranks) / len(ranks))
     main(["--data", str(shipped_data), "--out", str(tmp_path), "--label", "s", "--seeds", "0", "--folds", "3",
           "sweep", "--weights", "0,1", "--temperatures", "2"])  # fmt: skip
     out = capsys.readouterr().out
