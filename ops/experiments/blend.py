@@ -246,6 +246,9 @@ def stack(paths: Paths, label: str, seeds: list[int], weights: list[float], fold
         without = name.replace(" with the policy's features", "")
         if without != name:  # what the policy's features add to the same ranker, trained the same way
             entry["against_without_policy"] = compare(scores[without], s, users)
+        once = name.replace("the saved ranker read per anchor", "saved ranker")
+        if once != name:  # what reading the same ranker per anchor adds to reading it once
+            entry["against_one_reading"] = compare(scores[once], s, users)
         out.append(entry)
     return out
 
@@ -337,6 +340,11 @@ def table(result: list[dict], first: str, against: str = "− served") -> str:
         lines += ["", "| what the policy's features add | ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- | --- | --- | --- |"]
         for e in added:
             lines.append(f"| {e['variant']} | {_intervals(e['against_without_policy'])} |")
+    anchored = [e for e in result if "against_one_reading" in e]
+    if anchored:
+        lines += ["", "| what reading per anchor adds | ΔHR@1 | ΔHR@10 | ΔNDCG@10 |", "| --- | --- | --- | --- |"]
+        for e in anchored:
+            lines.append(f"| {e['variant']} | {_intervals(e['against_one_reading'])} |")
     return "\n".join(lines)
 
 
