@@ -1,9 +1,9 @@
-"""How the policy enters the served list (issue 15): the blend's weight, and the policy's out-of-fold scores as a
-ranker feature, chosen on the cross-fitted tuning scope (``ops.experiments.crossfit --scope tuning``).
+"""How the policy enters the served list, and how much of a change of policy reaches it (issue 15), measured on the
+cross-fitted tuning scope (``ops.experiments.crossfit --scope tuning``).
 
     python -m ops.experiments.blend dump --label default+anchors=5+teacher_history=10 --seeds 0,1
     python -m ops.experiments.blend sweep --label ... --seeds 0,1
-    python -m ops.experiments.blend stack --label ... --seeds 0,1
+    python -m ops.experiments.blend stack --label ... --seeds 0,1 [--fold 0]
     python -m ops.experiments.blend passthrough OTHER-LABEL --label ... --seeds 0,1
 
 Why: the served ranking is the learned ranker with the policy's beam blended in at ``policy_weight`` 0.2, and the
@@ -13,15 +13,17 @@ feature where it is trained, because the policy has seen every training row and 
 are what a served user's are: out of fold, by construction.
 
 ``dump`` decodes each finished tuning-scope run's rows once and saves what the served ranking reads: the policy's
-beam (items, scores), the ranker's candidates and features (also with the beam's items added), the target.
+beam (items, scores), the ranker's candidates and features (also with the beam's items added), the saved ranker
+read once per anchor as the policy is decoded (``ops.experiments.teacher.anchored_ranker_scores``), the target.
 ``sweep`` re-blends them under other weights and temperatures without decoding again. ``stack`` ranks three
 candidate sets (the scorers' own, with the beam added, the beam alone: the policy as the only candidate generator)
 with the saved ranker and with rankers retrained with and without the policy's view of each candidate
-(:data:`POLICY_FEATURES`). Retrained rankers are cross-fitted: each fold's rows are ranked by one trained on the
-other folds' rows, so no row is scored by a model that saw it. Both give each variant against the served ranking
-as paired intervals resampling users. ``passthrough`` asks how much of a change of policy reaches each of those
-served rankings: every variant under another recipe's runs (another policy, the same folds and seeds) against
-itself under ``--label``'s, paired over the same rows. That is what learning can move in each design.
+(:data:`POLICY_FEATURES`), and the saved ranker read per anchor. Retrained rankers are cross-fitted: each fold's
+rows are ranked by one trained on the other folds' rows, so no row is scored by a model that saw it. Both give each
+variant against the served ranking as paired intervals resampling users. ``passthrough`` asks how much of a change
+of policy reaches each of those served rankings: every variant under another recipe's runs (another policy, the
+same folds and seeds) against itself under ``--label``'s, paired over the same rows. That is what learning can
+move in each design.
 """
 
 from __future__ import annotations
@@ -353,7 +355,12 @@ def _intervals(deltas: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ops.experiments.blend", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ops.experiments.blend",
+        description=__doc__.split("\n\n")[0],
+        epilog="Dumps live beside each run (OUT/crossfit-tuning/LABEL/fold<k>/seed<s>/served.pt); sweep, stack and "
+        "passthrough print a table and write it as JSON to OUT/crossfit-tuning/LABEL/.",
+    )
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
     parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
