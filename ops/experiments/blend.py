@@ -110,27 +110,44 @@ def load_dumps(paths: Paths, label: str, seeds: list[int], folds: int = FOLDS) -
     return out
 
 
-def served_ranks(d: dict, ranker_logits, policy_weight: float, temperature: float) -> list:
-    """The target's rank per row under ``(1 - w) * ranker + w * softmax(beam / T)`` (recast.fusion.fuse_ranked)."""
+def served_ranks(d: dict, ranker, items, features, policy_weight: float, temperature: float) -> list:
+    """The target's rank per row when ``ranker`` ranks each row's candidates ``items`` (-1: none) described by
+    ``features``, as served (``Ranker.probabilities``), and the policy's beam is blended in at ``policy_weight``."""
+    from recast.ranker import Candidates
+
+    return _blended_ranks(d, ranker.probabilities(Candidates(items, features), _num_items(d, items)), policy_weight,
+                          temperature)  # fmt: skip
+
+
+def anchored_ranks(d: dict, policy_weight: float, temperature: float) -> list:
+    """:func:`served_ranks` with the dump's ranker read per anchor (its mixed probabilities) in place of one reading."""
     import torch
 
-    mask = d["cand_items"] >= 0
-    logits = ranker_logits.masked_fill(~mask, float("-inf"))
-    return blended_ranks(d, d["cand_items"], torch.where(mask, logits.softmax(dim=1), 0.0), policy_weight, temperature)
+    items = d["anchored_items"]
+    ranked = torch.zeros(len(d["targets"]), _num_items(d, items)).scatter_add(
+        1, items.clamp(min=0), torch.where(items >= 0, d["anchored_probs"], 0.0)
+    )
+    return _blended_ranks(d, ranked, policy_weight, temperature)
 
 
-def blended_ranks(d: dict, items, probs, policy_weight: float, temperature: float) -> list:
-    """The target's rank per row when the ranker's probability of each row's ``items`` (-1: none) is ``probs`` and
-    the policy's beam is blended in at ``policy_weight`` (recast.fusion.fuse_ranked)."""
-    import torch
+def _num_items(d: dict, items) -> int:
+    """Positions enough for every item the dump and ``items`` name (the catalog's size is not stored)."""
+    return int(max(items.max(), d["beam_items"].max(), d["targets"].max())) + 1
 
+
+def _blended_ranks(d: dict, ranked, policy_weight: float, temperature: float) -> list:
+    """The target's rank per row under ``(1 - w) * ranked + w * softmax(beam / T)`` (recast.fusion.fuse_ranked)."""
     from recast.fusion import fuse_ranked
     from recast.metrics import rank_of
 
-    num = int(max(items.max(), d["beam_items"].max(), d["targets"].max())) + 1
-    ranked = torch.zeros(len(d["targets"]), num).scatter_add(1, items.clamp(min=0), torch.where(items >= 0, probs, 0.0))
     lists = fuse_ranked(d["beam_items"], d["beam_scores"], ranked, DEPTH, policy_weight, temperature)
     return [rank_of(int(t), [i for i, _ in row]) for t, row in zip(d["targets"], lists, strict=True)]
+
+
+def _served_blend(dumps: dict) -> tuple[float, float]:
+    """The served (policy weight, temperature) of the runs (the weight is stored as float32)."""
+    first = next(iter(dumps.values()))
+    return round(float(first["ranker"]["policy_weight"]), 6), first["temperature"]
 
 
 def pooled(per_run: dict[tuple[int, int], list], seeds: list[int], folds: int = FOLDS) -> dict[str, list[float]]:
@@ -157,14 +174,13 @@ def sweep(paths: Paths, label: str, seeds: list[int], weights: list[float], temp
     from recast.ranker import Ranker
 
     dumps = load_dumps(paths, label, seeds, folds)
-    logits = {key: Ranker.from_tensors(d["ranker"]).scores(d["features"]) for key, d in dumps.items()}
-    first = dumps[0, seeds[0]]
-    served_w = round(float(first["ranker"]["policy_weight"]), 6)  # stored as float32
-    served_t = first["temperature"]
+    saved = {key: Ranker.from_tensors(d["ranker"]) for key, d in dumps.items()}
+    served_w, served_t = _served_blend(dumps)
     users = _users(dumps, seeds, folds)
 
     def scores(w: float, t: float) -> dict[str, list[float]]:
-        return pooled({key: served_ranks(d, logits[key], w, t) for key, d in dumps.items()}, seeds, folds)
+        return pooled({key: served_ranks(d, saved[key], d["cand_items"], d["features"], w, t)
+                       for key, d in dumps.items()}, seeds, folds)  # fmt: skip
 
     base = scores(served_w, served_t)
     out = []
@@ -281,31 +297,30 @@ def stack_scores(dumps: dict, seeds: list[int], weights: list[float], folds: int
     from recast.metrics import rank_of
     from recast.ranker import Ranker, RankerConfig, fit_ranker
 
-    temperature = dumps[0, seeds[0]]["temperature"]
-    served_w = round(float(dumps[0, seeds[0]]["ranker"]["policy_weight"]), 6)
+    served_w, temperature = _served_blend(dumps)
     saved = {key: Ranker.from_tensors(d["ranker"]) for key, d in dumps.items()}
     runs: dict[str, dict] = {}
 
-    def add(name: str, key: tuple[int, int], d: dict, items, logits) -> None:
+    def add(name: str, key: tuple[int, int], ranker, items, features) -> None:
         for w in weights:
-            runs.setdefault(f"{name}, w={w:g}", {})[key] = served_ranks({**d, "cand_items": items}, logits, w,
+            runs.setdefault(f"{name}, w={w:g}", {})[key] = served_ranks(dumps[key], ranker, items, features, w,
                                                                          temperature)  # fmt: skip
 
-    runs["served"] = {key: served_ranks(d, saved[key].scores(d["features"]), served_w, temperature)
+    runs["served"] = {key: served_ranks(d, saved[key], d["cand_items"], d["features"], served_w, temperature)
                       for key, d in dumps.items()}  # fmt: skip
     runs["policy alone"] = {key: [rank_of(int(t), [i for i in beam.tolist() if i >= 0][:DEPTH])
                                   for t, beam in zip(d["targets"], d["beam_items"], strict=True)]
                             for key, d in dumps.items()}  # fmt: skip
     for w in weights:
         runs[f"scorers, the saved ranker read per anchor, w={w:g}"] = {
-            key: blended_ranks(d, d["anchored_items"], d["anchored_probs"], w, temperature) for key, d in dumps.items()
+            key: anchored_ranks(d, w, temperature) for key, d in dumps.items()
         }
     sets = {(key, which): _candidate_set(d, which, temperature) for key, d in dumps.items() for which in CANDIDATE_SETS}
     jobs = [(which, policy) for which in CANDIDATE_SETS for policy in (False, True)]
     for which in CANDIDATE_SETS:
-        for key, d in dumps.items():
+        for key in dumps:
             items, features, _ = sets[key, which]
-            add(f"{which}, saved ranker", key, d, items, saved[key].scores(features))
+            add(f"{which}, saved ranker", key, saved[key], items, features)
     for which, policy in tqdm(jobs, desc="cross-fitted rankers", unit="variant"):
         name = f"{which}, retrained" + (" with the policy's features" if policy else "")
         for seed in seeds:
@@ -327,7 +342,7 @@ def stack_scores(dumps: dict, seeds: list[int], weights: list[float], folds: int
                 config = RankerConfig(per_scorer=saved[fold, seed].per_scorer, seed=seed)
                 ranker = fit_ranker(torch.cat(x), torch.cat(m), torch.cat(t), config)
                 items, features = described[fold]
-                add(name, (fold, seed), dumps[fold, seed], items, ranker.scores(features))
+                add(name, (fold, seed), ranker, items, features)
     return {name: pooled(per_run, seeds, folds) for name, per_run in runs.items()}
 
 

@@ -52,7 +52,7 @@ def test_a_dump_re_blends_exactly_what_the_checkpoint_serves(tmp_path, shipped_d
               for r, row in zip(rows, rec.recommend(histories, 50))]  # fmt: skip
     ranker = Ranker.from_tensors(d["ranker"])
     weight = float(d["ranker"]["policy_weight"])
-    assert served_ranks(d, ranker.scores(d["features"]), weight, d["temperature"])[:128] == served
+    assert served_ranks(d, ranker, d["cand_items"], d["features"], weight, d["temperature"])[:128] == served
     # The union holds the ranker's candidates and the beam; the beam set holds the beam alone.
     for row in range(len(rows)):
         union = set(d["union_items"][row].tolist()) - {-1}
@@ -109,7 +109,7 @@ def test_sweep_and_stack_find_what_only_the_policy_knows(tmp_path, shipped_data,
     assert anchored["HR@1"] < 0.5 and "against_one_reading" in anchored  # uniform over six
     # One fold's rows alone: the saved ranker's HR@1 on fold 1's dump, and fewer users resampled.
     d = load_dumps(paths, "s", [0], folds=3)[1, 0]
-    ranks = served_ranks(d, Ranker.from_tensors(d["ranker"]).scores(d["features"]), 0.0, 2.0)
+    ranks = served_ranks(d, Ranker.from_tensors(d["ranker"]), d["cand_items"], d["features"], 0.0, 2.0)
     fold1 = {e["variant"]: e for e in stack(paths, "s", [0], [0.0], folds=3, only=1)}
     assert fold1["scorers, saved ranker, w=0"]["HR@1"] == pytest.approx(sum(r == 0 for r in ranks) / len(ranks))
     main(["--data", str(shipped_data), "--out", str(tmp_path), "--label", "s", "--seeds", "0", "--folds", "3",
