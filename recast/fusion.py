@@ -117,12 +117,17 @@ def _add_policy(fused: torch.Tensor, items: torch.Tensor, scores: torch.Tensor, 
                 temperature: float) -> torch.Tensor:  # fmt: skip
     """``fused`` plus ``weight`` times the policy's distribution over each row's valid beams (-1 items, -inf
     scores: a beam that ran out); a row without one adds nothing."""
-    valid = items >= 0
-    if not valid.any():
+    if not (items >= 0).any():
         return fused
+    return fused.scatter_add(1, items.clamp(min=0), weight * beam_distribution(items, scores, temperature))
+
+
+def beam_distribution(items: torch.Tensor, scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, W) the policy's distribution over each row's valid beams, ``softmax(score / temperature)``; 0 at -1
+    items, and a row without a valid beam all 0."""
+    valid = items >= 0
     logits = torch.where(valid, scores / temperature, float("-inf"))
-    policy = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
-    return fused.scatter_add(1, items.clamp(min=0), weight * policy)
+    return torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
 
 
 def _top_k(fused: torch.Tensor, k: int, removed: torch.Tensor | None) -> list[list[tuple[int, float]]]:

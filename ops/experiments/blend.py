@@ -216,6 +216,8 @@ def policy_features(items, beam_items, beam_scores, temperature: float):
     """
     import torch
 
+    from recast.fusion import beam_distribution
+
     valid = beam_items >= 0
     match = (items.unsqueeze(2) == beam_items.unsqueeze(1)) & valid.unsqueeze(1) & (items >= 0).unsqueeze(2)
     inside = match.any(dim=2)
@@ -223,9 +225,7 @@ def policy_features(items, beam_items, beam_scores, temperature: float):
     rank = torch.where(inside, match.float().argmax(dim=2).float(), width)
     scores = torch.where(valid, beam_scores, 0.0)
     gap = torch.where(inside, (scores.unsqueeze(1) * match).sum(dim=2) - scores[:, :1], -30.0).clamp(min=-30.0)
-    logits = torch.where(valid, beam_scores / temperature, float("-inf"))
-    probs = torch.where(valid, logits.softmax(dim=1), 0.0).nan_to_num(0.0)
-    prob = (probs.unsqueeze(1) * match).sum(dim=2)
+    prob = (beam_distribution(beam_items, beam_scores, temperature).unsqueeze(1) * match).sum(dim=2)
     return torch.stack([inside.float(), torch.log1p(rank), gap, prob], dim=2), inside
 
 
