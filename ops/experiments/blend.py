@@ -286,6 +286,93 @@ def passthrough(paths: Paths, label: str, other: str, seeds: list[int], weights:
              "against_served": compare(ours[name], changed[name], users)} for name in ours]  # fmt: skip
 
 
+# Served designs that give the policy more of the list than today's blend (``frontier``): the blend at these
+# weights (and the served one); interleaving, the ranker's and the policy's lists taking slots in turn by a
+# pattern (r: the ranker's next item, p: the policy's; an item already listed is skipped); and the product of the
+# two, the ranker's probability times the policy's beam probability to a power (an item outside the beam scores
+# as the beam's last, less one).
+FRONTIER_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
+INTERLEAVINGS = ("rrp", "rp", "rpp", "pr")
+PRODUCT_POWERS = (0.25, 0.5, 1.0)
+
+
+def interleave(policy: list[int], ranker: list[int], pattern: str, depth: int = DEPTH) -> list[int]:
+    """The two lists merged slot by slot as ``pattern`` (repeated) says; a list that runs out leaves its slots to
+    the other.
+
+    >>> interleave([7, 1, 8], [1, 2, 3], "rp")
+    [1, 7, 2, 8, 3]
+    """
+    out: list[int] = []
+    sources = {"p": iter(policy), "r": iter(ranker)}
+    slot = 0
+    while len(out) < depth and sources:
+        which = pattern[slot % len(pattern)]
+        slot += 1
+        if which not in sources:
+            which = next(iter(sources))
+        item = next((i for i in sources[which] if i not in out), None)
+        if item is None:
+            del sources[which]
+        else:
+            out.append(item)
+    return out
+
+
+def frontier_ranks(d: dict, weights: list[float]) -> dict[str, list]:
+    """The target's rank per row under the blend at each of ``weights``, each of :data:`INTERLEAVINGS` and
+    :data:`PRODUCT_POWERS`, with the dump's saved ranker, and under the policy alone."""
+    import torch
+
+    from recast.metrics import rank_of
+    from recast.ranker import Candidates, Ranker
+
+    ranker = Ranker.from_tensors(d["ranker"])
+    temperature = d["temperature"]
+    out = {f"blend, w={w:g}": served_ranks(d, ranker, d["cand_items"], d["features"], w, temperature)
+           for w in weights}  # fmt: skip
+    n = _num_items(d, d["cand_items"])
+    probs = ranker.probabilities(Candidates(d["cand_items"], d["features"]), n)
+    top = probs.topk(min(DEPTH, n), dim=1)
+    ranked = [[int(i) for i, p in zip(items, ps) if p > 0] for items, ps in zip(top.indices, top.values)]
+    beams = [[int(i) for i in row if i >= 0] for row in d["beam_items"]]
+    targets = [int(t) for t in d["targets"]]
+    for pattern in INTERLEAVINGS:
+        out[f"interleaved, {pattern}"] = [rank_of(t, interleave(b, r, pattern))
+                                          for t, b, r in zip(targets, beams, ranked)]  # fmt: skip
+    valid = d["beam_items"] >= 0
+    last = torch.where(valid, d["beam_scores"], float("inf")).amin(dim=1, keepdim=True)
+    policy = (last - 1.0).expand(-1, n).clone()
+    policy.scatter_(1, d["beam_items"].clamp(min=0), torch.where(valid, d["beam_scores"], last - 1.0))
+    for power in PRODUCT_POWERS:
+        best = (torch.log(probs + 1e-4) + power * policy).topk(DEPTH, dim=1).indices
+        out[f"product, power {power:g}"] = [rank_of(t, row.tolist()) for t, row in zip(targets, best)]
+    out["policy alone"] = [rank_of(t, b[:DEPTH]) for t, b in zip(targets, beams)]
+    return out
+
+
+def frontier(paths: Paths, label: str, others: list[str], seeds: list[int], folds: int = FOLDS) -> list[dict]:
+    """Per design, what it costs against the served ranking under ``label``'s runs, and how much of each change of
+    policy (``others``: other recipes on the same folds and seeds) reaches it."""
+    served_w = _served_blend(load_dumps(paths, label, seeds, folds))[0]
+    weights = sorted({served_w, *FRONTIER_WEIGHTS})
+    runs = {}
+    for name in [label, *others]:
+        dumps = load_dumps(paths, name, seeds, folds)
+        per_run: dict[str, dict] = {}
+        for key, d in dumps.items():
+            for design, ranks in frontier_ranks(d, weights).items():
+                per_run.setdefault(design, {})[key] = ranks
+        runs[name] = ({design: pooled(r, seeds, folds) for design, r in per_run.items()}, _users(dumps, seeds, folds))
+    ours, users = runs[label]
+    if any(runs[o][1] != users for o in others):
+        raise SystemExit(f"{label} and {others} were scored on different rows")
+    return [{"variant": design, **{m: sum(s[m]) / len(s[m]) for m in METRICS},
+             "against_served": compare(ours[f"blend, w={served_w:g}"], s, users),
+             "changes": {o: compare(s, runs[o][0][design], users) for o in others}}
+            for design, s in ours.items()]  # fmt: skip
+
+
 def stack_scores(dumps: dict, seeds: list[int], weights: list[float], folds: int = FOLDS) -> dict[str, dict]:
     """Per variant (the served ranking, the policy alone, and per candidate set the saved ranker and rankers
     retrained with and without the policy's features, each blended at ``weights``), each row's scores pooled over
@@ -365,6 +452,23 @@ def table(result: list[dict], first: str, against: str = "− served") -> str:
     return "\n".join(lines)
 
 
+def frontier_table(result: list[dict]) -> str:
+    """Each design's HR@10 / NDCG@10 and their change against served, then under each other policy."""
+    others = list(result[0]["changes"])
+    head = "| design | HR@10 / NDCG@10 | − served: ΔHR@10 | ΔNDCG@10 |" + "".join(
+        f" under {o}: ΔHR@10 | ΔNDCG@10 |" for o in others)  # fmt: skip
+    lines = [head, "| --- |" + " --- |" * (3 + 2 * len(others))]
+    for e in result:
+        cells = [e["against_served"]] + [e["changes"][o] for o in others]
+        lines.append(f"| {e['variant']} | {e['HR@10']:.4f} / {e['NDCG@10']:.4f} | "
+                     + " | ".join(_interval(c[m]) for c in cells for m in ("HR@10", "NDCG@10")) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _interval(d) -> str:
+    return f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]"
+
+
 def _intervals(deltas: dict) -> str:
     return " | ".join(f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]" for d in (deltas[m] for m in METRICS))
 
@@ -396,6 +500,9 @@ def main(argv: list[str] | None = None) -> None:
                        "`stack` variant under another recipe's runs against the same variant under --label's")
     p.add_argument("other", help="the other recipe's label, trained on the same folds and seeds")
     p.add_argument("--weights", default="0,0.2", help="the policy's share blended after each ranker")
+    p = sub.add_parser("frontier", help="designs that give the policy more of the served list (heavier blends, "
+                       "interleaving, a product): what each costs, and how much of each change of policy reaches it")
+    p.add_argument("others", nargs="+", help="other recipes' labels, trained on the same folds and seeds")
     args = parser.parse_args(argv)
 
     import torch
@@ -412,10 +519,17 @@ def main(argv: list[str] | None = None) -> None:
         result = sweep(paths, args.label, seeds, weights, temps, args.folds)
     elif args.command == "stack":
         result = stack(paths, args.label, seeds, [float(w) for w in args.weights.split(",")], args.folds, args.fold)
+    elif args.command == "frontier":
+        result = frontier(paths, args.label, args.others, seeds, args.folds)
     else:
         weights = [float(w) for w in args.weights.split(",")]
         result = passthrough(paths, args.label, args.other, seeds, weights, args.folds)
-    if args.command != "dump":
+    if args.command == "frontier":
+        where = args.out / "crossfit-tuning" / args.label / "frontier.json"
+        where.write_text(json.dumps(result, indent=1) + "\n")
+        print(frontier_table(result))
+        print(f"\nseeds {args.seeds}; tuning scope, users resampled; written to {where}")
+    elif args.command != "dump":
         if args.command == "passthrough":
             name, first, against = f"passthrough-{args.other}", f"under {args.other}", f"− under {args.label}"
         else:

@@ -8,7 +8,18 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ops.experiments.blend import _candidate_set, dump, load_dumps, main, passthrough, served_ranks, stack, sweep
+from ops.experiments.blend import (
+    _candidate_set,
+    dump,
+    frontier,
+    interleave,
+    load_dumps,
+    main,
+    passthrough,
+    served_ranks,
+    stack,
+    sweep,
+)
 from ops.experiments.crossfit import fold_files, prepare_folds, run_dir
 from ops.experiments.policy import Paths
 from recast.ranker import FEATURES, Ranker, RankerConfig, fit_ranker
@@ -128,3 +139,21 @@ def test_passthrough_pairs_each_variant_over_two_policies(tmp_path, shipped_data
     _synthetic_dumps(paths, "fewer", folds=3, rows=20)
     with pytest.raises(SystemExit, match="different rows"):
         passthrough(paths, "knows", "fewer", [0], [1.0], folds=3)
+
+
+def test_frontier_prices_each_design_and_passes_a_change_of_policy_through_it(tmp_path, shipped_data, capsys):
+    assert interleave([7, 1, 8], [1, 2, 3], "rp") == [1, 7, 2, 8, 3]  # an item already listed is skipped
+    assert interleave([7], [1, 2, 3], "pp") == [7, 1, 2, 3]  # a list that runs out leaves its slots to the other
+    paths = Paths(shipped_data, tmp_path)
+    _synthetic_dumps(paths, "knows", folds=3)
+    _synthetic_dumps(paths, "misses", folds=3, target_at=3)
+    result = {e["variant"]: e for e in frontier(paths, "knows", ["misses"], [0], folds=3)}
+    served = result["blend, w=0"]  # the synthetic dumps' ranker serves alone
+    assert served["against_served"]["HR@1"] == (0.0, 0.0, 0.0)
+    assert result["interleaved, pr"]["HR@1"] == 1.0 and result["policy alone"]["HR@1"] == 1.0  # the beam's first
+    assert result["interleaved, pr"]["changes"]["misses"]["HR@1"][0] == -1.0  # the target fourth in the beam
+    assert result["blend, w=0.8"]["HR@1"] > served["HR@1"]
+    main(["--data", str(shipped_data), "--out", str(tmp_path), "--label", "knows", "--seeds", "0", "--folds", "3",
+          "frontier", "misses"])  # fmt: skip
+    assert "| product, power 1 |" in capsys.readouterr().out
+    assert (tmp_path / "crossfit-tuning" / "knows" / "frontier.json").is_file()
