@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from learner.ranker_trainer import fit_served_ranker
+from learner.ranker_trainer import fit_served_ranker, user_fold
 from recast.baselines import TransitionModel
 from recast.catalog import Catalog
 from recast.checkpoint import load_checkpoint, save_checkpoint
@@ -26,6 +26,7 @@ from recast.dataset import fingerprint, load_catalog, load_interactions
 from recast.distill import (
     TableConfig,
     TeacherLabels,
+    batch_log_prior,
     batch_soft_targets,
     item_teacher_sequences,
     label_sequences,
@@ -120,7 +121,12 @@ def prepare_data(data_dir: Path, train_csv: Path, config: SFTConfig, progress: b
     if config.ranker:  # before the labels: it may be the teacher
         ranker = fit_served_ranker(rows, catalog.index, text, ranker_config(config), scorer_source(config),
                                    progress=progress)  # fmt: skip
-    if config.teacher_table > 0:  # the table holds the made-up pairs too
+    if config.residual > 0:  # the teacher is read out of fold: the policy learns what it misses on a new user
+        sequences, labels = out_of_fold_labels(windows, text, config, ranker, progress)
+        if config.later_steps > 0:
+            extra = later_sequences(windows, config.later_steps, config.later_weight)
+            sequences, labels = sequences + extra, replace(labels, rows=labels.rows + tuple((-1, -1) for _ in extra))
+    elif config.teacher_table > 0:  # the table holds the made-up pairs too
         sequences, labels = table_sequences(sequences, transition, text, config, progress, ranker), None
     else:
         if config.teacher_history > 0:
@@ -247,8 +253,11 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + first_step)
     for i, picked in enumerate(batches):
         chunk = [sequences[j] for j in picked]
-        soft = None
-        if labels is not None:
+        soft = prior = None
+        if labels is not None and config.residual > 0:
+            prior = batch_log_prior(chunk, [labels.rows[j] for j in picked], labels, codes, len(tokenizer),
+                                    config.residual, config.residual_floor)  # fmt: skip
+        elif labels is not None:
             rows = [labels.rows[j] for j in picked]
             drawn = None
             if config.teacher_paths:
@@ -257,7 +266,7 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
                                       1.0 if config.pair_context_weight > 0 else None, drawn)  # fmt: skip
             if drawn is not None:  # teacher forcing follows the drawn items
                 chunk = [replace(seq, items=items) for seq, items in zip(chunk, drawn, strict=True)]
-        batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft)
+        batch = make_batch(chunk, codes, paths, tokenizer.bos_id, tokenizer.pad_id, trie.dead, soft, prior)
         loss, _ = train_step(model, optimizer, batch, trie, config, learning_rate(first_step + i, total_steps, config),
                              scale)  # fmt: skip
         losses.append(loss)
@@ -300,7 +309,7 @@ def teacher_labels(
 ) -> TeacherLabels | None:  # fmt: skip
     """The distillation teacher's labels for ``sequences`` under ``config`` (None: it does not distil). The
     nightly refresh labels its windows with this too, so both train towards one teacher."""
-    if config.distill_weight == 0:
+    if config.distill_weight == 0 and config.residual == 0:
         return None
     contexts = len({s.items[:j] for s in sequences for j in range(1, len(s.items)) if s.weights[j] > 0})
     with tqdm(total=contexts, desc="teacher labels", disable=not progress, leave=False) as bar:
@@ -323,6 +332,31 @@ def row_teacher_labels(
         return None
     targets = ((-1,) * (len(s.items) - 1) + (r[-1],) for s, r in zip(sequences, labels.rows, strict=True))
     return replace(labels, rows=tuple(targets))
+
+
+def out_of_fold_labels(windows: list[Sequence], text: TextModel, config: SFTConfig, ranker: Ranker,
+                       progress: bool = False) -> tuple[list[Sequence], TeacherLabels]:  # fmt: skip
+    """The short-context windows of ``windows`` (grouped by user fold) and the teacher's labels for them, each fold's
+    rows read by the ranker over transition counts from the other folds' rows only (the folds the ranker's own
+    features come from, :func:`learner.ranker_trainer.out_of_fold`). Counted from every row, the teacher would
+    already hold each window's own next item, and a policy fitted as a product with it would learn nothing there."""
+    folds = ranker_config(config).folds
+    fold = [user_fold(w.user_id, folds, config.seed) for w in windows]
+    sequences: list[Sequence] = []
+    items, probs, rows = [], [], []
+    for k in range(folds):
+        inside = [w for w, f in zip(windows, fold) if f == k]
+        if not inside:
+            continue
+        counts = TransitionModel.fit([w for w, f in zip(windows, fold) if f != k], text.num_items)
+        cut = short_context_sequences(inside, config.short_context, config.short_context_weight)
+        labels = row_teacher_labels(inside, cut, counts, text, config, progress, ranker)
+        offset = sum(len(i) for i in items)
+        rows += [tuple(r + offset if r >= 0 else -1 for r in row) for row in labels.rows]
+        items.append(labels.items)
+        probs.append(labels.probs)
+        sequences += cut
+    return sequences, TeacherLabels(torch.cat(items), torch.cat(probs), tuple(rows))
 
 
 def _fold_average(average: dict | None, model, epoch: int, config: SFTConfig) -> dict | None:

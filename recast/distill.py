@@ -214,6 +214,34 @@ def batch_soft_targets(
     return out.view(B, J * L, vocab_size)
 
 
+def batch_log_prior(
+    sequences: Sequence[TrainingSequence],
+    rows: Sequence[tuple[int, ...]],
+    labels: TeacherLabels,
+    codes: torch.Tensor,
+    vocab_size: int,
+    weight: float,
+    floor: float,
+) -> torch.Tensor:
+    """(B, J * L, V): ``weight * log(teacher + floor)`` per SID token along each labelled position's true path (the
+    teacher's conditionals, :func:`batch_soft_targets` at share 1), 0 at unlabelled positions. Added to the policy's
+    logits, the policy is fitted as a product with the teacher (``SFTConfig.residual``).
+
+    >>> labels = TeacherLabels(torch.tensor([[1, 0]]), torch.tensor([[0.75, 0.25]]), ((-1, 0),))
+    >>> seq = TrainingSequence("u", (0, 1), (0.0, 1.0))
+    >>> prior = batch_log_prior([seq], labels.rows, labels, torch.tensor([[2], [3]]), 4, 1.0, 1e-3)
+    >>> [round(x, 3) for x in prior[0, 1].exp().tolist()]  # the second position: item 1 (token 3) at 0.75
+    [0.001, 0.001, 0.251, 0.751]
+    >>> prior[0, 0].abs().sum().item()  # the first position has no label
+    0.0
+    """
+    teacher = batch_soft_targets(sequences, rows, labels, codes, 1.0, vocab_size)
+    L, J = codes.shape[1], teacher.shape[1] // codes.shape[1]
+    labelled = torch.tensor([list(r) + [-1] * (J - len(r)) for r in rows]) >= 0  # (B, J)
+    labelled = labelled.repeat_interleave(L, dim=1).unsqueeze(2)
+    return torch.where(labelled, weight * torch.log(teacher + floor), 0.0)
+
+
 def sample_paths(
     sequences: Sequence[TrainingSequence],
     rows: Sequence[tuple[int, ...]],

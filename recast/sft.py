@@ -110,6 +110,15 @@ class SFTConfig:
     # The share of the items the ranker's folds hide from their counts as if added online (RankerConfig.new_share),
     # so it learns how an item with text and no counts is bought. 0: a ranker that never saw one.
     ranker_new_share: float = 0.0
+    # > 0: a residual policy (a product of experts with the ranker). Each labelled window's true item is learnt
+    # through ``policy logits + residual * log(teacher + residual_floor)`` per SID token, the teacher being the
+    # ranker read out of fold on the window's row (learner.sft_trainer.out_of_fold_labels), so the policy learns
+    # what the ranker misses rather than a copy of it, to be served multiplied with it (ops.experiments.residual
+    # scores that offline; no engine serves it). 0: off (the teacher, if any, is a target to imitate). Off in every
+    # preset: the product lost 0.006-0.033 HR@10 to the served ranking on the tuning scope, whatever its power,
+    # floor or epochs (BENCHMARKS.md, issue 15, thirteenth round).
+    residual: float = 0.0
+    residual_floor: float = 1e-3
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_layer", "max_history", "teacher_top_k", "item_teacher_k"):
@@ -178,6 +187,14 @@ class SFTConfig:
             raise ValueError(
                 f"anchors must be >= 1 and anchor_decay in (0, 1], got {self.anchors} and {self.anchor_decay}"
             )
+        if self.residual < 0 or self.residual_floor <= 0:
+            raise ValueError(f"residual must be >= 0 and residual_floor > 0, got {self.residual} and "
+                             f"{self.residual_floor}")  # fmt: skip
+        if self.residual and (self.teacher != "ranker" or not self.teacher_history or self.item_teacher_weight
+                              or self.teacher_paths or self.distill_weight):  # fmt: skip
+            raise ValueError("residual multiplies the policy with the ranker read on each window's row: it needs "
+                             "teacher='ranker', teacher_history > 0, and no target from the teacher "
+                             "(distill_weight=0, item_teacher_weight=0, teacher_paths=False)")
         if self.teacher_sharpness <= 0:
             raise ValueError(
                 f"teacher_sharpness must be > 0 (1 keeps the mixed scores' proportions), got {self.teacher_sharpness}"
@@ -244,6 +261,7 @@ class Batch:
     weights: torch.Tensor  # (B, T) the window weight of the item each target belongs to
     nodes: torch.Tensor  # (B, T) trie node each target is decoded from (dead on padding)
     soft: torch.Tensor | None = None  # (B, T, V) target distributions (distillation), None: the true token
+    prior: torch.Tensor | None = None  # (B, T, V) added to the logits in the loss (SFTConfig.residual), None: nothing
 
 
 def make_batch(
@@ -254,9 +272,11 @@ def make_batch(
     pad_id: int,
     dead: int,
     soft: torch.Tensor | None = None,
+    prior: torch.Tensor | None = None,
 ) -> Batch:
     """Right-padded inputs and targets; ``soft`` (B, T, V) from ``recast.distill.batch_soft_targets``
-    replaces the one-hot targets where given."""
+    replaces the one-hot targets where given; ``prior`` (B, T, V) from ``recast.distill.batch_log_prior`` is
+    added to the logits in the loss."""
     L = codes.shape[1]
     T = max(len(s.items) for s in sequences) * L
     B = len(sequences)
@@ -273,7 +293,7 @@ def make_batch(
         targets[row, :n] = tokens
         weights[row, :n] = torch.tensor(seq.weights).repeat_interleave(L)
         nodes[row, :n] = paths[items].reshape(-1)
-    return Batch(idx, targets, weights, nodes, soft)
+    return Batch(idx, targets, weights, nodes, soft, prior)
 
 
 def batch_loss(
@@ -282,6 +302,8 @@ def batch_loss(
     """Weighted token NLL. ``scale`` None: divided by this batch's total weight (a per-batch mean);
     a number: divided by it, so a window's weight counts the same in whatever batch it lands."""
     logits = model(batch.idx)  # (B, T, V)
+    if batch.prior is not None:  # the product with the teacher is what is fitted (SFTConfig.residual)
+        logits = logits + batch.prior
     allowed = None
     if constrained:
         allowed, _ = trie.expand(batch.nodes.reshape(-1))

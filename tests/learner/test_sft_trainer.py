@@ -142,3 +142,25 @@ def test_teacher_paths_train_other_items_and_resume_exactly(small_train, tmp_pat
     train_sft(DATA, small_train, drawn, tmp_path / "resumed", progress=False, epoch_budget=1)
     assert train_sft(DATA, small_train, drawn, tmp_path / "resumed", progress=False).losses == straight.losses
     assert load_checkpoint(straight.checkpoint).manifest["sft_config"]["teacher_paths"] is True
+
+
+def test_a_residual_run_reads_its_teacher_out_of_fold_and_trains_through_it(small_train, tmp_path):
+    one = replace(CONFIG, short_context=1, max_history=1, long_windows=False, ranker=True, teacher="ranker",
+                  teacher_history=10, teacher_top_k=50)  # fmt: skip
+    distilled = prepare_data(DATA, small_train, replace(one, distill_weight=0.8))
+    residual = prepare_data(DATA, small_train, replace(one, residual=1.0))
+    key = lambda s: (s.user_id, s.items, s.weights)  # noqa: E731
+    assert sorted(map(key, residual.sequences)) == sorted(map(key, distilled.sequences))  # regrouped by fold
+
+    def own_target_taught(data) -> int:
+        """Windows whose own next item the teacher's label holds."""
+        return sum(bool((data.labels.items[r[-1]] == s.items[-1])[data.labels.probs[r[-1]] > 0].any())
+                   for s, r in zip(data.sequences, data.labels.rows, strict=True))  # fmt: skip
+
+    # Counted from every row, the teacher has seen each window's next item; out of fold it often has not.
+    assert own_target_taught(residual) < own_target_taught(distilled) * 0.8
+    results = [train_sft(DATA, small_train, replace(one, residual=b), tmp_path / f"r{b}", progress=False)
+               for b in (1.0, 2.0)]  # fmt: skip
+    assert results[0].losses != results[1].losses  # the teacher enters the loss, at its power
+    assert all(r.losses[-1] < r.losses[0] for r in results)
+    assert load_checkpoint(results[0].checkpoint).manifest["sft_config"]["residual"] == 1.0

@@ -97,6 +97,14 @@ def test_presets_and_validation():
         SFTConfig(distill_weight=0.8, teacher_paths=True)  # the long-context preset's prompts
     with pytest.raises(ValueError, match="teacher_paths draws one-item windows"):
         SFTConfig(**one_item, teacher_paths=True)  # no teacher to draw from
+    residual = {**one_item, "teacher": "ranker", "ranker": True, "teacher_history": 10}
+    assert SFTConfig(**residual, residual=1.0).residual == 1.0
+    with pytest.raises(ValueError, match="residual multiplies"):
+        SFTConfig(**residual, residual=1.0, distill_weight=0.8)  # the teacher as a target besides
+    with pytest.raises(ValueError, match="residual multiplies"):
+        SFTConfig(**{**residual, "teacher_history": 0}, residual=1.0)  # the teacher must read the row
+    with pytest.raises(ValueError, match="residual must be"):
+        SFTConfig(**residual, residual=-1.0)
 
 
 def test_epoch_batches_without_a_pool_are_slices_of_one_permutation():
