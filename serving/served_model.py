@@ -141,6 +141,11 @@ def load_served_model(
         raise ModelLoadError(f"trained on catalog {ckpt.catalog.name} and {problem} ({path})")
     if list(ckpt.item_ids) != [item.item_id for item in catalog.items[: len(ckpt.item_ids)]]:
         raise ModelLoadError(f"{path} was trained on another catalog than the one served ({len(catalog)} items)")
+    if ckpt.manifest.get("sft_config", {}).get("residual", 0):
+        # Its probabilities are what the ranker's must be multiplied by (recast.sft.SFTConfig.residual), and the
+        # served ranking blends the policy's beam instead: decoded alone, it would rank nothing sensible.
+        raise ModelLoadError(f"{path}: a residual policy ranks only multiplied with its ranker, which no engine "
+                             "serves (ops.experiments.residual scores it offline)")  # fmt: skip
     try:  # over the items added online since it was trained: no new weights (see recast.added_items)
         ckpt = grow_checkpoint(ckpt, catalog)
     except ValueError as exc:

@@ -12,7 +12,7 @@ from learner.sft_trainer import train_sft
 from recast.dataset import load_catalog
 from recast.sft import preset
 from schemas.settings import Settings
-from serving.served_model import load_served_model
+from serving.served_model import ModelLoadError, load_served_model
 
 HISTORIES = [list(range(40, 52)), [3, 9], [5], []]
 
@@ -102,3 +102,13 @@ def test_the_operators_policy_share_applies_to_the_rankers_blend(ranked, shipped
             assert [i for i, _ in got[row]] == [i for i, _ in beams.top(row, 10)], f"row {row}"
     finally:
         model.close()
+
+
+def test_a_residual_policy_is_refused(tmp_path, shipped_data):
+    """Fitted as a product with its ranker, it means nothing decoded alone; the service keeps what it serves."""
+    config = replace(preset("tiny"), epochs=1, ranker=True, teacher="ranker", short_context=1, max_history=1,
+                     long_windows=False, teacher_history=10, residual=1.0)  # fmt: skip
+    train_sft(shipped_data, shipped_data / "valid.csv", config, tmp_path / "ckpt", progress=False)
+    with pytest.raises(ModelLoadError, match="a residual policy ranks only multiplied with its ranker"):
+        load_served_model(tmp_path / "ckpt", load_catalog(shipped_data), Settings(data_dir=shipped_data,
+                                                                                  engine="torch"))  # fmt: skip
