@@ -41,8 +41,8 @@ SETTINGS = ((10, 0.003, 1.0), (10, 0.003, 0.0), (30, 0.003, 0.0), (10, 0.01, 0.0
 @dataclass(frozen=True)
 class RankerTuning:
     """How a served ranker is tuned on logged lists (:func:`tune_ranker`): a few passes from its weights, pulled
-    back towards them, because a night's logged lists are a few hundred rows against the tens of thousands it was
-    fitted on."""
+    back towards them, because a night's logged lists are a few hundred rows against the thousands it was fitted
+    on."""
 
     epochs: int = 10
     lr: float = 0.003
@@ -60,7 +60,7 @@ class RankerTuning:
 
 def tune_ranker(ranker: Ranker, features: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor,
                 tuning: RankerTuning) -> Ranker:  # fmt: skip
-    """``ranker`` trained further, with :func:`recast.ranker.fit_ranker`'s listwise loss, on rows described as its.
+    """``ranker`` trained further on rows given as :func:`recast.ranker.fit_ranker` takes them, with its loss.
 
     The normalisation (mean, std) and the features the parent gave no weight are kept as they were, so the tuned
     ranker reads candidates exactly as its parent does and differs only by what the rows taught. No rows, or no
