@@ -164,6 +164,23 @@ def compare(base: dict[str, list[float]], other: dict[str, list[float]], users: 
     return {m: clustered_bootstrap([b - a for a, b in zip(base[m], other[m], strict=True)], users) for m in METRICS}
 
 
+def against_served(scores: dict[str, dict[str, list[float]]], users: list[str], served: str = "served") -> list[dict]:
+    """Per variant of ``scores`` (per metric, each row's score), its means and, but for ``served`` itself, its paired
+    intervals against ``served``, resampling ``users``."""
+    return [{"variant": name, **{m: sum(s[m]) / len(s[m]) for m in METRICS},
+             **({} if name == served else {"against_served": compare(scores[served], s, users)})}
+            for name, s in scores.items()]  # fmt: skip
+
+
+def scope_arguments(parser: argparse.ArgumentParser, threads: int) -> None:
+    """The options every reader of the tuning scope's runs takes: where they are, which, and the torch threads."""
+    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
+    parser.add_argument("--threads", type=int, default=threads, help="torch intra-op threads")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, fold 0 included, as `crossfit` made")
+
+
 def _users(dumps: dict, seeds: list[int], folds: int = FOLDS) -> list[str]:
     return [u for k in range(folds) for u in dumps[k, seeds[0]]["users"]]
 
@@ -480,13 +497,9 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Dumps live beside each run (OUT/crossfit-tuning/LABEL/fold<k>/seed<s>/served.pt); sweep, stack and "
         "passthrough print a table and write it as JSON to OUT/crossfit-tuning/LABEL/.",
     )
-    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
-    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    scope_arguments(parser, threads=2)
     parser.add_argument("--beams", type=int, default=50, help="beam width, as the runs were scored")
     parser.add_argument("--label", default="default+anchors=5+teacher_history=10", help="the runs' recipe label")
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
-    parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, fold 0 included, as `crossfit` made")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("dump", help="decode each tuning-scope run's rows once and save the served ranking's inputs")
     p = sub.add_parser("sweep", help="the blend's policy weight and temperature over a grid, against the served one")

@@ -22,10 +22,17 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ops.experiments.blend import _served_blend, _users, compare, load_dumps, pooled, served_ranks
+from ops.experiments.blend import (
+    _served_blend,
+    _users,
+    against_served,
+    load_dumps,
+    pooled,
+    scope_arguments,
+    served_ranks,
+)
 from ops.experiments.crossfit import FOLDS, METRICS
 from ops.experiments.policy import Paths
 
@@ -160,12 +167,7 @@ def refit_scores(dumps: dict, seeds: list[int], night: int, folds: int = FOLDS) 
 
 def refit(paths: Paths, label: str, seeds: list[int], night: int, folds: int = FOLDS) -> list[dict]:
     dumps = load_dumps(paths, label, seeds, folds)
-    scores = refit_scores(dumps, seeds, night, folds)
-    users = _users(dumps, seeds, folds)
-    base = scores["served"]
-    return [{"variant": name, **{m: sum(s[m]) / len(s[m]) for m in METRICS},
-             **({} if name == "served" else {"against_served": compare(base, s, users)})}
-            for name, s in scores.items()]  # fmt: skip
+    return against_served(refit_scores(dumps, seeds, night, folds), _users(dumps, seeds, folds))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,12 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.refit", description=__doc__.split("\n\n")[0],
                                      epilog="Reads `blend dump`'s served.pt files; writes OUT/crossfit-tuning/LABEL/"
                                      "refit.json and prints its table.")  # fmt: skip
-    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
-    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    scope_arguments(parser, threads=1)
     parser.add_argument("--label", default="default+anchors=5+teacher_history=10", help="the runs' recipe label")
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
-    parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, as `crossfit` made")
     parser.add_argument("--night", type=int, default=130, help="rows in a night's logged lists (the demo's ~130)")
     args = parser.parse_args(argv)
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from pathlib import Path
 
-from ops.experiments.blend import SCOPE, _served_blend, _users, compare, load_dumps, pooled, served_ranks, table
-from ops.experiments.crossfit import FOLDS, METRICS, fold_files, run_dir
+from ops.experiments import blend
+from ops.experiments.crossfit import FOLDS, fold_files, run_dir
 from ops.experiments.policy import Paths
 
 CHUNK = 8  # rows scored at once: each is (anchors x candidates) sequences
@@ -81,17 +80,17 @@ def score(paths: Paths, label: str, against: str, seeds: list[int], beta: float 
     from recast.ranker import Candidates, Ranker
 
     catalog = load_catalog(paths.data)
-    dumps = load_dumps(paths, against, seeds, folds)
-    weight, temperature = _served_blend(dumps)
+    dumps = blend.load_dumps(paths, against, seeds, folds)
+    weight, temperature = blend._served_blend(dumps)
     runs: dict[str, dict] = {"served": {}, "product": {}, "ranker alone": {}}
     for (fold, seed), d in tqdm(dumps.items(), desc=f"score {label}", unit="run"):
-        ckpt = load_checkpoint(run_dir(paths, label, fold, seed, SCOPE) / "ckpt")
+        ckpt = load_checkpoint(run_dir(paths, label, fold, seed, blend.SCOPE) / "ckpt")
         saved = Ranker.from_tensors(d["ranker"])
         if not torch.equal(ckpt.ranker.w1, saved.w1):
             raise SystemExit(f"fold {fold} seed {seed}: {label}'s ranker is not {against}'s; train both alike")
         config = ckpt.manifest["sft_config"]
         b = config.get("residual", 0.0) if beta is None else beta
-        rows = load_interactions(fold_files(paths, fold, SCOPE)[1], catalog)
+        rows = load_interactions(fold_files(paths, fold, blend.SCOPE)[1], catalog)
         histories = [[catalog.index[i] for i in r.history] for r in rows]
         n = int(max(d["cand_items"].max(), d["targets"].max())) + 1
         ranks = []
@@ -106,24 +105,17 @@ def score(paths: Paths, label: str, against: str, seeds: list[int], beta: float 
                                                 got.gather(1, order), strict=True):  # fmt: skip
                 ranks.append(rank_of(int(t), [int(i) for i, s in zip(row_items, row_scores) if s > float("-inf")]))
         runs["product"][fold, seed] = ranks
-        runs["served"][fold, seed] = served_ranks(d, saved, d["cand_items"], d["features"], weight, temperature)
-        runs["ranker alone"][fold, seed] = served_ranks(d, saved, d["cand_items"], d["features"], 0.0, temperature)
-    scores = {name: pooled(r, seeds, folds) for name, r in runs.items()}
-    users = _users(dumps, seeds, folds)
-    base = scores.pop("served")
-    return [{"variant": name, **{m: sum(s[m]) / len(s[m]) for m in METRICS}, "against_served": compare(base, s, users)}
-            for name, s in scores.items()]  # fmt: skip
+        for name, w in (("served", weight), ("ranker alone", 0.0)):
+            runs[name][fold, seed] = blend.served_ranks(d, saved, d["cand_items"], d["features"], w, temperature)
+    scores = {name: blend.pooled(r, seeds, folds) for name, r in runs.items()}
+    return blend.against_served(scores, blend._users(dumps, seeds, folds))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.residual", description=__doc__.split("\n\n")[0],
                                      epilog="Writes OUT/crossfit-tuning/LABEL/residual[-beta<b>].json and prints its "
                                      "table.")  # fmt: skip
-    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
-    parser.add_argument("--out", type=Path, default=Path("runs/policy"), help="where `policy prepare` wrote its splits")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")
-    parser.add_argument("--folds", type=int, default=FOLDS, help="folds in all, as `crossfit` made")
+    blend.scope_arguments(parser, threads=1)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("score", help="rank the tuning-scope rows by the policy times the ranker, against served")
     p.add_argument("--label", required=True, help="the residual recipe's runs")
@@ -140,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     name = "residual" if args.beta is None else f"residual-beta{args.beta:g}"
     where = args.out / "crossfit-tuning" / args.label / f"{name}.json"
     where.write_text(json.dumps(result, indent=1) + "\n")
-    print(table(result, "ranking"))
+    print(blend.table([r for r in result if r["variant"] != "served"], "ranking"))
     print(f"\nseeds {args.seeds}; tuning scope, users resampled; written to {where}")
 
 
