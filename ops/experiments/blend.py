@@ -5,6 +5,7 @@ cross-fitted tuning scope (``ops.experiments.crossfit --scope tuning``).
     python -m ops.experiments.blend sweep --label ... --seeds 0,1
     python -m ops.experiments.blend stack --label ... --seeds 0,1 [--fold 0]
     python -m ops.experiments.blend passthrough OTHER-LABEL --label ... --seeds 0,1
+    python -m ops.experiments.blend frontier OTHER-LABEL... --label ... --seeds 0,1
 
 Why: the served ranking is the learned ranker with the policy's beam blended in at ``policy_weight`` 0.2, and the
 policy's share of it is inside the noise (BENCHMARKS.md, eleventh round). The ranker cannot read the policy as a
@@ -23,7 +24,8 @@ rows are ranked by one trained on the other folds' rows, so no row is scored by 
 variant against the served ranking as paired intervals resampling users. ``passthrough`` asks how much of a change
 of policy reaches each of those served rankings: every variant under another recipe's runs (another policy, the
 same folds and seeds) against itself under ``--label``'s, paired over the same rows. That is what learning can
-move in each design.
+move in each design. ``frontier`` does the same for the designs that give the policy more of the list (heavier
+blends, interleaving, a product with the ranker), each also priced against the served ranking.
 """
 
 from __future__ import annotations
@@ -487,7 +489,7 @@ def _interval(d) -> str:
 
 
 def _intervals(deltas: dict) -> str:
-    return " | ".join(f"{d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}]" for d in (deltas[m] for m in METRICS))
+    return " | ".join(_interval(deltas[m]) for m in METRICS)
 
 
 def main(argv: list[str] | None = None) -> None:
