@@ -373,11 +373,12 @@ def frontier_ranks(d: dict, weights: list[float]) -> dict[str, list]:
 def frontier(paths: Paths, label: str, others: list[str], seeds: list[int], folds: int = FOLDS) -> list[dict]:
     """Per design, what it costs against the served ranking under ``label``'s runs, and how much of each change of
     policy (``others``: other recipes on the same folds and seeds) reaches it."""
-    served_w = _served_blend(load_dumps(paths, label, seeds, folds))[0]
-    weights = sorted({served_w, *FRONTIER_WEIGHTS})
     runs = {}
     for name in [label, *others]:
         dumps = load_dumps(paths, name, seeds, folds)
+        if name == label:  # first: the served blend's weight is one of the designs
+            served_w = _served_blend(dumps)[0]
+            weights = sorted({served_w, *FRONTIER_WEIGHTS})
         per_run: dict[str, dict] = {}
         for key, d in dumps.items():
             for design, ranks in frontier_ranks(d, weights).items():

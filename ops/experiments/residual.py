@@ -92,12 +92,11 @@ def score(paths: Paths, label: str, against: str, seeds: list[int], beta: float 
         b = config.get("residual", 0.0) if beta is None else beta
         rows = load_interactions(fold_files(paths, fold, blend.SCOPE)[1], catalog)
         histories = [[catalog.index[i] for i in r.history] for r in rows]
-        n = int(max(d["cand_items"].max(), d["targets"].max())) + 1
         ranks = []
         for start in range(0, len(rows), CHUNK):
             part = slice(start, start + CHUNK)
             cands = Candidates(d["cand_items"][part], d["features"][part])
-            probs = saved.probabilities(cands, max(n, len(catalog)))
+            probs = saved.probabilities(cands, len(catalog))
             got = product_scores(ckpt, histories[part], cands.items, probs, b, config.get("residual_floor", 1e-3),
                                  config["teacher_top_k"], config["teacher_sharpness"])  # fmt: skip
             order = got.argsort(dim=1, descending=True, stable=True)
