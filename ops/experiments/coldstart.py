@@ -43,8 +43,12 @@ from dataclasses import replace
 from functools import partial
 from itertools import product
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from recast.sft import SFTConfig
 
 log = logging.getLogger("coldstart")
 K = 10
@@ -152,13 +156,24 @@ def imputed(rec, histories: list[list[int]], known: int, weight: float) -> torch
     return trans
 
 
+def add_online(coder, base, base_ckpt, new: dict, scheme: str = "used"):
+    """The held-out items ``new`` (id -> items.json entry) added as ``POST /v1/admin/items`` adds them: their codes
+    (``scheme``: ``used`` or ``unused``, ``ServedCoder.assign``), the grown catalog, and the checkpoint grown over
+    it with nothing borrowed."""
+    from recast.added_items import Borrow, added_item, grow_checkpoint
+    from recast.catalog import append_items, sid_text
+
+    codes = coder.assign(new, unused_paths=scheme == "unused")
+    grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
+    return codes, grown, grow_checkpoint(base_ckpt, grown, Borrow(factor=0.0))
+
+
 def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[str], beam_width: int,
              code_schemes: list[str], factors: list[float], neighbours: list[int],
              imputes: list[float], rankers: dict[float | None, object]) -> dict:  # fmt: skip
     """The seed's figures: per-row ranks of every ranking, and each variant's summary. ``rankers``: the learned
     rankers to serve, by the share of items their folds hid as added (None: the checkpoint's own)."""
-    from recast.added_items import Borrow, added_item, borrowed_transitions, grow_checkpoint
-    from recast.catalog import append_items, sid_text
+    from recast.added_items import Borrow, borrowed_transitions
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions, load_item_entries
     from recast.recommender import Recommender
@@ -179,9 +194,7 @@ def evaluate(data: Path, ckpt_dir: Path, held_items: set[str], held_users: set[s
     text_ranks = warm_before = mixed_before = None
     old_paths = set(coder.paths)
     for scheme in code_schemes:
-        codes = coder.assign(new, unused_paths=scheme == "unused")
-        grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
-        unborrowed = grow_checkpoint(base_ckpt, grown, Borrow(factor=0.0))
+        codes, grown, unborrowed = add_online(coder, base, base_ckpt, new, scheme)
         served = Recommender.from_checkpoint(unborrowed, beam_width)
         at = grown.index
         ch, ct = [[at[i] for i in r.history] for r in cold], [at[r.target] for r in cold]
@@ -313,26 +326,37 @@ def main(argv: list[str] | None = None) -> None:
              json.dumps(result["confirmation"]))  # fmt: skip
 
 
+def prepare(
+    data: Path, out: Path, seed: int, preset_name: str, epochs: int | None, item_share: float = 0.1,
+    user_share: float = 0.2, max_rows: int | None = None,
+) -> tuple[set[str], set[str], dict, SFTConfig]:
+    """The seed's split and base data set (``out/base``), and its policy trained on the base (``out/ckpt``, reused
+    by a rerun): (held-out items, held-out users, what the base holds, the SFT config)."""
+    from learner.sft_trainer import train_sft
+    from recast.sft import preset
+
+    held_items, held_users = split(data, item_share, user_share, seed)
+    made = write_base(data, out / "base", held_items, held_users, max_rows)
+    log.info("seed %d: held out %d items and %d users; base: %s", seed, len(held_items), len(held_users), made)
+    config = replace(preset(preset_name), seed=seed, **({} if epochs is None else {"epochs": epochs}))
+    if not (out / "ckpt" / "manifest.json").exists():
+        train_sft(out / "base", out / "base" / "valid.csv", config, out / "ckpt", progress=False)
+    return held_items, held_users, made, config
+
+
 def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbours: list[int],
              imputes: list[float], shares: list[float | None]) -> dict:  # fmt: skip
     """One seed: its split and base data set, its trained policy (kept under ``--out/seed-N/ckpt`` and reused by
     a rerun), and its per-row ranks (``--out/seed-N/ranks.json``)."""
     from learner.ranker_trainer import fit_served_ranker
-    from learner.sft_trainer import ranker_config, scorer_source, train_sft
+    from learner.sft_trainer import ranker_config, scorer_source
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
-    from recast.sft import preset
 
     out = args.out / f"seed-{seed}"
-    held_items, held_users = split(args.data, args.item_share, args.user_share, seed)
-    made = write_base(args.data, out / "base", held_items, held_users, args.max_train_rows)
-    log.info("seed %d: held out %d items and %d users; base: %s", seed, len(held_items), len(held_users), made)
-    config = replace(preset(args.preset), seed=seed)
-    if args.epochs is not None:
-        config = replace(config, epochs=args.epochs)
+    held_items, held_users, made, config = prepare(args.data, out, seed, args.preset, args.epochs, args.item_share,
+                                                   args.user_share, args.max_train_rows)  # fmt: skip
     ckpt = out / "ckpt"
-    if not (ckpt / "manifest.json").exists():
-        train_sft(out / "base", out / "base" / "valid.csv", config, ckpt, progress=False)
     rankers: dict[float | None, object] = {None: None} if None in shares else {}
     if rankers.keys() != set(shares):  # refitted on the base's rows, as train_sft fits the checkpoint's own
         base = load_catalog(out / "base")

@@ -30,31 +30,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-log = logging.getLogger("nightly_counts")
-
-
-def prepare(data: Path, out: Path, seed: int, preset_name: str, epochs: int | None) -> tuple[set[str], set[str]]:
-    """The seed's split, base data set and trained policy (``out/ckpt``, reused by a rerun)."""
-    from learner.sft_trainer import train_sft
-    from ops.experiments.coldstart import split, write_base
-    from recast.sft import preset
-
-    held_items, held_users = split(data, 0.1, 0.2, seed)
-    made = write_base(data, out / "base", held_items, held_users, None)
-    log.info("seed %d: held out %d items and %d users; base: %s", seed, len(held_items), len(held_users), made)
-    config = replace(preset(preset_name), seed=seed, **({} if epochs is None else {"epochs": epochs}))
-    if not (out / "ckpt" / "manifest.json").exists():
-        train_sft(out / "base", out / "base" / "valid.csv", config, out / "ckpt", progress=False)
-    return held_items, held_users
-
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int) -> dict:
     """Day 2's per-row ranks before and after the night's counts (module doc)."""
     from learner.ranker_trainer import user_fold
     from learner.refresh.learn import refresh_scorers, sequences
-    from ops.experiments.coldstart import K, lists_of, partition, ranks
-    from recast.added_items import Borrow, added_item, grow_checkpoint
-    from recast.catalog import append_items, sid_text
+    from ops.experiments.coldstart import K, add_online, lists_of, partition, ranks
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions, load_item_entries
     from recast.recommender import Recommender
@@ -64,10 +45,7 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     base = load_catalog(out / "base")
     entries = load_item_entries(data)
     coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
-    new = {i: entries[i] for i in sorted(held_items)}
-    codes = coder.assign(new)
-    grown = append_items(base, [added_item(i, sid_text(codes[i]), new[i]) for i in codes])
-    ckpt = grow_checkpoint(base_ckpt, grown, Borrow(factor=0.0))
+    _, grown, ckpt = add_online(coder, base, base_ckpt, {i: entries[i] for i in sorted(held_items)})
     rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
     day1 = [r for r in rows if user_fold(r.user_id, 2, seed) == 0]
     day2 = [r for r in rows if user_fold(r.user_id, 2, seed) == 1]
@@ -143,13 +121,15 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from ops.experiments.coldstart import prepare
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(int(os.environ.get("RECAST_TORCH_THREADS", "2")))
     runs = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.out / f"seed-{seed}"
         if not args.pool_only:
-            held_items, held_users = prepare(args.data, out, seed, args.preset, args.epochs)
+            held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
             run = measure(args.data, out, held_items, held_users, seed, args.beam_width)
             (out / "ranks.json").write_text(json.dumps(run))
         runs[seed] = json.loads((out / "ranks.json").read_text())
