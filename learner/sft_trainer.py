@@ -254,11 +254,10 @@ def train_batches(model, optimizer, batches: list[list[int]], sequences: list[Se
     for i, picked in enumerate(batches):
         chunk = [sequences[j] for j in picked]
         soft = prior = None
+        rows = None if labels is None else [labels.rows[j] for j in picked]
         if labels is not None and config.residual > 0:
-            prior = batch_log_prior(chunk, [labels.rows[j] for j in picked], labels, codes, len(tokenizer),
-                                    config.residual, config.residual_floor)  # fmt: skip
+            prior = batch_log_prior(chunk, rows, labels, codes, len(tokenizer), config.residual, config.residual_floor)
         elif labels is not None:
-            rows = [labels.rows[j] for j in picked]
             drawn = None
             if config.teacher_paths:
                 drawn = sample_paths(chunk, rows, labels, config.distill_weight, generator)
