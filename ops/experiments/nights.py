@@ -1,0 +1,243 @@
+"""What nights of learning buy on items added online: logged traffic that reaches the served list.
+
+    python -m ops.experiments.nights --seeds 0,1,2,3 --days 4
+
+Why (issue 15): on the shipped users a night's logged lists hold rows of the kind the models were trained on, and
+nothing learnt from them reaches the served list measurably (the thirteenth round). Items added online are where
+traffic holds what training did not: until someone buys one, the served ranking knows it by its text alone, and
+the policy has never been taught to decode it.
+
+For each seed, the cold-start split of ``ops.experiments.coldstart`` (10% of the items and 20% of the users held
+out; the policy trained on the other users' rows that touch no held-out item, ``--preset``), then the held-out
+items added with their text only, as served (used codes, nothing borrowed). The held-out users are split into
+``--days`` days by a seeded hash; each row is a shopper's history and the item they bought. After each day, a
+night learns from that day's rows as the nightly refresh learns from logged lists (``learner.refresh.run``):
+
+- ``off``: no refresh;
+- ``counts``: the rows counted into the transition scorer (``learner.refresh.learn.sequences`` at the policy's
+  prompt length, then ``refresh_scorers``); the policy and the ranker kept;
+- ``learned``: the same counts, and the policy's continued SFT on the rows at the teacher's length plus as many
+  replayed windows (the base's training rows and the earlier days'), taught by the refreshed scorers and the
+  ranker (``continue_sft``; ``RefreshConfig``'s epochs and learning rate). No RL step: the rows hold no served
+  list to reward.
+
+Each arm carries its own model from night to night. Every day after the first is ranked by every arm, the served
+ranking and the policy's beam alone:
+
+- *cold* rows (a held-out target), all of them and those whose new item someone bought on an earlier day;
+- *warm* rows (no held-out item anywhere), so learning costs the old targets nothing.
+
+Paired bootstrap intervals on hit@10 per row (one row per shopper), per seed and over the seeds' rows pooled. The
+test split is never read. A seed trains one ``default`` policy (3-5 minutes on one thread; reused by a rerun),
+and its nights and rankings take a few minutes more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+
+ARMS = ("off", "counts", "learned")
+KINDS = ("cold", "cold, its item bought on an earlier day", "warm")
+VIEWS = ("served", "policy")
+METRICS = ("HR@10", "NDCG@10")
+
+
+def night(ckpt, grown, rows: list, learn_policy: bool, pool: list, seed: int):
+    """``ckpt`` after one night of ``rows``: the counts always, the policy's continued SFT where ``learn_policy``
+    (``pool``: the older windows it replays). Returns (child, what the night did)."""
+    from learner.refresh.config import RefreshConfig
+    from learner.refresh.learn import continue_sft, refresh_scorers, replay_sample, sequences
+
+    config = RefreshConfig(seed=seed)
+    max_history = ckpt.prompt_history()
+    counted = sequences(rows, grown, max_history)
+    transition, text = refresh_scorers(ckpt, grown, counted)
+    child = replace(ckpt, transition=transition, text=text)
+    done = {"counted_windows": len(counted)}
+    if learn_policy:
+        sft_new = sequences(rows, grown, max(max_history, ckpt.teacher_history()))
+        replay = replay_sample(pool, len(sft_new), config.replay_share, seed)
+        sft = continue_sft(ckpt, sft_new + replay, config, seed, scorers=(transition, text))
+        child = replace(child, model=sft.model)
+        done.update(sft_new=len(sft_new), sft_replay=len(replay), sft_steps=sft.steps,
+                    sft_loss_last=round(sum(sft.losses[-5:]) / max(1, len(sft.losses[-5:])), 4))  # fmt: skip
+    return child, done
+
+
+def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
+            days: int, arms: list[str], weights: list[float]) -> dict:  # fmt: skip
+    """Per-row ranks of every day after the first, under every arm (module doc); ``weights``: the policy's shares
+    of the served list to rank at besides the checkpoint's own, each as ``arm@weight``."""
+    from learner.ranker_trainer import user_fold
+    from learner.refresh.learn import sequences
+    from ops.experiments.coldstart import add_online, partition
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions, load_item_entries
+    from recast.recommender import Recommender
+    from recast.sids.served import ServedCoder
+
+    base_ckpt = load_checkpoint(out / "ckpt")
+    base = load_catalog(out / "base")
+    entries = load_item_entries(data)
+    coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
+    _, grown, ckpt = add_online(coder, base, base_ckpt, {i: entries[i] for i in sorted(held_items)})
+    at = grown.index
+    rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
+    by_day = [[r for r in rows if user_fold(r.user_id, days, seed) == d] for d in range(days)]
+    # The windows a night replays: the base's training rows, then each night's own, at the length SFT reads.
+    sft_history = max(ckpt.prompt_history(), ckpt.teacher_history())
+    pool = sequences(load_interactions(out / "base" / "valid.csv", grown), grown, sft_history)
+    models = dict.fromkeys(arms, ckpt)
+    blends = {"": None, **{f"@{w:g}": w for w in weights}}  # the served list at its own share, then the others
+    result = {"days": days, "new_items": len(held_items), "nights": [],
+              "rows": {k: {"day": [], "bought": [], "served": {f"{a}{w}": [] for a in arms for w in blends},
+                           "policy": {a: [] for a in arms if a != "counts"}}
+                       for k in ("cold", "warm")}}  # fmt: skip
+    bought: set[str] = set()
+    for day, day_rows in enumerate(by_day):
+        if day:
+            cold, warm, _ = partition(day_rows, held_items)
+            for kind, part in (("cold", cold), ("warm", warm)):
+                entry = result["rows"][kind]
+                entry["day"] += [day] * len(part)
+                entry["bought"] += [r.target in bought for r in part]
+                histories, targets = [[at[i] for i in r.history] for r in part], [at[r.target] for r in part]
+                for arm, model in models.items():
+                    served, alone = rank_day(Recommender.from_checkpoint(model, beam_width), histories, targets, blends)
+                    for suffix, r in served.items():
+                        entry["served"][arm + suffix] += r
+                    if arm in entry["policy"]:  # counts leave the policy as it was
+                        entry["policy"][arm] += alone
+        if day == days - 1:
+            break
+        done = {"day": day, "rows": len(day_rows)}
+        for arm in arms:
+            if arm != "off":
+                models[arm], done[arm] = night(models[arm], grown, day_rows, arm == "learned", pool, seed + day)
+        pool += sequences(day_rows, grown, sft_history)
+        bought |= {r.target for r in day_rows} & held_items
+        done["new_items_bought_so_far"] = len(bought)
+        result["nights"].append(done)
+    return result
+
+
+def rank_day(rec, histories: list[list[int]], targets: list[int], blends: dict[str, float | None]):
+    """The targets' ranks in the served lists, at each of ``blends``' shares of the policy (None: its own),
+    and in the policy's beam alone; the beams decoded once."""
+    from ops.experiments.coldstart import K, lists_of, ranks
+
+    beams = [rec.policy(histories[s : s + 64]) for s in range(0, len(histories), 64)]
+    served = {}
+    for suffix, weight in blends.items():
+        blended = rec if weight is None else with_policy_weight(rec, weight)
+        lists = lists_of(lambda hs, start, r=blended: r.rank(hs, beams[start // 64], K), histories)
+        served[suffix] = ranks(lists, targets)
+    return served, ranks([b.top(row) for b in beams for row in range(b.items.shape[0])], targets)
+
+
+def with_policy_weight(rec, weight: float):
+    """``rec`` serving the policy's beam at ``weight``: the share blended after its ranker, or without one, the
+    policy's weight in the fixed mix."""
+    if rec.ranker is None:
+        return replace(rec, fusion=replace(rec.fusion, policy_weight=weight))
+    return replace(rec, ranker=replace(rec.ranker, policy_weight=weight))
+
+
+def report(runs: dict[int, dict]) -> dict:
+    """Per seed and pooled, for each kind of row and each ranking (served: every arm at every share; the policy's
+    beam alone): HR@10 / NDCG@10, and the paired differences of both against ``off`` and against ``counts`` (the
+    refresh without the policy's SFT, at the checkpoint's own share)."""
+    from ops.experiments.coldstart import interval, summary
+    from recast.metrics import per_entry_scores
+
+    def kinds(run: dict) -> dict[str, dict]:
+        cold, warm = run["rows"]["cold"], run["rows"]["warm"]
+        pick = lambda xs: [x for x, b in zip(xs, cold["bought"], strict=True) if b]  # noqa: E731
+        earlier = {view: {a: pick(r) for a, r in cold[view].items()} for view in VIEWS}
+        return dict(zip(KINDS, ({v: cold[v] for v in VIEWS}, earlier, {v: warm[v] for v in VIEWS}), strict=True))
+
+    def figures(parts: list[dict]) -> dict:
+        out = {}
+        for view in VIEWS:
+            pooled = {a: [x for p in parts for x in p[view][a]] for a in parts[0][view]}
+            out[view] = {a: {"summary": summary(r),
+                             **{f"minus_{b}": {m: interval(per_entry_scores(r, m), per_entry_scores(pooled[b], m))
+                                               for m in METRICS}
+                                for b in ("off", "counts") if b in pooled and b != a}}
+                         for a, r in pooled.items()}  # fmt: skip
+        return out
+
+    per_seed = {seed: {k: figures([v]) for k, v in kinds(run).items()} for seed, run in runs.items()}
+    pooled = {k: figures([kinds(run)[k] for run in runs.values()]) for k in KINDS}
+    return {"seeds": per_seed, "pooled": pooled, "nights": {s: r["nights"] for s, r in runs.items()}}
+
+
+def table(result: dict, view: str, seeds: bool = True) -> str:
+    """One line per (seed, then pooled), kind of row and ranking: HR@10 / NDCG@10 and the differences."""
+    lines = ["| seed | rows | ranking | n | HR@10 / NDCG@10 | − off: HR@10 | NDCG@10 | − counts: HR@10 | NDCG@10 |",
+             "| --- " * 9 + "|"]  # fmt: skip
+
+    def change(d: dict | None) -> str:
+        return "" if not d or d.get("rows", 0) == 0 else f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+
+    for seed, kinds in [*(result["seeds"].items() if seeds else []), ("pooled", result["pooled"])]:
+        for kind, f in kinds.items():
+            for arm, g in f[view].items():
+                s = g["summary"]
+                cells = [change(g.get(f"minus_{b}", {}).get(m)) for b in ("off", "counts") for m in METRICS]
+                lines.append(f"| {seed} | {kind} | {arm} | {s['rows']} | {s.get('hr@10', 0):.4f} / "
+                             f"{s.get('ndcg@10', 0):.4f} | {' | '.join(cells)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ops.experiments.nights", description=__doc__.split("\n\n")[0],
+                                     epilog="Writes OUT/seed-N/ranks-Dd.json and OUT/result-Dd.json (D: --days); "
+                                     "prints the served ranking's table, then the policy's beam alone.")
+    parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
+    parser.add_argument("--out", type=Path, default=Path("runs/nights"), help="where the seeds' runs go")
+    parser.add_argument("--preset", default="default", help="SFT preset (recast.sft.PRESETS)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a smoke run)")
+    parser.add_argument("--beam-width", type=int, default=20, help="the policy's beam, as coldstart scores")
+    parser.add_argument("--days", type=int, default=4, help="days the held-out shoppers are split over (>= 2)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {ARMS}; off always runs")
+    parser.add_argument("--policy-weights", default="", help="comma-separated shares of the served list to give "
+                        "the policy besides the ranker's own (ranked as ARM@SHARE; e.g. 0.4,0.6)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--pooled", action="store_true", help="print the pooled lines only")
+    parser.add_argument("--pool-only", action="store_true", help="train and score nothing: pool the seeds' saved "
+                        "ranks (OUT/seed-N/ranks-Dd.json, e.g. from runs of a few seeds each, side by side)")
+    args = parser.parse_args(argv)
+    arms = ["off", *(a for a in args.arms.split(",") if a != "off")]
+    weights = [float(w) for w in args.policy_weights.split(",") if w]
+    if args.days < 2 or not set(arms) <= set(ARMS):
+        parser.error(f"--days must be >= 2 and --arms drawn from {ARMS}")
+
+    import torch
+
+    from ops.experiments.coldstart import prepare
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(int(os.environ.get("RECAST_TORCH_THREADS", "2")))
+    runs = {}
+    name = f"ranks-{args.days}d.json"
+    for seed in (int(s) for s in args.seeds.split(",")):
+        out = args.out / f"seed-{seed}"
+        if not args.pool_only:
+            held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
+            run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights)
+            (out / name).write_text(json.dumps(run))
+        runs[seed] = json.loads((out / name).read_text())
+    result = report(runs)
+    (args.out / f"result-{args.days}d.json").write_text(json.dumps(result, indent=1) + "\n")
+    print("\n\n".join(f"{title}:\n{table(result, view, not args.pooled)}"
+                      for title, view in (("The served ranking", "served"), ("The policy's beam alone", "policy"))))
+
+
+if __name__ == "__main__":
+    main()
