@@ -27,9 +27,9 @@ ranking and the policy's beam alone:
 - *cold* rows (a held-out target), all of them and those whose new item someone bought on an earlier day;
 - *warm* rows (no held-out item anywhere), so learning costs the old targets nothing.
 
-Paired bootstrap intervals on hit@10 per row (one row per shopper), per seed and over the seeds' rows pooled. The
-test split is never read. A seed trains one ``default`` policy (3-5 minutes on one thread; reused by a rerun),
-and its nights and rankings take a few minutes more.
+Paired bootstrap intervals on HR@10 and NDCG@10: per seed over its rows, and pooled over the seeds, resampling whole
+seeds (``report``). The test split is never read. A seed trains one ``default`` policy (3-5 minutes on one thread;
+reused by a rerun), and its nights and rankings take under a minute more.
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ VIEWS = ("served", "policy")
 METRICS = ("HR@10", "NDCG@10")
 
 
-def night(ckpt, grown, rows: list, learn_policy: bool, pool: list, seed: int):
+def night(ckpt, grown, rows: list, learn_policy: bool, pool: list, seed: int, refresh: dict):
     """``ckpt`` after one night of ``rows``: the counts always, the policy's continued SFT where ``learn_policy``
-    (``pool``: the older windows it replays). Returns (child, what the night did)."""
+    (``pool``: the older windows it replays; ``refresh``: ``RefreshConfig`` fields). Returns (child, what the
+    night did)."""
     from learner.refresh.config import RefreshConfig
     from learner.refresh.learn import continue_sft, refresh_scorers, replay_sample, sequences
 
-    config = RefreshConfig(seed=seed)
+    config = RefreshConfig(**{**refresh, "seed": seed})
     max_history = ckpt.prompt_history()
     counted = sequences(rows, grown, max_history)
     transition, text = refresh_scorers(ckpt, grown, counted)
@@ -70,9 +71,10 @@ def night(ckpt, grown, rows: list, learn_policy: bool, pool: list, seed: int):
 
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
-            days: int, arms: list[str], weights: list[float]) -> dict:  # fmt: skip
+            days: int, arms: list[str], weights: list[float], refresh: dict) -> dict:  # fmt: skip
     """Per-row ranks of every day after the first, under every arm (module doc); ``weights``: the policy's shares
-    of the served list to rank at besides the checkpoint's own, each as ``arm@weight``."""
+    of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``refresh``: the
+    ``RefreshConfig`` fields the nights override."""
     from learner.ranker_trainer import user_fold
     from learner.refresh.learn import sequences
     from ops.experiments.coldstart import add_online, partition
@@ -118,7 +120,8 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
         done = {"day": day, "rows": len(day_rows)}
         for arm in arms:
             if arm != "off":
-                models[arm], done[arm] = night(models[arm], grown, day_rows, arm == "learned", pool, seed + day)
+                models[arm], done[arm] = night(models[arm], grown, day_rows, arm == "learned", pool, seed + day,
+                                                     refresh)
         pool += sequences(day_rows, grown, sft_history)
         bought |= {r.target for r in day_rows} & held_items
         done["new_items_bought_so_far"] = len(bought)
@@ -151,9 +154,13 @@ def with_policy_weight(rec, weight: float):
 def report(runs: dict[int, dict]) -> dict:
     """Per seed and pooled, for each kind of row and each ranking (served: every arm at every share; the policy's
     beam alone): HR@10 / NDCG@10, and the paired differences of both against ``off`` and against ``counts`` (the
-    refresh without the policy's SFT, at the checkpoint's own share)."""
-    from ops.experiments.coldstart import interval, summary
-    from recast.metrics import per_entry_scores
+    refresh without the policy's SFT, at the checkpoint's own share).
+
+    A seed's interval resamples its rows (one a shopper). The pooled one resamples whole seeds: each seed is its
+    own split of items and users, so its rows share which items are new and who bought them first, and how much a
+    night teaches differs far more between seeds than between rows."""
+    from ops.experiments.coldstart import summary
+    from recast.metrics import clustered_bootstrap, per_entry_scores
 
     def kinds(run: dict) -> dict[str, dict]:
         cold, warm = run["rows"]["cold"], run["rows"]["warm"]
@@ -161,13 +168,24 @@ def report(runs: dict[int, dict]) -> dict:
         earlier = {view: {a: pick(r) for a, r in cold[view].items()} for view in VIEWS}
         return dict(zip(KINDS, ({v: cold[v] for v in VIEWS}, earlier, {v: warm[v] for v in VIEWS}), strict=True))
 
+    def interval(a: list, b: list, clusters: list, metric: str) -> dict:
+        if not a:
+            return {"rows": 0}
+        diffs = [x - y for x, y in zip(per_entry_scores(a, metric), per_entry_scores(b, metric), strict=True)]
+        mean, lo, hi = clustered_bootstrap(diffs, clusters)
+        return {"rows": len(a), "diff": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
+
     def figures(parts: list[dict]) -> dict:
+        """``parts``: one seed's rows, or every seed's (then resampled by seed)."""
         out = {}
         for view in VIEWS:
-            pooled = {a: [x for p in parts for x in p[view][a]] for a in parts[0][view]}
+            common = [a for a in parts[0][view] if all(a in p[view] for p in parts)]  # seeds run with other shares
+            pooled = {a: [x for p in parts for x in p[view][a]] for a in common}
+            sizes = [len(p[view][common[0]]) for p in parts]
+            clusters = ([str(i) for i in range(sizes[0])] if len(parts) == 1
+                        else [str(k) for k, n in enumerate(sizes) for _ in range(n)])  # fmt: skip
             out[view] = {a: {"summary": summary(r),
-                             **{f"minus_{b}": {m: interval(per_entry_scores(r, m), per_entry_scores(pooled[b], m))
-                                               for m in METRICS}
+                             **{f"minus_{b}": {m: interval(r, pooled[b], clusters, m) for m in METRICS}
                                 for b in ("off", "counts") if b in pooled and b != a}}
                          for a, r in pooled.items()}  # fmt: skip
         return out
@@ -197,8 +215,9 @@ def table(result: dict, view: str, seeds: bool = True) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ops.experiments.nights", description=__doc__.split("\n\n")[0],
-                                     epilog="Writes OUT/seed-N/ranks-Dd.json and OUT/result-Dd.json (D: --days); "
-                                     "prints the served ranking's table, then the policy's beam alone.")
+                                     epilog="Writes OUT/seed-N/ranks-LABEL.json and OUT/result-LABEL.json "
+                                     "(LABEL: --days, then --set); prints the served ranking's table, then the "
+                                     "policy's beam alone.")
     parser.add_argument("--data", type=Path, default=Path("data/amazon18-industrial"), help="data set directory")
     parser.add_argument("--out", type=Path, default=Path("runs/nights"), help="where the seeds' runs go")
     parser.add_argument("--preset", default="default", help="SFT preset (recast.sft.PRESETS)")
@@ -208,10 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {ARMS}; off always runs")
     parser.add_argument("--policy-weights", default="", help="comma-separated shares of the served list to give "
                         "the policy besides the ranker's own (ranked as ARM@SHARE; e.g. 0.4,0.6)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a field of the nights' learner.refresh.config.RefreshConfig (e.g. "
+                        "sft_epochs=4); the runs are saved under a name holding them")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--pooled", action="store_true", help="print the pooled lines only")
     parser.add_argument("--pool-only", action="store_true", help="train and score nothing: pool the seeds' saved "
-                        "ranks (OUT/seed-N/ranks-Dd.json, e.g. from runs of a few seeds each, side by side)")
+                        "ranks (OUT/seed-N/ranks-LABEL.json, e.g. from runs of a few seeds each, side by side)")
     args = parser.parse_args(argv)
     arms = ["off", *(a for a in args.arms.split(",") if a != "off")]
     weights = [float(w) for w in args.policy_weights.split(",") if w]
@@ -221,20 +243,24 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from ops.experiments.coldstart import prepare
+    from ops.experiments.policy import _value
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(int(os.environ.get("RECAST_TORCH_THREADS", "2")))
     runs = {}
-    name = f"ranks-{args.days}d.json"
+    refresh = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    label = f"{args.days}d" + "".join(f"-{item}" for item in sorted(args.set))
+    name = f"ranks-{label}.json"
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.out / f"seed-{seed}"
         if not args.pool_only:
             held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
-            run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights)
+            run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights,
+                          refresh)  # fmt: skip
             (out / name).write_text(json.dumps(run))
         runs[seed] = json.loads((out / name).read_text())
     result = report(runs)
-    (args.out / f"result-{args.days}d.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"result-{label}.json").write_text(json.dumps(result, indent=1) + "\n")
     print("\n\n".join(f"{title}:\n{table(result, view, not args.pooled)}"
                       for title, view in (("The served ranking", "served"), ("The policy's beam alone", "policy"))))
 

@@ -40,3 +40,21 @@ def test_nights_count_and_teach_each_day_and_rank_the_next(tmp_path, shipped_dat
     assert "| pooled | warm | learned@0.6 |" in capsys.readouterr().out
     main([*args, "--pool-only"])  # rereads the saved ranks: the same result
     assert json.loads((tmp_path / "result-3d.json").read_text()) == result
+
+
+def test_pooled_intervals_resample_whole_seeds():
+    """Two seeds whose nights teach opposite things: pooled, the change averages 0 and its interval spans both
+    seeds' changes; resampling rows instead would call it 0 with certainty."""
+    from ops.experiments.nights import report
+
+    def run(off: list, counts: list) -> dict:
+        part = {"day": [1] * len(off), "bought": [False] * len(off), "served": {"off": off, "counts": counts},
+                "policy": {"off": off}}  # fmt: skip
+        return {"rows": {"cold": part, "warm": part}, "nights": []}
+
+    hit, miss = [0] * 20, [None] * 20
+    pooled = report({0: run(miss, hit), 1: run(hit, miss)})["pooled"]["cold"]["served"]["counts"]["minus_off"]
+    change = pooled["HR@10"]
+    assert change["diff"] == 0.0 and change["ci95"] == [-1.0, 1.0]
+    one_seed = report({0: run(miss, hit)})["seeds"][0]["cold"]["served"]["counts"]["minus_off"]["HR@10"]
+    assert one_seed["diff"] == 1.0 and one_seed["ci95"] == [1.0, 1.0]
