@@ -1,6 +1,6 @@
 """What nights of learning buy on items added online: logged traffic that reaches the served list.
 
-    python -m ops.experiments.nights --seeds 0,1,2,3 --days 4
+    python -m ops.experiments.nights --seeds 0,1,2,3 --days 4 [--arms counts,learned,recast,grpo]
 
 Why (issue 15): on the shipped users a night's logged lists hold rows of the kind the models were trained on, and
 nothing learnt from them reaches the served list measurably (the thirteenth round). Items added online are where
@@ -15,11 +15,14 @@ night learns from that day's rows as the nightly refresh learns from logged list
 
 - ``off``: no refresh;
 - ``counts``: the rows counted into the transition scorer (``learner.refresh.learn.sequences`` at the policy's
-  prompt length, then ``refresh_scorers``); the policy and the ranker kept;
+  prompt length, then ``refresh_scorers``, which also refits the text scorer on the grown catalog); the policy and
+  the ranker kept;
 - ``learned``: the same counts, and the policy's continued SFT on the rows at the teacher's length plus as many
   replayed windows (the base's training rows and the earlier days'), taught by the refreshed scorers and the
-  ranker (``continue_sft``; ``RefreshConfig``'s epochs and learning rate). No RL step: the rows hold no served
-  list to reward.
+  ranker (``continue_sft``; ``RefreshConfig``'s epochs and learning rate);
+- ``recast`` / ``grpo`` (on request): ``learned``, then that method's RL step (``rl_step``, ``RefreshConfig``'s
+  steps and learning rate) on the day's reward groups: the arm's own list served to each shopper, rewarded where
+  it held the item they bought, that item an organic positive where it did not (``logged_lists``).
 
 Each arm carries its own model from night to night. Every day after the first is ranked by every arm, the served
 ranking and the policy's beam alone:
@@ -41,33 +44,64 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-ARMS = ("off", "counts", "learned")
+ARMS = ("off", "counts", "learned", "recast", "grpo")
+RL_ARMS = ("recast", "grpo")
 KINDS = ("cold", "cold, its item bought on an earlier day", "warm")
 VIEWS = ("served", "policy")
 METRICS = ("HR@10", "NDCG@10")
+REFERENCES = ("off", "counts", "learned")  # each ranking's differences are against these, where they ran
 
 
-def night(ckpt, grown, rows: list, learn_policy: bool, pool: list, seed: int, refresh: dict):
-    """``ckpt`` after one night of ``rows``: the counts always, the policy's continued SFT where ``learn_policy``
-    (``pool``: the older windows it replays; ``refresh``: ``RefreshConfig`` fields). Returns (child, what the
-    night did)."""
+def night(ckpt, grown, rows: list, arm: str, pool: list, seed: int, refresh: dict, work: Path, beam_width: int):
+    """``ckpt`` after one night of ``rows`` under ``arm`` (module doc): the counts always; the policy's continued
+    SFT in the arms that learn (``pool``: the older windows it replays); then, in ``recast`` and ``grpo``, that
+    method's RL step (its repairs written under ``work``). ``refresh``: ``RefreshConfig`` fields. Returns (child,
+    what the night did)."""
+    from learner.refresh import learn
     from learner.refresh.config import RefreshConfig
-    from learner.refresh.learn import continue_sft, refresh_scorers, replay_sample, sequences
 
-    config = RefreshConfig(**{**refresh, "seed": seed})
+    config = RefreshConfig(**{**refresh, "seed": seed, **({"method": arm} if arm in RL_ARMS else {})})
     max_history = ckpt.prompt_history()
-    counted = sequences(rows, grown, max_history)
-    transition, text = refresh_scorers(ckpt, grown, counted)
+    counted = learn.sequences(rows, grown, max_history)
+    transition, text = learn.refresh_scorers(ckpt, grown, counted)
     child = replace(ckpt, transition=transition, text=text)
     done = {"counted_windows": len(counted)}
-    if learn_policy:
-        sft_new = sequences(rows, grown, max(max_history, ckpt.teacher_history()))
-        replay = replay_sample(pool, len(sft_new), config.replay_share, seed)
-        sft = continue_sft(ckpt, sft_new + replay, config, seed, scorers=(transition, text))
-        child = replace(child, model=sft.model)
-        done.update(sft_new=len(sft_new), sft_replay=len(replay), sft_steps=sft.steps,
-                    sft_loss_last=round(sum(sft.losses[-5:]) / max(1, len(sft.losses[-5:])), 4))  # fmt: skip
+    if arm == "counts":
+        return child, done
+    sft_new = learn.sequences(rows, grown, max(max_history, ckpt.teacher_history()))
+    replay = learn.replay_sample(pool, len(sft_new), config.replay_share, seed)
+    sft = learn.continue_sft(ckpt, sft_new + replay, config, seed, scorers=(transition, text))
+    child = replace(child, model=sft.model)
+    done.update(sft_new=len(sft_new), sft_replay=len(replay), sft_steps=sft.steps,
+                sft_loss_last=round(sum(sft.losses[-5:]) / max(1, len(sft.losses[-5:])), 4))  # fmt: skip
+    if arm in RL_ARMS:  # the day's lists as served by the arm's model, and what each shopper bought
+        contexts = learn.rl_contexts(logged_lists(ckpt, grown, rows, beam_width))
+        rl = learn.rl_step(ckpt, sft.model, grown, contexts, config, work, seed,
+                           replay=learn.replay_contexts(replay, max_history))  # fmt: skip
+        child = replace(child, model=rl.model)
+        done["rl"] = {k: round(v, 4) if isinstance(v, float) else v for k, v in rl.summary.items()}
     return child, done
+
+
+def logged_lists(ckpt, grown, rows: list, beam_width: int) -> list:
+    """``rows`` as the reward groups the day would have logged: the top ``K`` that ``ckpt`` served, and the
+    shopper's purchase of the row's target, on the list (its reward) or off it (an organic positive)."""
+    from learner.ingest.attribution import WEIGHTS
+    from ops.experiments.coldstart import K, lists_of
+    from recast.feedback import LoggedList
+    from recast.recommender import Recommender
+
+    rec, at = Recommender.from_checkpoint(ckpt, beam_width), grown.index
+    histories = [[at[i] for i in r.history] for r in rows]
+    served = lists_of(lambda hs, _: rec.recommend(hs, K), histories)
+    out = []
+    for row, history, ranked in zip(rows, histories, served, strict=True):
+        items, target = tuple(i for i, _ in ranked), at[row.target]
+        rewards = tuple(WEIGHTS["purchase"] if i == target else 0.0 for i in items)
+        organic = () if target in items else ((target, WEIGHTS["purchase"]),)
+        out.append(LoggedList(row.user_id, tuple(history[-ckpt.prompt_history() :]), items, rewards, organic,
+                              organic_types=("purchase",) * len(organic)))  # fmt: skip
+    return out
 
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
@@ -120,8 +154,8 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
         done = {"day": day, "rows": len(day_rows)}
         for arm in arms:
             if arm != "off":
-                models[arm], done[arm] = night(models[arm], grown, day_rows, arm == "learned", pool, seed + day,
-                                                     refresh)
+                models[arm], done[arm] = night(models[arm], grown, day_rows, arm, pool, seed + day, refresh,
+                                               out / f"rl-{days}d" / arm / f"night-{day}", beam_width)  # fmt: skip
         pool += sequences(day_rows, grown, sft_history)
         bought |= {r.target for r in day_rows} & held_items
         done["new_items_bought_so_far"] = len(bought)
@@ -153,8 +187,8 @@ def with_policy_weight(rec, weight: float):
 
 def report(runs: dict[int, dict]) -> dict:
     """Per seed and pooled, for each kind of row and each ranking (served: every arm at every share; the policy's
-    beam alone): HR@10 / NDCG@10, and the paired differences of both against ``off`` and against ``counts`` (the
-    refresh without the policy's SFT, at the checkpoint's own share).
+    beam alone): HR@10 / NDCG@10, and the paired differences of both against ``off``, ``counts`` (the refresh without
+    the policy's SFT, at the checkpoint's own share) and ``learned`` (without an RL step).
 
     A seed's interval resamples its rows (one a shopper). The pooled one resamples whole seeds: each seed is its
     own split of items and users, so its rows share which items are new and who bought them first, and how much a
@@ -186,7 +220,7 @@ def report(runs: dict[int, dict]) -> dict:
                         else [str(k) for k, n in enumerate(sizes) for _ in range(n)])  # fmt: skip
             out[view] = {a: {"summary": summary(r),
                              **{f"minus_{b}": {m: interval(r, pooled[b], clusters, m) for m in METRICS}
-                                for b in ("off", "counts") if b in pooled and b != a}}
+                                for b in REFERENCES if b in pooled and b != a}}
                          for a, r in pooled.items()}  # fmt: skip
         return out
 
@@ -196,9 +230,13 @@ def report(runs: dict[int, dict]) -> dict:
 
 
 def table(result: dict, view: str, seeds: bool = True) -> str:
-    """One line per (seed, then pooled), kind of row and ranking: HR@10 / NDCG@10 and the differences."""
-    lines = ["| seed | rows | ranking | n | HR@10 / NDCG@10 | − off: HR@10 | NDCG@10 | − counts: HR@10 | NDCG@10 |",
-             "| --- " * 9 + "|"]  # fmt: skip
+    """One line per (seed, then pooled), kind of row and ranking: HR@10 / NDCG@10 and the differences against each
+    reference arm that ran."""
+    first = next(iter(result["pooled"].values()))[view]
+    references = [b for b in REFERENCES if b in first]
+    lines = ["| seed | rows | ranking | n | HR@10 / NDCG@10 | "
+             + " | ".join(f"− {b}: HR@10 | NDCG@10" for b in references) + " |",
+             "| --- " * (5 + 2 * len(references)) + "|"]  # fmt: skip
 
     def change(d: dict | None) -> str:
         return "" if not d or d.get("rows", 0) == 0 else f"{d['diff']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
@@ -207,7 +245,7 @@ def table(result: dict, view: str, seeds: bool = True) -> str:
         for kind, f in kinds.items():
             for arm, g in f[view].items():
                 s = g["summary"]
-                cells = [change(g.get(f"minus_{b}", {}).get(m)) for b in ("off", "counts") for m in METRICS]
+                cells = [change(g.get(f"minus_{b}", {}).get(m)) for b in references for m in METRICS]
                 lines.append(f"| {seed} | {kind} | {arm} | {s['rows']} | {s.get('hr@10', 0):.4f} / "
                              f"{s.get('ndcg@10', 0):.4f} | {' | '.join(cells)} |")  # fmt: skip
     return "\n".join(lines)
@@ -224,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a smoke run)")
     parser.add_argument("--beam-width", type=int, default=20, help="the policy's beam, as coldstart scores")
     parser.add_argument("--days", type=int, default=4, help="days the held-out shoppers are split over (>= 2)")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {ARMS}; off always runs")
+    parser.add_argument("--arms", default="counts,learned", help=f"comma-separated, from {ARMS}; off always runs")
     parser.add_argument("--policy-weights", default="", help="comma-separated shares of the served list to give "
                         "the policy besides the ranker's own (ranked as ARM@SHARE; e.g. 0.4,0.6)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
