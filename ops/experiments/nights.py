@@ -105,10 +105,10 @@ def logged_lists(ckpt, grown, rows: list, beam_width: int) -> list:
 
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
-            days: int, arms: list[str], weights: list[float], refresh: dict) -> dict:  # fmt: skip
+            days: int, arms: list[str], weights: list[float], refresh: dict, work: Path) -> dict:  # fmt: skip
     """Per-row ranks of every day after the first, under every arm (module doc); ``weights``: the policy's shares
     of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``refresh``: the
-    ``RefreshConfig`` fields the nights override."""
+    ``RefreshConfig`` fields the nights override; ``work``: where the RL arms' nights write their repairs."""
     from learner.ranker_trainer import user_fold
     from learner.refresh.learn import sequences
     from ops.experiments.coldstart import add_online, partition
@@ -155,7 +155,7 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
         for arm in arms:
             if arm != "off":
                 models[arm], done[arm] = night(models[arm], grown, day_rows, arm, pool, seed + day, refresh,
-                                               out / f"rl-{days}d" / arm / f"night-{day}", beam_width)  # fmt: skip
+                                               work / arm / f"night-{day}", beam_width)  # fmt: skip
         pool += sequences(day_rows, grown, sft_history)
         bought |= {r.target for r in day_rows} & held_items
         done["new_items_bought_so_far"] = len(bought)
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.pool_only:
             held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
             run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights,
-                          refresh)  # fmt: skip
+                          refresh, out / f"rl-{label}")  # fmt: skip
             (out / name).write_text(json.dumps(run))
         runs[seed] = json.loads((out / name).read_text())
     result = report(runs)
