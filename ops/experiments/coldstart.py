@@ -122,13 +122,17 @@ def hits(r: list[int | None]) -> list[float]:
     return per_entry_scores(r, f"HR@{K}")
 
 
-def interval(a: list[float], b: list[float]) -> dict:
-    """Mean of a - b per row and its 95% paired-bootstrap interval (hit@10 per row)."""
-    from recast.metrics import paired_bootstrap
+def interval(a: list[float], b: list[float], clusters: list[str] | None = None) -> dict:
+    """Mean of a - b per row and its 95% paired-bootstrap interval (e.g. hit@10 per row); with ``clusters`` (one a
+    row), resampling whole clusters (``recast.metrics.clustered_bootstrap``)."""
+    from recast.metrics import clustered_bootstrap, paired_bootstrap
 
     if not a:
         return {"rows": 0}
-    mean, lo, hi = paired_bootstrap(a, b)
+    if clusters is None:
+        mean, lo, hi = paired_bootstrap(a, b)
+    else:
+        mean, lo, hi = clustered_bootstrap([x - y for x, y in zip(a, b, strict=True)], clusters)
     return {"rows": len(a), "diff": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 

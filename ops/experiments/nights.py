@@ -193,21 +193,14 @@ def report(runs: dict[int, dict]) -> dict:
     A seed's interval resamples its rows (one a shopper). The pooled one resamples whole seeds: each seed is its
     own split of items and users, so its rows share which items are new and who bought them first, and how much a
     night teaches differs far more between seeds than between rows."""
-    from ops.experiments.coldstart import summary
-    from recast.metrics import clustered_bootstrap, per_entry_scores
+    from ops.experiments.coldstart import interval, summary
+    from recast.metrics import per_entry_scores
 
     def kinds(run: dict) -> dict[str, dict]:
         cold, warm = run["rows"]["cold"], run["rows"]["warm"]
         pick = lambda xs: [x for x, b in zip(xs, cold["bought"], strict=True) if b]  # noqa: E731
         earlier = {view: {a: pick(r) for a, r in cold[view].items()} for view in VIEWS}
         return dict(zip(KINDS, ({v: cold[v] for v in VIEWS}, earlier, {v: warm[v] for v in VIEWS}), strict=True))
-
-    def interval(a: list, b: list, clusters: list, metric: str) -> dict:
-        if not a:
-            return {"rows": 0}
-        diffs = [x - y for x, y in zip(per_entry_scores(a, metric), per_entry_scores(b, metric), strict=True)]
-        mean, lo, hi = clustered_bootstrap(diffs, clusters)
-        return {"rows": len(a), "diff": round(mean, 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
     def figures(parts: list[dict]) -> dict:
         """``parts``: one seed's rows, or every seed's (then resampled by seed)."""
@@ -218,8 +211,9 @@ def report(runs: dict[int, dict]) -> dict:
             sizes = [len(p[view][common[0]]) for p in parts]
             clusters = ([str(i) for i in range(sizes[0])] if len(parts) == 1
                         else [str(k) for k, n in enumerate(sizes) for _ in range(n)])  # fmt: skip
+            scores = {a: {m: per_entry_scores(r, m) for m in METRICS} for a, r in pooled.items()}
             out[view] = {a: {"summary": summary(r),
-                             **{f"minus_{b}": {m: interval(r, pooled[b], clusters, m) for m in METRICS}
+                             **{f"minus_{b}": {m: interval(scores[a][m], scores[b][m], clusters) for m in METRICS}
                                 for b in REFERENCES if b in pooled and b != a}}
                          for a, r in pooled.items()}  # fmt: skip
         return out
