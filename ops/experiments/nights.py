@@ -143,8 +143,12 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
                 entry["day"] += [day] * len(part)
                 entry["bought"] += [r.target in bought for r in part]
                 histories, targets = [[at[i] for i in r.history] for r in part], [at[r.target] for r in part]
+                decoded: dict[int, list] = {}  # the beams of each policy: counts keeps off's, decoded once
                 for arm, model in models.items():
-                    served, alone = rank_day(Recommender.from_checkpoint(model, beam_width), histories, targets, blends)
+                    rec = Recommender.from_checkpoint(model, beam_width)
+                    key = id(model.model)
+                    decoded[key] = decoded.get(key) or decode(rec, histories)
+                    served, alone = rank_day(rec, decoded[key], histories, targets, blends)
                     for suffix, r in served.items():
                         entry["served"][arm + suffix] += r
                     if arm in entry["policy"]:  # counts leave the policy as it was
@@ -163,12 +167,16 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     return result
 
 
-def rank_day(rec, histories: list[list[int]], targets: list[int], blends: dict[str, float | None]):
-    """The targets' ranks in the served lists, at each of ``blends``' shares of the policy (None: its own),
-    and in the policy's beam alone; the beams decoded once."""
+def decode(rec, histories: list[list[int]]) -> list:
+    """``rec``'s policy decoded on ``histories``, 64 at a time (the batches ``lists_of`` ranks)."""
+    return [rec.policy(histories[s : s + 64]) for s in range(0, len(histories), 64)]
+
+
+def rank_day(rec, beams: list, histories: list[list[int]], targets: list[int], blends: dict[str, float | None]):
+    """The targets' ranks in the served lists, at each of ``blends``' shares of the policy (None: its own), and in
+    the policy's beam alone; ``beams``: ``decode(rec, histories)``."""
     from ops.experiments.coldstart import K, lists_of, ranks
 
-    beams = [rec.policy(histories[s : s + 64]) for s in range(0, len(histories), 64)]
     served = {}
     for suffix, weight in blends.items():
         blended = rec if weight is None else with_policy_weight(rec, weight)
