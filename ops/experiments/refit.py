@@ -145,14 +145,14 @@ def refit_scores(dumps: dict, seeds: list[int], night: int, folds: int = FOLDS) 
             scored = [i for i, h in enumerate(side) if h == half]
             logged = [i for i, h in enumerate(side) if h != half]
             nightly = sorted(random.Random(seed * 100 + fold * 2 + half).sample(logged, min(night, len(logged))))
+            on_half, on_night = training_rows(d, logged), training_rows(d, nightly)
             rankers = {"served": saved}
             for e, lr, p in SETTINGS:
-                tuning = RankerTuning(epochs=e, lr=lr, proximal=p, seed=seed)
-                rankers[f"tuned e{e} lr{lr:g} prox{p:g}"] = tune_ranker(saved, *training_rows(d, logged), tuning)
-                rankers[f"tuned e{e} lr{lr:g} prox{p:g}, a night ({night} rows)"] = tune_ranker(
-                    saved, *training_rows(d, nightly), tuning)  # fmt: skip
+                tuning, name = RankerTuning(epochs=e, lr=lr, proximal=p, seed=seed), f"tuned e{e} lr{lr:g} prox{p:g}"
+                rankers[name] = tune_ranker(saved, *on_half, tuning)
+                rankers[f"{name}, a night ({night} rows)"] = tune_ranker(saved, *on_night, tuning)
             config = RankerConfig(per_scorer=saved.per_scorer, policy_weight=saved.policy_weight, seed=seed)
-            rankers["fitted on the half's rows alone"] = fit_ranker(*training_rows(d, logged), config)
+            rankers["fitted on the half's rows alone"] = fit_ranker(*on_half, config)
             index = torch.tensor(scored, dtype=torch.long)
             part = {k: (v[index] if torch.is_tensor(v) and v.shape[:1] == d["targets"].shape else v)
                     for k, v in d.items()}  # fmt: skip
