@@ -68,7 +68,7 @@ class TransitionModel:
     # (N,) bool: items added since the counts were made (:meth:`extended`), or hidden from them (:meth:`forgetting`).
     # Such an item has no counts because nobody *could* have interacted with it, not because nobody did; the
     # learned ranker (recast.ranker) reads the difference. None: every item was counted. A refresh (:meth:`update`)
-    # clears it for the items it counts.
+    # clears it for the items it has counted often enough (its ``mark_until``).
     added: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -86,8 +86,11 @@ class TransitionModel:
         targets = PopularityModel.fit(sequences, num_items).counts
         return cls._from_counts(_pair_counts(sequences), targets, num_items, decay)
 
-    def update(self, sequences: Sequence[TrainingSequence]) -> TransitionModel:
+    def update(self, sequences: Sequence[TrainingSequence], mark_until: float = 1.0) -> TransitionModel:
         """The model fitted on its own sequences plus ``sequences`` (counts add; the decay is kept).
+
+        An added item keeps its mark (``added``) until it has been counted ``mark_until`` times in all (its weight
+        in the counted windows, as context or target); 1: until its first count.
 
         >>> from recast.windows import Sequence as S
         >>> a, b = [S("u", (0, 1), (1.0, 1.0))], [S("v", (0, 2, 1), (1.0, 1.0, 1.0))]
@@ -101,8 +104,10 @@ class TransitionModel:
             pairs[key] = pairs.get(key, 0.0) + weight
         targets = targets + PopularityModel.fit(sequences, num_items).counts
         counted = self._from_counts(pairs, targets, num_items, self.decay)
-        if self.added is not None:  # an added item stays "added" until an interaction of its own is counted
-            still = self.added & ~counted.has_counts(torch.arange(num_items))
+        if self.added is not None:
+            items = torch.arange(num_items)
+            few = ~counted.has_counts(items) if mark_until <= 1.0 else targets < mark_until - 1e-6
+            still = self.added & few
             counted = replace(counted, added=still if bool(still.any()) else None)
         if self.borrowers is None:
             return counted

@@ -178,10 +178,12 @@ def rl_step(ckpt: Checkpoint, model: torch.nn.Module, catalog: Catalog, contexts
     }, trainer.repair_log)  # fmt: skip
 
 
-def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence]) -> tuple[TransitionModel, TextModel]:
-    """The served model's transition counts plus the new sequences' (exactly as if fitted on both); the text
-    model refitted on the catalog's text (it reads no interactions, so only a changed catalog changes it)."""
-    transition = ckpt.transition.update(new)
+def refresh_scorers(ckpt: Checkpoint, catalog: Catalog, new: list[Sequence],
+                    mark_until: float = 1.0) -> tuple[TransitionModel, TextModel]:  # fmt: skip
+    """The served model's transition counts plus the new sequences' (exactly as if fitted on both), an added item
+    marked so until counted ``mark_until`` times (``RefreshConfig.added_mark_until``); the text model refitted on
+    the catalog's text (it reads no interactions, so only a changed catalog changes it)."""
+    transition = ckpt.transition.update(new, mark_until)
     text = TextModel.fit([item_text(item) for item in catalog.items])
     return transition, text
 

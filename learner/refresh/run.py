@@ -197,7 +197,7 @@ def _learn_and_gate(run: _Run, settings: Settings, config: RefreshConfig, progre
     pool += learn.sequences(base_rows, catalog, sft_history)
     replay = learn.replay_sample(pool, len(sft_new), config.replay_share, seed)
     # The scorers first: they count the new windows, and a distilled policy's teacher is made of them.
-    transition, text_model = learn.refresh_scorers(parent, catalog, new)
+    transition, text_model = learn.refresh_scorers(parent, catalog, new, config.added_mark_until)
     run.phase("sft")
     sft = learn.continue_sft(parent, sft_new + replay, config, seed, progress, scorers=(transition, text_model))
     run.counts.update(sft_new=len(sft_new), sft_replay=len(replay), sft_steps=sft.steps)

@@ -82,6 +82,14 @@ def test_added_items_stay_marked_until_a_refresh_counts_them_and_survive_a_save(
     learnt = grown.update([Sequence("v", (0, 4), (1.0, 1.0))])
     assert learnt.added_items().tolist() == [False, False, False, True, False]
     assert learnt.update([Sequence("w", (3, 1), (1.0, 1.0))]).added is None
+    # Kept until counted three times: item 4's one purchase leaves it marked; two more (as target, then as
+    # context) clear it. The ranker reads an item with one count and no mark as an old item nobody buys.
+    kept = grown.update([Sequence("v", (0, 4), (1.0, 1.0))], mark_until=3)
+    assert kept.added_items().tolist() == [False, False, False, True, True]
+    assert torch.equal(kept.scores([0]), learnt.scores([0]))  # the counts are the same: only the mark differs
+    assert kept.update([Sequence("x", (1, 4), (1.0, 1.0))], mark_until=3).added_items()[4]  # two counts of three
+    again = kept.update([Sequence("x", (1, 4), (1.0, 1.0)), Sequence("y", (4, 2), (1.0, 1.0))], mark_until=3)
+    assert again.added_items().tolist() == [False, False, False, True, False]
 
 
 def test_forgetting_hides_items_as_if_added_and_renormalises_the_rest():

@@ -77,6 +77,8 @@ def test_a_refresh_learns_the_interactions_of_items_added_online(gated, served, 
     assert learnt.item_ids[-1] == "900001" and len(learnt.item_ids) == len(catalog) + 1
     assert "".join(learnt.tokenizer.vocab[t] for t in learnt.codes[-1].tolist()) == added.codes["900001"]
     assert learnt.transition.popularity[-1] > 0  # its purchases were counted
+    # Bought on fewer lists than RefreshConfig.added_mark_until, it is still read as an item added online.
+    assert learnt.transition.added_items()[-1] and not learnt.transition.added_items()[:-1].any()
     assert learnt.text.num_items == len(catalog) + 1
 
 
