@@ -15,8 +15,8 @@ night learns from that day's rows as the nightly refresh learns from logged list
 
 - ``off``: no refresh;
 - ``counts``: the rows counted into the transition scorer (``learner.refresh.learn.sequences`` at the policy's
-  prompt length, then ``refresh_scorers``, which also refits the text scorer on the grown catalog); the policy and
-  the ranker kept;
+  prompt length, then ``refresh_scorers``, which also refits the text scorer on the grown catalog and keeps a new
+  item marked added until ``RefreshConfig.added_mark_until`` counts); the policy and the ranker kept;
 - ``learned``: the same counts, and the policy's continued SFT on the rows at the teacher's length plus as many
   replayed windows (the base's training rows and the earlier days'), taught by the refreshed scorers and the
   ranker (``continue_sft``; ``RefreshConfig``'s epochs and learning rate);
@@ -27,8 +27,14 @@ night learns from that day's rows as the nightly refresh learns from logged list
 Each arm carries its own model from night to night. Every day after the first is ranked by every arm, the served
 ranking and the policy's beam alone:
 
-- *cold* rows (a held-out target), all of them and those whose new item someone bought on an earlier day;
-- *warm* rows (no held-out item anywhere), so learning costs the old targets nothing.
+- *cold* rows (a held-out target), all of them and those whose new item someone bought on an earlier day, these
+  split by whether the counts reach the item from the row's history (``reach_flags``): where they do not, only
+  the policy's learning could say something the ranker's scorers do not;
+- *warm* rows (no held-out item anywhere) and *mixed* ones (an old target after a new item), so learning costs
+  the old targets nothing; and every row together.
+
+``--policy-weights`` ranks the served list at other shares of the policy; ``--gates`` at other shares on the items
+the counts do not reach alone (``gated``); ``--compare`` pools another saved setting's arms beside this one's.
 
 Paired bootstrap intervals on HR@10 and NDCG@10: per seed over its rows, and pooled over the seeds, resampling whole
 seeds (``report``). The test split is never read. A seed trains one ``default`` policy (3-5 minutes on one thread;
@@ -44,9 +50,12 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 ARMS = ("off", "counts", "learned", "recast", "grpo")
 RL_ARMS = ("recast", "grpo")
-KINDS = ("cold", "cold, its item bought on an earlier day", "warm")
+KINDS = ("cold", "cold, its item bought on an earlier day", "  of which the counts reach it from the history",
+         "  of which they do not", "warm", "mixed", "every row")  # reach: reach_flags
 VIEWS = ("served", "policy")
 METRICS = ("HR@10", "NDCG@10")
 REFERENCES = ("off", "counts", "learned")  # each ranking's differences are against these, where they ran
@@ -63,7 +72,7 @@ def night(ckpt, grown, rows: list, arm: str, pool: list, seed: int, refresh: dic
     config = RefreshConfig(**{**refresh, "seed": seed, **({"method": arm} if arm in RL_ARMS else {})})
     max_history = ckpt.prompt_history()
     counted = learn.sequences(rows, grown, max_history)
-    transition, text = learn.refresh_scorers(ckpt, grown, counted)
+    transition, text = learn.refresh_scorers(ckpt, grown, counted, config.added_mark_until)
     child = replace(ckpt, transition=transition, text=text)
     done = {"counted_windows": len(counted)}
     if arm == "counts":
@@ -105,11 +114,12 @@ def logged_lists(ckpt, grown, rows: list, beam_width: int) -> list:
 
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
-            days: int, arms: list[str], weights: list[float], refresh: dict, work: Path) -> dict:  # fmt: skip
+            days: int, arms: list[str], weights: list[float], refresh: dict, work: Path,
+            gates: list[float] = ()) -> dict:  # fmt: skip
     """Per-row ranks of every day after the first, under every arm (module doc); ``weights``: the policy's shares
-    of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``refresh``: the
+    of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``gates``: the policy's
+    shares of the items the arm's counts do not reach, each as ``arm~share`` (:func:`gated`); ``refresh``: the
     ``RefreshConfig`` fields the nights override; ``work``: where the RL arms' nights write their repairs."""
-    from learner.ranker_trainer import user_fold
     from learner.refresh.learn import sequences
     from ops.experiments.coldstart import add_online, partition
     from recast.checkpoint import load_checkpoint
@@ -123,22 +133,23 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
     _, grown, ckpt = add_online(coder, base, base_ckpt, {i: entries[i] for i in sorted(held_items)})
     at = grown.index
-    rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
-    by_day = [[r for r in rows if user_fold(r.user_id, days, seed) == d] for d in range(days)]
+    by_day = days_of(data, held_users, days, seed)
     # The windows a night replays: the base's training rows, then each night's own, at the length SFT reads.
     sft_history = max(ckpt.prompt_history(), ckpt.teacher_history())
     pool = sequences(load_interactions(out / "base" / "valid.csv", grown), grown, sft_history)
     models = dict.fromkeys(arms, ckpt)
-    blends = {"": None, **{f"@{w:g}": w for w in weights}}  # the served list at its own share, then the others
+    # The served list at its own share, then the other shares, then the gated shares.
+    blends = {"": None, **{f"@{w:g}": w for w in weights}, **{f"~{g:g}": ("gate", g) for g in gates}}
     result = {"days": days, "new_items": len(held_items), "nights": [],
               "rows": {k: {"day": [], "bought": [], "served": {f"{a}{w}": [] for a in arms for w in blends},
                            "policy": {a: [] for a in arms if a != "counts"}}
-                       for k in ("cold", "warm")}}  # fmt: skip
+                       for k in ("cold", "warm", "mixed")}}  # fmt: skip
+    result["rows"]["cold"]["reached"] = reach_flags(by_day, held_items, ckpt.prompt_history())
     bought: set[str] = set()
     for day, day_rows in enumerate(by_day):
         if day:
-            cold, warm, _ = partition(day_rows, held_items)
-            for kind, part in (("cold", cold), ("warm", warm)):
+            cold, warm, mixed = partition(day_rows, held_items)
+            for kind, part in (("cold", cold), ("warm", warm), ("mixed", mixed)):
                 entry = result["rows"][kind]
                 entry["day"] += [day] * len(part)
                 entry["bought"] += [r.target in bought for r in part]
@@ -167,22 +178,98 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     return result
 
 
+def days_of(data: Path, held_users: set[str], days: int, seed: int) -> list[list]:
+    """The held-out users' rows split into ``days`` days by a seeded hash of the user."""
+    from learner.ranker_trainer import user_fold
+    from recast.dataset import load_catalog, load_interactions
+
+    rows = [r for r in load_interactions(data / "valid.csv", load_catalog(data)) if r.user_id in held_users]
+    return [[r for r in rows if user_fold(r.user_id, days, seed) == d] for d in range(days)]
+
+
+def reach_flags(by_day: list[list], held_items: set[str], max_history: int, scorer_history: int = 10) -> list[bool]:
+    """For each cold row of every day after the first (in the order they are ranked), whether the nights' counts
+    reach its target from its history: a counted pair on an earlier day (``learn.sequences`` at the policy's
+    prompt length ``max_history``) from one of its last ``scorer_history`` items to it. The base's counts hold no
+    pair into a held-out item, so the earlier days' pairs are all there are."""
+    from ops.experiments.coldstart import partition
+    from recast.windows import build_sequences, transitions
+
+    position: dict[str, int] = {}
+    for row in (r for day in by_day for r in day):
+        for item in (*row.history, row.target):
+            position.setdefault(item, len(position))
+    counted: set[tuple[int, int]] = set()
+    flags = []
+    for day, rows in enumerate(by_day):
+        if day:
+            cold, _, _ = partition(rows, held_items)
+            flags += [any((position[i], position[r.target]) in counted for i in r.history[-scorer_history:])
+                      for r in cold]  # fmt: skip
+        counted |= {(a, b) for a, b, _ in transitions(build_sequences(rows, position, max_history))}
+    return flags
+
+
 def decode(rec, histories: list[list[int]]) -> list:
     """``rec``'s policy decoded on ``histories``, 64 at a time (the batches ``lists_of`` ranks)."""
     return [rec.policy(histories[s : s + 64]) for s in range(0, len(histories), 64)]
 
 
-def rank_day(rec, beams: list, histories: list[list[int]], targets: list[int], blends: dict[str, float | None]):
-    """The targets' ranks in the served lists, at each of ``blends``' shares of the policy (None: its own), and in
-    the policy's beam alone; ``beams``: ``decode(rec, histories)``."""
+def rank_day(rec, beams: list, histories: list[list[int]], targets: list[int], blends: dict):
+    """The targets' ranks in the served lists, at each of ``blends``' shares of the policy (None: its own;
+    ``("gate", share)``: :func:`gated`), and in the policy's beam alone; ``beams``: ``decode(rec, histories)``."""
     from ops.experiments.coldstart import K, lists_of, ranks
 
     served = {}
     for suffix, weight in blends.items():
-        blended = rec if weight is None else with_policy_weight(rec, weight)
-        lists = lists_of(lambda hs, start, r=blended: r.rank(hs, beams[start // 64], K), histories)
+        if isinstance(weight, tuple):
+            lists = lists_of(lambda hs, start, g=weight[1]: gated(rec, hs, beams[start // 64], K, g), histories)
+        else:
+            blended = rec if weight is None else with_policy_weight(rec, weight)
+            lists = lists_of(lambda hs, start, r=blended: r.rank(hs, beams[start // 64], K), histories)
         served[suffix] = ranks(lists, targets)
     return served, ranks([b.top(row) for b in beams for row in range(b.items.shape[0])], targets)
+
+
+def gated(rec, histories: list[list[int]], beams, k: int, share: float) -> list[list[tuple[int, float]]]:
+    """The served list with the policy's share raised to ``share`` on the items the transition counts do not reach
+    from the row's history (no counted pair from any of its scorers' items to the item), its own share elsewhere:
+    after the ranker, or in the fixed mix (the transition scorer giving up what the policy gains). At the own
+    share it is the served list exactly.
+
+    Where the counts reach an item, they have learnt what the logs say about it, and the ranker reads them; where
+    they do not, the ranker knows the item by its text alone, and what the policy has learnt of it (similar items'
+    successors) is all the served list could take from learning."""
+    from recast.fusion import beam_distribution, mix_scorers
+    from recast.ranker import candidates
+
+    cut = [h[-rec.scorer_history :] for h in histories]
+    transition, text = rec.transition_scores(histories), rec.text_scores(histories)
+    reach = reached(rec.transition, cut, rec.num_items)
+
+    def per_item(own: float, gate: float) -> torch.Tensor:  # the weights as the served path's own floats
+        return torch.where(reach, torch.tensor(own), torch.tensor(gate))
+
+    if rec.ranker is None:
+        own, w_text = rec.fusion.policy_weight, rec.fusion.text_weight if text is not None else 0.0
+        rest = mix_scorers(transition, text, per_item(1.0 - own - w_text, max(0.0, 1.0 - share - w_text)), w_text)
+    else:
+        own = rec.ranker.policy_weight
+        cands = candidates(cut, rec.transition, rec.text, rec.ranker.per_scorer, transition, text)
+        rest = per_item(1.0 - own, 1.0 - share) * rec.ranker.probabilities(cands, rec.num_items)
+    dist = beam_distribution(beams.items, beams.scores, rec.fusion.temperature)
+    fused = rest + per_item(own, share) * torch.zeros_like(rest).scatter_add(1, beams.items.clamp(min=0), dist)
+    order = torch.argsort(-fused, dim=1, stable=True)[:, :k]
+    return [list(zip(o, v, strict=True)) for o, v in zip(order.tolist(), fused.gather(1, order).tolist(), strict=True)]
+
+
+def reached(transition, histories: list[list[int]], num_items: int) -> torch.Tensor:
+    """(B, N) bool: the items a counted pair leads to from any item of each history."""
+    out = torch.zeros(len(histories), num_items, dtype=torch.bool)
+    for row, history in enumerate(histories):
+        for item in history:
+            out[row, transition.next_items[transition.offsets[item] : transition.offsets[item + 1]]] = True
+    return out
 
 
 def with_policy_weight(rec, weight: float):
@@ -206,9 +293,20 @@ def report(runs: dict[int, dict]) -> dict:
 
     def kinds(run: dict) -> dict[str, dict]:
         cold, warm = run["rows"]["cold"], run["rows"]["warm"]
-        pick = lambda xs: [x for x, b in zip(xs, cold["bought"], strict=True) if b]  # noqa: E731
-        earlier = {view: {a: pick(r) for a, r in cold[view].items()} for view in VIEWS}
-        return dict(zip(KINDS, ({v: cold[v] for v in VIEWS}, earlier, {v: warm[v] for v in VIEWS}), strict=True))
+        reach = cold["reached"]
+
+        def pick(keep: list[bool]) -> dict:
+            return {view: {a: [x for x, k in zip(r, keep, strict=True) if k] for a, r in cold[view].items()}
+                    for view in VIEWS}  # fmt: skip
+
+        bought = cold["bought"]
+        parts = [pick([True] * len(bought)), pick(bought), pick([b and r for b, r in zip(bought, reach, strict=True)]),
+                 pick([b and not r for b, r in zip(bought, reach, strict=True)]), {v: warm[v] for v in VIEWS}]
+        mixed = run["rows"].get("mixed")  # ranks saved before the mixed rows were ranked lack them
+        if mixed:
+            parts += [{v: mixed[v] for v in VIEWS},
+                      {v: {a: cold[v][a] + warm[v][a] + mixed[v][a] for a in cold[v]} for v in VIEWS}]  # fmt: skip
+        return dict(zip(KINDS, parts, strict=False))
 
     def figures(parts: list[dict]) -> dict:
         """``parts``: one seed's rows, or every seed's (then resampled by seed)."""
@@ -227,8 +325,18 @@ def report(runs: dict[int, dict]) -> dict:
         return out
 
     per_seed = {seed: {k: figures([v]) for k, v in kinds(run).items()} for seed, run in runs.items()}
-    pooled = {k: figures([kinds(run)[k] for run in runs.values()]) for k in KINDS}
+    shared = [k for k in KINDS if all(k in kinds(run) for run in runs.values())]
+    pooled = {k: figures([kinds(run)[k] for run in runs.values()]) for k in shared}
     return {"seeds": per_seed, "pooled": pooled, "nights": {s: r["nights"] for s, r in runs.items()}}
+
+
+def merge(run: dict, other: dict, label: str) -> None:
+    """``other``'s rankings added to ``run``'s as ``ARM [label]``: the same seed's rows under another setting."""
+    for kind, rows in run["rows"].items():
+        if other["rows"][kind]["day"] != rows["day"]:
+            raise SystemExit(f"{label}: its {kind} rows are not this run's (another --days or data?)")
+        for view in VIEWS:
+            rows[view].update({f"{a} [{label}]": r for a, r in other["rows"][kind][view].items()})
 
 
 def table(result: dict, view: str, seeds: bool = True) -> str:
@@ -267,20 +375,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", default="counts,learned", help=f"comma-separated, from {ARMS}; off always runs")
     parser.add_argument("--policy-weights", default="", help="comma-separated shares of the served list to give "
                         "the policy besides the ranker's own (ranked as ARM@SHARE; e.g. 0.4,0.6)")
+    parser.add_argument("--gates", default="", help="comma-separated shares of the served list to give the policy "
+                        "on the items the arm's counts do not reach from the history (ranked as ARM~SHARE)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the nights' learner.refresh.config.RefreshConfig (e.g. "
                         "sft_epochs=4); the runs are saved under a name holding them")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--compare", metavar="LABEL", help="also pool the arms of another label's saved ranks on the "
+                        "same seeds (as 'ARM [LABEL]'), each against this label's reference arms (e.g. --set "
+                        "added_mark_until=1 --compare 4d: the refresh's mark kept to 20 counts against 1)")
     parser.add_argument("--pooled", action="store_true", help="print the pooled lines only")
     parser.add_argument("--pool-only", action="store_true", help="train and score nothing: pool the seeds' saved "
                         "ranks (OUT/seed-N/ranks-LABEL.json, e.g. from runs of a few seeds each, side by side)")
     args = parser.parse_args(argv)
     arms = ["off", *(a for a in args.arms.split(",") if a != "off")]
     weights = [float(w) for w in args.policy_weights.split(",") if w]
+    gates = [float(g) for g in args.gates.split(",") if g]
     if args.days < 2 or not set(arms) <= set(ARMS):
         parser.error(f"--days must be >= 2 and --arms drawn from {ARMS}")
-
-    import torch
 
     from ops.experiments.coldstart import prepare
     from ops.experiments.policy import _value
@@ -296,9 +408,17 @@ def main(argv: list[str] | None = None) -> None:
         if not args.pool_only:
             held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
             run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights,
-                          refresh, out / f"rl-{label}")  # fmt: skip
+                          refresh, out / f"rl-{label}", gates)  # fmt: skip
             (out / name).write_text(json.dumps(run))
         runs[seed] = json.loads((out / name).read_text())
+        if "reached" not in runs[seed]["rows"]["cold"]:  # saved before the flags were: they read the data alone
+            held_items, held_users, _, config = prepare(args.data, out, seed, args.preset, args.epochs)
+            by_day = days_of(args.data, held_users, args.days, seed)
+            runs[seed]["rows"]["cold"]["reached"] = reach_flags(by_day, held_items, config.max_history)
+    if args.compare:
+        for seed, run in runs.items():
+            merge(run, json.loads((args.out / f"seed-{seed}" / f"ranks-{args.compare}.json").read_text()), args.compare)
+        label += f"-vs-{args.compare}"
     result = report(runs)
     (args.out / f"result-{label}.json").write_text(json.dumps(result, indent=1) + "\n")
     print("\n\n".join(f"{title}:\n{table(result, view, not args.pooled)}"
