@@ -105,8 +105,7 @@ class TransitionModel:
         targets = targets + PopularityModel.fit(sequences, num_items).counts
         counted = self._from_counts(pairs, targets, num_items, self.decay)
         if self.added is not None:
-            items = torch.arange(num_items)
-            few = ~counted.has_counts(items) if mark_until <= 1.0 else targets < mark_until - 1e-6
+            few = ~counted.has_counts(torch.arange(num_items)) if mark_until <= 1.0 else targets < mark_until - 1e-6
             still = self.added & few
             counted = replace(counted, added=still if bool(still.any()) else None)
         if self.borrowers is None:

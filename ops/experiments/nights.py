@@ -324,9 +324,10 @@ def report(runs: dict[int, dict]) -> dict:
                          for a, r in pooled.items()}  # fmt: skip
         return out
 
-    per_seed = {seed: {k: figures([v]) for k, v in kinds(run).items()} for seed, run in runs.items()}
-    shared = [k for k in KINDS if all(k in kinds(run) for run in runs.values())]
-    pooled = {k: figures([kinds(run)[k] for run in runs.values()]) for k in shared}
+    parts = {seed: kinds(run) for seed, run in runs.items()}
+    per_seed = {seed: {k: figures([v]) for k, v in part.items()} for seed, part in parts.items()}
+    shared = [k for k in KINDS if all(k in part for part in parts.values())]  # older runs lack the mixed rows
+    pooled = {k: figures([part[k] for part in parts.values()]) for k in shared}
     return {"seeds": per_seed, "pooled": pooled, "nights": {s: r["nights"] for s, r in runs.items()}}
 
 
