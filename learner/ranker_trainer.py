@@ -50,6 +50,25 @@ def hidden_items(num_items: int, share: float, seed: int, fold: int) -> torch.Te
     return torch.randperm(num_items, generator=generator)[: round(share * num_items)]
 
 
+def added_online(counts: TransitionModel, config: RankerConfig, fold: int) -> TransitionModel:
+    """A fold's counts with ``config.new_share`` of the items hidden and ``config.young_share`` more thinned to a
+    few counts, all marked added: what a served model holds of items added online, before anyone bought them and
+    after a few did. The hidden items are the same with or without a young share."""
+    if config.new_share == 0 and config.young_share == 0:
+        return counts
+    num_items = counts.popularity.shape[0]
+    chosen = hidden_items(num_items, config.new_share + config.young_share, config.seed, fold)
+    hidden = round(config.new_share * num_items)
+    if hidden:
+        counts = counts.forgetting(chosen[:hidden])
+    young = chosen[hidden:]
+    if young.numel():
+        generator = torch.Generator().manual_seed(config.seed * 1_000 + fold)
+        keep = torch.randint(1, config.young_until, (young.numel(),), generator=generator)
+        counts = counts.thinning(young, keep, config.seed * 1_000 + fold)
+    return counts
+
+
 def fit_served_ranker(
     rows: Sequence[Interaction],
     position: dict[str, int],
@@ -86,9 +105,8 @@ def out_of_fold(
             outside = [r for r, f in zip(rows, folds) if f != fold]
             if not inside:
                 continue
-            counts = TransitionModel.fit(build_sequences(outside, position, source_history), num_items)
-            if config.new_share > 0:
-                counts = counts.forgetting(hidden_items(num_items, config.new_share, config.seed, fold))
+            counts = added_online(TransitionModel.fit(build_sequences(outside, position, source_history), num_items),
+                                  config, fold)  # fmt: skip
             for start in range(0, len(inside), CHUNK):
                 chunk = inside[start : start + CHUNK]
                 histories = [[position[i] for i in r.history][-scorer_history:] for r in chunk]

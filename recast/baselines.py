@@ -13,6 +13,8 @@ a checkpoint, so the service can fuse the same scores it was evaluated with.
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -184,6 +186,44 @@ class TransitionModel:
         kept = {(s, d): w for (s, d), w in pairs.items() if s not in hidden and d not in hidden}
         forgot = self._from_counts(kept, targets.masked_fill(gone, 0.0), num_items, self.decay)
         return replace(forgot, added=gone | self.added_items())
+
+    def thinning(self, items: torch.Tensor, keep: torch.Tensor, seed: int = 0) -> TransitionModel:
+        """This model as if ``items`` had been added after the counts were made and counted ``keep`` times each
+        since (at most what they had): each keeps that many of its counted arrivals and as many of its departures,
+        drawn at random in proportion to their counts, and is marked ``added``. ``learner.ranker_trainer`` thins a
+        share of the items this way, so the ranker learns how an item added online reads once a refresh has
+        counted it a few times and kept its mark (``RefreshConfig.added_mark_until``).
+
+        >>> from recast.windows import Sequence as S
+        >>> m = TransitionModel.fit([S("u", (0, 1, 2), (1.0, 1.0, 1.0)), S("v", (0, 1), (1.0, 1.0))], 3)
+        >>> t = m.thinning(torch.tensor([1]), torch.tensor([1]))
+        >>> [round(x, 3) for x in t._counts("")[0].values()], t.added_items().tolist()
+        ([1.0, 1.0], [False, True, False])
+        """
+        if self.borrowers is not None and self.borrowers.numel():
+            raise ValueError("thinning is for counted models; this one has borrowed transitions")
+        pairs, targets = self._counts("thin items")
+        rng = random.Random(seed)
+        ends: dict[int, tuple[list, list]] = {i: ([], []) for i in items.tolist()}  # its arrivals, its departures
+        for key in pairs:
+            for side, item in enumerate((key[1], key[0])):
+                if item in ends:
+                    ends[item][side].append(key)
+        for item, k in zip(items.tolist(), keep.tolist(), strict=True):
+            for listed in ends[item]:
+                edges = sorted(key for key in listed if key in pairs)  # a pair of two thinned items may be gone
+                units = [key for key in edges for _ in range(round(pairs[key]))]
+                chosen = Counter(rng.sample(units, min(k, len(units))))
+                for key in edges:
+                    if chosen[key]:
+                        pairs[key] = float(chosen[key])
+                    else:
+                        del pairs[key]
+            targets[item] = min(float(targets[item]), float(k))
+        thinned = self._from_counts(pairs, targets, self.popularity.shape[0], self.decay)
+        marked = self.added_items().clone()
+        marked[items] = True
+        return replace(thinned, added=marked)
 
     def _counts(self, doing: str) -> tuple[dict[tuple[int, int], float], torch.Tensor]:
         """The raw counts behind the model: (weight per counted (item, next item) pair, counted targets per item),

@@ -65,6 +65,11 @@ class RankerConfig:
     # learns that an uncounted item is rarely next (BENCHMARKS.md, issue 16). Recipes set it
     # (recast.sft.SFTConfig.ranker_new_share).
     new_share: float = 0.0
+    # A further share each fold thins to a few counts (1 to young_until - 1 each) and marks added
+    # (TransitionModel.thinning): items added online that a refresh has counted a few times and kept marked
+    # (RefreshConfig.added_mark_until). 0: the ranker never sees a marked item with counts.
+    young_share: float = 0.0
+    young_until: int = 20
     seed: int = 0
     # The policy's share of the served list, blended after the ranker (recast.fusion.fuse_ranked). On the tuning
     # users 0, 0.1 and 0.2 tied (within one row in 580) and 0.4 lost; 0.2 keeps what the learner changes in
@@ -81,6 +86,9 @@ class RankerConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.new_share < 1.0:
             raise ValueError(f"new_share must be in [0, 1), got {self.new_share}")
+        if not 0.0 <= self.young_share < 1.0 - self.new_share or self.young_until < 2:
+            raise ValueError(f"young_share must be in [0, 1 - new_share) and young_until >= 2, got "
+                             f"{self.young_share} and {self.young_until}")  # fmt: skip
         if not 0.0 <= self.policy_weight <= 1.0:
             raise ValueError(f"policy_weight must be in [0, 1], got {self.policy_weight}")
 

@@ -115,11 +115,12 @@ def logged_lists(ckpt, grown, rows: list, beam_width: int) -> list:
 
 def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], seed: int, beam_width: int,
             days: int, arms: list[str], weights: list[float], refresh: dict, work: Path,
-            gates: list[float] = ()) -> dict:  # fmt: skip
+            gates: list[float] = (), ranker=None) -> dict:  # fmt: skip
     """Per-row ranks of every day after the first, under every arm (module doc); ``weights``: the policy's shares
     of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``gates``: the policy's
     shares of the items the arm's counts do not reach, each as ``arm~share`` (:func:`gated`); ``refresh``: the
-    ``RefreshConfig`` fields the nights override; ``work``: where the RL arms' nights write their repairs."""
+    ``RefreshConfig`` fields the nights override; ``work``: where the RL arms' nights write their repairs;
+    ``ranker``: a learned ranker to serve in place of the checkpoint's own (:func:`refit_ranker`)."""
     from learner.refresh.learn import sequences
     from ops.experiments.coldstart import add_online, partition
     from recast.checkpoint import load_checkpoint
@@ -128,6 +129,7 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     from recast.sids.served import ServedCoder
 
     base_ckpt = load_checkpoint(out / "ckpt")
+    base_ckpt = base_ckpt if ranker is None else replace(base_ckpt, ranker=ranker)
     base = load_catalog(out / "base")
     entries = load_item_entries(data)
     coder = ServedCoder.from_catalog(base, entries, known_tokens=base_ckpt.tokenizer.vocab)
@@ -176,6 +178,20 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
         done["new_items_bought_so_far"] = len(bought)
         result["nights"].append(done)
     return result
+
+
+def refit_ranker(out: Path, config, overrides: dict):
+    """The base checkpoint's learned ranker refitted on the base's rows as ``train_sft`` fits it, with
+    ``RankerConfig`` fields ``overrides`` (the policy, taught by the checkpoint's own ranker, is kept)."""
+    from learner.ranker_trainer import fit_served_ranker
+    from learner.sft_trainer import ranker_config, scorer_source
+    from recast.checkpoint import load_checkpoint
+    from recast.dataset import load_catalog, load_interactions
+
+    base = load_catalog(out / "base")
+    rows = load_interactions(out / "base" / "valid.csv", base)
+    return fit_served_ranker(rows, base.index, load_checkpoint(out / "ckpt").text,
+                             replace(ranker_config(config), **overrides), scorer_source(config))  # fmt: skip
 
 
 def days_of(data: Path, held_users: set[str], days: int, seed: int) -> list[list]:
@@ -381,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a field of the nights' learner.refresh.config.RefreshConfig (e.g. "
                         "sft_epochs=4); the runs are saved under a name holding them")
+    parser.add_argument("--ranker", action="append", default=[], metavar="FIELD=VALUE",
+                        help="serve a learned ranker refitted on the base's rows with this recast.ranker.RankerConfig "
+                        "field changed (e.g. young_share=0.1), in place of the checkpoint's own")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--compare", metavar="LABEL", help="also pool the arms of another label's saved ranks on the "
                         "same seeds (as 'ARM [LABEL]'), each against this label's reference arms (e.g. --set "
@@ -402,14 +421,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(int(os.environ.get("RECAST_TORCH_THREADS", "2")))
     runs = {}
     refresh = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    label = f"{args.days}d" + "".join(f"-{item}" for item in sorted(args.set))
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in args.ranker)}
+    label = (f"{args.days}d" + "".join(f"-{item}" for item in sorted(args.set))
+             + "".join(f"-ranker-{item}" for item in sorted(args.ranker)))  # fmt: skip
     name = f"ranks-{label}.json"
     for seed in (int(s) for s in args.seeds.split(",")):
         out = args.out / f"seed-{seed}"
         if not args.pool_only:
-            held_items, held_users, _, _ = prepare(args.data, out, seed, args.preset, args.epochs)
+            held_items, held_users, _, config = prepare(args.data, out, seed, args.preset, args.epochs)
+            ranker = refit_ranker(out, config, overrides) if args.ranker else None
             run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights,
-                          refresh, out / f"rl-{label}", gates)  # fmt: skip
+                          refresh, out / f"rl-{label}", gates, ranker)  # fmt: skip
             (out / name).write_text(json.dumps(run))
         runs[seed] = json.loads((out / name).read_text())
         if "reached" not in runs[seed]["rows"]["cold"]:  # saved before the flags were: they read the data alone

@@ -70,6 +70,23 @@ def test_each_fold_hides_a_share_of_the_items_as_added():
     assert plain[:, :, FEATURES.index("added since the counts were made")].sum() == 0
 
 
+def test_a_young_share_thins_more_items_and_leaves_the_hidden_ones_as_they_were():
+    from learner.ranker_trainer import added_online
+    from recast.baselines import TransitionModel
+    from recast.windows import Sequence
+
+    counts = TransitionModel.fit([Sequence(u, tuple(range(10)), (1.0,) * 10) for u in "abcd"], num_items=10)
+    config = RankerConfig(new_share=0.2, seed=1)
+    hidden = added_online(counts, config, fold=0)
+    both = added_online(counts, replace(config, young_share=0.3, young_until=3), fold=0)
+    gone = ~hidden.has_counts(torch.arange(10))
+    assert gone.sum() == 2 and torch.equal(gone, ~both.has_counts(torch.arange(10)))  # the same two hidden
+    young = both.added_items() & ~gone
+    assert young.sum() == 3 and both.popularity[young].gt(0).all()  # three more marked, each with counts left
+    assert (both.popularity * both.target_total)[young].max() <= 2  # at most young_until - 1 each
+    assert added_online(counts, RankerConfig(), fold=0) is counts
+
+
 def test_a_recipe_names_its_rankers_share_of_items_hidden_as_added():
     assert ranker_config(SFTConfig(ranker=True, ranker_new_share=0.1, seed=3)) == RankerConfig(seed=3, new_share=0.1)
     assert ranker_config(preset("default")).new_share > 0  # the served ranker has seen items bought before counts

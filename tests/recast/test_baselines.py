@@ -106,6 +106,22 @@ def test_forgetting_hides_items_as_if_added_and_renormalises_the_rest():
         borrowed_model().forgetting(torch.tensor([1]))
 
 
+def test_thinning_keeps_a_few_counts_of_an_item_and_marks_it_added():
+    # Item 1 arrives from 0 four times and leaves for 2 (three times) and 3 (once); item 4 never appears.
+    seqs = [Sequence(u, (0, 1, 2), (1.0, 1.0, 1.0)) for u in "abc"] + [Sequence("d", (0, 1, 3), (1.0, 1.0, 1.0))]
+    model = TransitionModel.fit(seqs, num_items=5)
+    thin = model.thinning(torch.tensor([1, 4]), torch.tensor([2, 3]), seed=0)
+    pairs, targets = thin._counts("")
+    assert pairs[(0, 1)] == 2.0  # two of its four arrivals
+    assert sum(w for (s, _), w in pairs.items() if s == 1) == 2.0  # and two departures, drawn from its four
+    assert targets[1] == 2.0 and targets[4] == 0.0  # at most what it had
+    assert thin.added_items().tolist() == [False, True, False, False, True]
+    assert thin.has_counts(torch.tensor([1])).item()  # unlike forgetting, the item keeps counts
+    assert model.thinning(torch.tensor([1]), torch.tensor([9]))._counts("")[0] == model._counts("")[0]  # all it had
+    again = model.thinning(torch.tensor([1, 4]), torch.tensor([2, 3]), seed=0)
+    assert torch.equal(again.next_probs, thin.next_probs)  # seeded
+
+
 def borrowed_model() -> TransitionModel:
     """Counted: 0->1 (1), 1->2 (2), 1->3 (1); items 4 and 5 are added, 4 borrowing half of item 2's transitions."""
     return TransitionModel.fit(SEQS, num_items=5).extended(6).borrowing(
