@@ -67,7 +67,9 @@ class RankerConfig:
     new_share: float = 0.0
     # A further share each fold thins to a few counts (1 to young_until - 1 each) and marks added
     # (TransitionModel.thinning): items added online that a refresh has counted a few times and kept marked
-    # (RefreshConfig.added_mark_until). 0: the ranker never sees a marked item with counts.
+    # (RefreshConfig.added_mark_until). 0: the ranker never sees a marked item with counts. At 0.1 it was level
+    # with 0 over every row, handing back to the old targets what the kept mark gives the new ones (BENCHMARKS.md,
+    # issue 15, fifteenth round), so no recipe sets it.
     young_share: float = 0.0
     young_until: int = 20
     seed: int = 0
