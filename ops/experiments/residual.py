@@ -29,21 +29,28 @@ from ops.experiments.policy import Paths
 CHUNK = 8  # rows scored at once: each is (anchors x candidates) sequences
 
 
+def item_trie(ckpt):
+    """``ckpt``'s item trie and every item's path in it, what :func:`product_scores` reads (built once a run)."""
+    from recast.sft import item_paths
+    from recast.trie import ItemTrie
+
+    trie = ItemTrie.build(ckpt.codes, len(ckpt.tokenizer))
+    return trie, item_paths(trie, ckpt.codes)
+
+
 def product_scores(ckpt, histories: list[list[int]], cand_items, ranker_probs, beta: float, floor: float, top_k: int,
-                   sharpness: float):  # fmt: skip
+                   sharpness: float, trie=None):  # fmt: skip
     """(B, C) log-probabilities of each row's candidates (-inf on padding) under the policy times the ranker
-    (module doc). ``ranker_probs`` (B, N): the ranker's probabilities for the rows."""
+    (module doc). ``ranker_probs`` (B, N): the ranker's probabilities for the rows; ``trie``: ``item_trie(ckpt)``
+    where the caller has it."""
     import torch
 
     from recast.anchors import anchor_histories
     from recast.beam import constrained_log_softmax
     from recast.distill import soft_targets, top_k_distribution
-    from recast.sft import item_paths
-    from recast.trie import ItemTrie
 
     codes, tokenizer, model = ckpt.codes, ckpt.tokenizer, ckpt.model.eval()
-    trie = ItemTrie.build(codes, len(tokenizer))
-    paths = item_paths(trie, codes)
+    trie, paths = trie or item_trie(ckpt)
     B, C = cand_items.shape
     L, V = codes.shape[1], len(tokenizer)
     items = cand_items.clamp(min=0)
@@ -92,13 +99,13 @@ def score(paths: Paths, label: str, against: str, seeds: list[int], beta: float 
         b = config.get("residual", 0.0) if beta is None else beta
         rows = load_interactions(fold_files(paths, fold, blend.SCOPE)[1], catalog)
         histories = [[catalog.index[i] for i in r.history] for r in rows]
-        ranks = []
+        ranks, trie = [], item_trie(ckpt)
         for start in range(0, len(rows), CHUNK):
             part = slice(start, start + CHUNK)
             cands = Candidates(d["cand_items"][part], d["features"][part])
             probs = saved.probabilities(cands, len(catalog))
             got = product_scores(ckpt, histories[part], cands.items, probs, b, config.get("residual_floor", 1e-3),
-                                 config["teacher_top_k"], config["teacher_sharpness"])  # fmt: skip
+                                 config["teacher_top_k"], config["teacher_sharpness"], trie)  # fmt: skip
             order = got.argsort(dim=1, descending=True, stable=True)
             for t, row_items, row_scores in zip(d["targets"][part], cands.items.gather(1, order),
                                                 got.gather(1, order), strict=True):  # fmt: skip

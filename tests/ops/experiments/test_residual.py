@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ops.experiments.residual import product_scores
+from ops.experiments.residual import item_trie, product_scores
 
 
 def test_the_product_is_the_policys_score_at_power_0_and_the_rankers_order_at_a_large_one(tiny_checkpoint):
@@ -21,5 +21,7 @@ def test_the_product_is_the_policys_score_at_power_0_and_the_rankers_order_at_a_
     assert torch.allclose(own, beams.scores, atol=1e-4)  # the renormalised log-probabilities beam search scores
     led = product_scores(ckpt, histories, beams.items, ranker, beta=20.0, floor=1e-3, top_k=20, sharpness=1.0)
     assert led.argmax(dim=1).tolist() == [7, 7, 7]
+    built = item_trie(ckpt)  # built once a run by the caller: the same scores
+    assert torch.equal(product_scores(ckpt, histories, beams.items, ranker, 20.0, 1e-3, 20, 1.0, built), led)
     padded = torch.cat([beams.items[:, :2], torch.full((3, 1), -1)], dim=1)
     assert product_scores(ckpt, histories, padded, ranker, 1.0, 1e-3, 20, 1.0)[:, 2].isinf().all()
