@@ -348,26 +348,33 @@ def prepare(
     return held_items, held_users, made, config
 
 
-def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbours: list[int],
-             imputes: list[float], shares: list[float | None]) -> dict:  # fmt: skip
-    """One seed: its split and base data set, its trained policy (kept under ``--out/seed-N/ckpt`` and reused by
-    a rerun), and its per-row ranks (``--out/seed-N/ranks.json``)."""
+def refit_rankers(out: Path, config: SFTConfig, overrides: list[dict]) -> list:
+    """The seed's learned ranker refitted on its base's rows as ``train_sft`` fits the checkpoint's own, once per
+    ``overrides`` (``RankerConfig`` fields changed); the policy, taught by the checkpoint's own, is kept."""
     from learner.ranker_trainer import fit_served_ranker
     from learner.sft_trainer import ranker_config, scorer_source
     from recast.checkpoint import load_checkpoint
     from recast.dataset import load_catalog, load_interactions
 
+    if not overrides:
+        return []
+    base = load_catalog(out / "base")
+    rows, text = load_interactions(out / "base" / "valid.csv", base), load_checkpoint(out / "ckpt").text
+    return [fit_served_ranker(rows, base.index, text, replace(ranker_config(config), **changed), scorer_source(config))
+            for changed in overrides]  # fmt: skip
+
+
+def run_seed(args, seed: int, schemes: list[str], factors: list[float], neighbours: list[int],
+             imputes: list[float], shares: list[float | None]) -> dict:  # fmt: skip
+    """One seed: its split and base data set, its trained policy (kept under ``--out/seed-N/ckpt`` and reused by
+    a rerun), and its per-row ranks (``--out/seed-N/ranks.json``)."""
     out = args.out / f"seed-{seed}"
     held_items, held_users, made, config = prepare(args.data, out, seed, args.preset, args.epochs, args.item_share,
                                                    args.user_share, args.max_train_rows)  # fmt: skip
     ckpt = out / "ckpt"
     rankers: dict[float | None, object] = {None: None} if None in shares else {}
-    if rankers.keys() != set(shares):  # refitted on the base's rows, as train_sft fits the checkpoint's own
-        base = load_catalog(out / "base")
-        rows, text = load_interactions(out / "base" / "valid.csv", base), load_checkpoint(ckpt).text
-        for share in (s for s in shares if s is not None):
-            rankers[share] = fit_served_ranker(rows, base.index, text, replace(ranker_config(config), new_share=share),
-                                               scorer_source(config))  # fmt: skip
+    refit = [s for s in shares if s is not None]
+    rankers.update(zip(refit, refit_rankers(out, config, [{"new_share": s} for s in refit]), strict=True))
     figures = {"base": made, **evaluate(args.data, ckpt, held_items, held_users, args.beam_width, schemes, factors,
                                         neighbours, imputes, rankers)}  # fmt: skip
     (out / "ranks.json").write_text(json.dumps(figures))

@@ -120,7 +120,7 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
     of the served list to rank at besides the checkpoint's own, each as ``arm@weight``; ``gates``: the policy's
     shares of the items the arm's counts do not reach, each as ``arm~share`` (:func:`gated`); ``refresh``: the
     ``RefreshConfig`` fields the nights override; ``work``: where the RL arms' nights write their repairs;
-    ``ranker``: a learned ranker to serve in place of the checkpoint's own (:func:`refit_ranker`)."""
+    ``ranker``: a learned ranker to serve in place of the checkpoint's own (``coldstart.refit_rankers``)."""
     from learner.refresh.learn import sequences
     from ops.experiments.coldstart import add_online, partition
     from recast.checkpoint import load_checkpoint
@@ -178,20 +178,6 @@ def measure(data: Path, out: Path, held_items: set[str], held_users: set[str], s
         done["new_items_bought_so_far"] = len(bought)
         result["nights"].append(done)
     return result
-
-
-def refit_ranker(out: Path, config, overrides: dict):
-    """The base checkpoint's learned ranker refitted on the base's rows as ``train_sft`` fits it, with
-    ``RankerConfig`` fields ``overrides`` (the policy, taught by the checkpoint's own ranker, is kept)."""
-    from learner.ranker_trainer import fit_served_ranker
-    from learner.sft_trainer import ranker_config, scorer_source
-    from recast.checkpoint import load_checkpoint
-    from recast.dataset import load_catalog, load_interactions
-
-    base = load_catalog(out / "base")
-    rows = load_interactions(out / "base" / "valid.csv", base)
-    return fit_served_ranker(rows, base.index, load_checkpoint(out / "ckpt").text,
-                             replace(ranker_config(config), **overrides), scorer_source(config))  # fmt: skip
 
 
 def days_of(data: Path, held_users: set[str], days: int, seed: int) -> list[list]:
@@ -414,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.days < 2 or not set(arms) <= set(ARMS):
         parser.error(f"--days must be >= 2 and --arms drawn from {ARMS}")
 
-    from ops.experiments.coldstart import prepare
+    from ops.experiments.coldstart import prepare, refit_rankers
     from ops.experiments.policy import _value
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -429,7 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         out = args.out / f"seed-{seed}"
         if not args.pool_only:
             held_items, held_users, _, config = prepare(args.data, out, seed, args.preset, args.epochs)
-            ranker = refit_ranker(out, config, overrides) if args.ranker else None
+            ranker = refit_rankers(out, config, [overrides])[0] if args.ranker else None
             run = measure(args.data, out, held_items, held_users, seed, args.beam_width, args.days, arms, weights,
                           refresh, out / f"rl-{label}", gates, ranker)  # fmt: skip
             (out / name).write_text(json.dumps(run))
